@@ -1,0 +1,450 @@
+/* gridrun: the command.  `run` is the MPI program; the other subcommands
+ * work on files and never start MPI. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mpi.h>
+
+#include "src/common/error.h"
+#include "src/common/log.h"
+#include "src/common/units.h"
+#include "src/exec/exec.h"
+#include "src/runtime/outlog.h"
+#include "src/runtime/runtime.h"
+#include "src/spec/spec.h"
+#include "src/topo/topo.h"
+
+static const char *usage_text =
+    "usage: gridrun COMMAND [OPTIONS] ...\n"
+    "\n"
+    "Commands:\n"
+    "  run SPEC        run a job (start it with mpirun -n N; rank 0 is the master)\n"
+    "  validate SPEC   check a job spec and show the tasks it expands to\n"
+    "  output RUN TASK print the output of a task (name like sim[3], or its key)\n"
+    "  help            show this text\n"
+    "  version         show the version\n"
+    "\n"
+    "run options:\n"
+    "  -d, --run-dir DIR        where the run keeps its state and output\n"
+    "                           (default ./gridrun-NAME-YYYYmmdd-HHMMSS, mode 0700)\n"
+    "      --cpus-per-worker N  cpus each worker offers (default: the node's\n"
+    "                           cpus shared among its workers)\n"
+    "      --gpus-per-worker N  gpus each worker offers (default 0)\n"
+    "      --mem-per-worker SZ  memory each worker offers (default: node share)\n"
+    "      --prefetch-window T  seconds of work a worker keeps queued (default 0.05)\n"
+    "      --max-prefetch N     most tasks a worker keeps queued (default 4096)\n"
+    "      --output-cap SZ      output kept per task and stream (default 64M)\n"
+    "      --seed N             seed for retry jitter (default: time)\n"
+    "  -q, --quiet              no summary on stdout\n"
+    "  -v, --verbose            more log output (repeat for more)\n"
+    "\n"
+    "validate options:\n"
+    "  -n, --show N             how many tasks to show (default 5)\n"
+    "      --cpus-per-worker N, --gpus-per-worker N, --mem-per-worker SZ\n"
+    "                           also check that every task fits such a worker\n"
+    "\n"
+    "output options:\n"
+    "  -e, --stderr             print stderr instead of stdout\n"
+    "  -a, --attempt N          the output of attempt N (default: the last)\n"
+    "\n"
+    "Environment: GRIDRUN_LOG=error|warn|info|debug|trace, GRIDRUN_RUN_DIR,\n"
+    "GRIDRUN_CPUS_PER_WORKER, GRIDRUN_GPUS_PER_WORKER (options override them).\n"
+    "Exit codes: 0 all tasks succeeded, 1 some failed, 2 usage or spec error,\n"
+    "70 internal error, 75 drained (resumable).  See gridrun(1).\n";
+
+static void usage (FILE *f)
+{
+    fputs (usage_text, f);
+}
+
+static int usage_error (const char *fmt, const char *arg)
+{
+    fprintf (stderr, "gridrun: ");
+    fprintf (stderr, fmt, arg);
+    fprintf (stderr, "\nRun 'gridrun help' for usage.\n");
+    return GR_EXIT_USAGE;
+}
+
+enum {
+    OPT_CPUS = 1000,
+    OPT_GPUS,
+    OPT_MEM,
+    OPT_PREFETCH,
+    OPT_MAXPF,
+    OPT_OUTCAP,
+    OPT_SEED,
+};
+
+static int parse_u32 (const char *s, const char *what, uint32_t *out)
+{
+    uint64_t v;
+    if (gr_parse_u64 (s, &v) < 0 || v > UINT32_MAX) {
+        fprintf (stderr, "gridrun: %s '%s' is not a whole number\n", what, s);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_sz (const char *s, const char *what, uint64_t *out)
+{
+    if (gr_parse_size (s, out) < 0) {
+        fprintf (stderr, "gridrun: %s '%s' is not a size (like 512M or 4G)\n", what, s);
+        return -1;
+    }
+    return 0;
+}
+
+/* Options shared by run and validate; returns 1 if handled, -1 on error. */
+static int worker_opt (int c, const char *arg, gr_run_opts_t *o)
+{
+    switch (c) {
+        case OPT_CPUS:
+            if (parse_u32 (arg, "--cpus-per-worker", &o->cpus_per_worker) < 0)
+                return -1;
+            if (o->cpus_per_worker == 0) {
+                fprintf (stderr, "gridrun: --cpus-per-worker must be at least 1\n");
+                return -1;
+            }
+            return 1;
+        case OPT_GPUS:
+            return parse_u32 (arg, "--gpus-per-worker", &o->gpus_per_worker) < 0 ? -1 : 1;
+        case OPT_MEM:
+            return parse_sz (arg, "--mem-per-worker", &o->mem_per_worker) < 0 ? -1 : 1;
+    }
+    return 0;
+}
+
+static int env_defaults (gr_run_opts_t *o)
+{
+    const char *s;
+    if ((s = getenv ("GRIDRUN_RUN_DIR")) && *s)
+        o->run_dir = s;
+    if ((s = getenv ("GRIDRUN_CPUS_PER_WORKER")) && *s
+        && worker_opt (OPT_CPUS, s, o) < 0)
+        return -1;
+    if ((s = getenv ("GRIDRUN_GPUS_PER_WORKER")) && *s
+        && worker_opt (OPT_GPUS, s, o) < 0)
+        return -1;
+    return 0;
+}
+
+static const struct option run_longopts[] = {
+    {"run-dir", required_argument, NULL, 'd'},
+    {"cpus-per-worker", required_argument, NULL, OPT_CPUS},
+    {"gpus-per-worker", required_argument, NULL, OPT_GPUS},
+    {"mem-per-worker", required_argument, NULL, OPT_MEM},
+    {"prefetch-window", required_argument, NULL, OPT_PREFETCH},
+    {"max-prefetch", required_argument, NULL, OPT_MAXPF},
+    {"output-cap", required_argument, NULL, OPT_OUTCAP},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int cmd_run (int argc, char **argv)
+{
+    gr_run_opts_t o;
+    int c, verbose = 0, rc, provided;
+
+    gr_run_opts_init (&o);
+    if (env_defaults (&o) < 0)
+        return GR_EXIT_USAGE;
+    optind = 1;
+    while ((c = getopt_long (argc, argv, "d:qvh", run_longopts, NULL)) != -1) {
+        int w = worker_opt (c, optarg, &o);
+        if (w < 0)
+            return GR_EXIT_USAGE;
+        if (w > 0)
+            continue;
+        switch (c) {
+            case 'd':
+                o.run_dir = optarg;
+                break;
+            case OPT_PREFETCH:
+                if (gr_parse_duration (optarg, &o.prefetch_window) < 0)
+                    return usage_error ("--prefetch-window '%s' is not a duration", optarg);
+                break;
+            case OPT_MAXPF:
+                if (parse_u32 (optarg, "--max-prefetch", &o.max_prefetch) < 0)
+                    return GR_EXIT_USAGE;
+                if (o.max_prefetch == 0)
+                    o.max_prefetch = 1;
+                break;
+            case OPT_OUTCAP:
+                if (parse_sz (optarg, "--output-cap", &o.output_cap) < 0)
+                    return GR_EXIT_USAGE;
+                break;
+            case OPT_SEED:
+                if (gr_parse_u64 (optarg, &o.seed) < 0)
+                    return usage_error ("--seed '%s' is not a whole number", optarg);
+                break;
+            case 'q':
+                o.quiet = 1;
+                break;
+            case 'v':
+                verbose++;
+                break;
+            case 'h':
+                usage (stdout);
+                return 0;
+            default:
+                return usage_error ("%s", "bad option for 'run'");
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error ("%s", "'run' takes one job spec: gridrun run SPEC");
+    o.spec_path = argv[optind];
+
+    /* SIGCHLD is blocked before MPI starts any thread, so that every thread
+     * inherits the mask and only the worker's wait ever takes it. */
+    if (gr_exec_init_process () < 0) {
+        fprintf (stderr, "gridrun: cannot set up signals: %s\n", strerror (errno));
+        return GR_EXIT_INTERNAL;
+    }
+    if (MPI_Init_thread (&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf (stderr, "gridrun: MPI_Init failed\n");
+        return GR_EXIT_INTERNAL;
+    }
+    int rank;
+    MPI_Comm_rank (MPI_COMM_WORLD, &rank);
+    gr_log_init (rank);
+    if (verbose)
+        gr_log_set_level (verbose == 1 ? GR_LOG_INFO : verbose == 2 ? GR_LOG_DEBUG
+                                                                    : GR_LOG_TRACE);
+    rc = gr_run (&o);
+    MPI_Finalize ();
+    return rc;
+}
+
+static void print_quoted (const char *s)
+{
+    bool plain = *s != '\0';
+    for (const char *p = s; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || strchr ("-_./=:,+@%", *p)))
+            plain = false;
+    }
+    if (plain)
+        fputs (s, stdout);
+    else {
+        char *q = gr_shell_quote (s);
+        fputs (q ? q : "?", stdout);
+        free (q);
+    }
+}
+
+static const struct option validate_longopts[] = {
+    {"show", required_argument, NULL, 'n'},
+    {"cpus-per-worker", required_argument, NULL, OPT_CPUS},
+    {"gpus-per-worker", required_argument, NULL, OPT_GPUS},
+    {"mem-per-worker", required_argument, NULL, OPT_MEM},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int cmd_validate (int argc, char **argv)
+{
+    gr_run_opts_t o;
+    gr_spec_t *spec = NULL;
+    gr_error_t err;
+    gr_expand_t *x = NULL;
+    uint32_t show = 5;
+    int c, rc = GR_EXIT_USAGE;
+
+    gr_run_opts_init (&o);
+    optind = 1;
+    while ((c = getopt_long (argc, argv, "n:h", validate_longopts, NULL)) != -1) {
+        int w = worker_opt (c, optarg, &o);
+        if (w < 0)
+            return GR_EXIT_USAGE;
+        if (w > 0)
+            continue;
+        switch (c) {
+            case 'n':
+                if (parse_u32 (optarg, "--show", &show) < 0)
+                    return GR_EXIT_USAGE;
+                break;
+            case 'h':
+                usage (stdout);
+                return 0;
+            default:
+                return usage_error ("%s", "bad option for 'validate'");
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error ("%s", "'validate' takes one job spec: gridrun validate SPEC");
+    if (gr_spec_load (argv[optind], &spec, &err) < 0) {
+        fprintf (stderr, "gridrun: %s\n", err.text);
+        return GR_EXIT_USAGE;
+    }
+    if (o.cpus_per_worker || o.gpus_per_worker || o.mem_per_worker) {
+        if (gr_spec_check_resources (spec, o.cpus_per_worker ? o.cpus_per_worker : UINT32_MAX,
+                                     o.gpus_per_worker, o.mem_per_worker, &err) < 0) {
+            fprintf (stderr, "gridrun: %s\n", err.text);
+            goto out;
+        }
+    }
+    printf ("%s: job '%s' is valid: %zu task definition%s, %" PRIu64 " task%s\n",
+            argv[optind], spec->name, spec->ntasks, spec->ntasks == 1 ? "" : "s",
+            spec->total, spec->total == 1 ? "" : "s");
+    if (!(x = gr_expand_create ())) {
+        rc = GR_EXIT_INTERNAL;
+        goto out;
+    }
+    uint32_t shown = 0;
+    for (size_t i = 0; i < spec->ntasks && shown < show; i++) {
+        const gr_taskdef_t *d = &spec->tasks[i];
+        printf ("  %s: %" PRIu64 " task%s", d->name, d->count, d->count == 1 ? "" : "s");
+        if (d->nafter) {
+            printf (", after");
+            for (size_t j = 0; j < d->nafter; j++)
+                printf (" %s", spec->tasks[d->after[j]].name);
+        }
+        printf ("\n");
+        for (uint64_t k = 0; k < d->count && shown < show; k++, shown++) {
+            gr_render_ctx_t ctx = {.run_dir = "RUN", .attempt = 1};
+            gr_task_cmd_t cmd;
+            if (gr_expand_select (x, d, k) < 0
+                || gr_expand_render (x, &ctx, &cmd, &err) < 0) {
+                fprintf (stderr, "gridrun: %s: %s\n", argv[optind], err.text);
+                goto out;
+            }
+            const char *ps = gr_expand_params_string (x);
+            printf ("    %016" PRIx64 "  %s%s%s: ", gr_expand_key (x), gr_expand_name (x),
+                    *ps ? "  " : "", ps);
+            if (!cmd.argv)
+                printf ("builtin noop");
+            for (char **a = cmd.argv; a && *a; a++) {
+                print_quoted (*a);
+                if (a[1])
+                    putchar (' ');
+            }
+            putchar ('\n');
+        }
+    }
+    if (shown < spec->total)
+        printf ("  ... %" PRIu64 " more\n", spec->total - shown);
+    if (!(o.cpus_per_worker || o.gpus_per_worker || o.mem_per_worker))
+        printf ("Resources are checked against the workers when the run starts "
+                "(or give --cpus-per-worker/--gpus-per-worker here).\n");
+    rc = 0;
+out:
+    gr_expand_destroy (x);
+    gr_spec_destroy (spec);
+    return rc;
+}
+
+typedef struct out_match {
+    gr_outlog_rec_t best;
+    char name[256];
+    char log[PATH_MAX];
+    int found;
+    uint32_t want_attempt;
+} out_match_t;
+
+static int out_cb (const gr_outlog_rec_t *rec, const char *log_path, void *arg)
+{
+    out_match_t *m = arg;
+    if (m->want_attempt ? rec->attempt != m->want_attempt
+                        : (m->found && rec->attempt < m->best.attempt))
+        return 0;
+    m->best = *rec;
+    snprintf (m->name, sizeof (m->name), "%s", rec->name);
+    m->best.name = m->name;
+    snprintf (m->log, sizeof (m->log), "%s", log_path);
+    m->found++;
+    return 0;
+}
+
+static const struct option output_longopts[] = {
+    {"stderr", no_argument, NULL, 'e'},
+    {"attempt", required_argument, NULL, 'a'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int cmd_output (int argc, char **argv)
+{
+    int c, want_err = 0;
+    out_match_t m;
+    gr_error_t err;
+    char dir[PATH_MAX];
+
+    memset (&m, 0, sizeof (m));
+    optind = 1;
+    while ((c = getopt_long (argc, argv, "ea:h", output_longopts, NULL)) != -1) {
+        switch (c) {
+            case 'e':
+                want_err = 1;
+                break;
+            case 'a':
+                if (parse_u32 (optarg, "--attempt", &m.want_attempt) < 0)
+                    return GR_EXIT_USAGE;
+                break;
+            case 'h':
+                usage (stdout);
+                return 0;
+            default:
+                return usage_error ("%s", "bad option for 'output'");
+        }
+    }
+    if (optind != argc - 2)
+        return usage_error ("%s", "usage: gridrun output RUN_DIR TASK (a name like "
+                                  "sim[3] or a 16-digit key)");
+    snprintf (dir, sizeof (dir), "%s/out", argv[optind]);
+    if (gr_outlog_scan (dir, argv[optind + 1], out_cb, &m, &err) < 0) {
+        fprintf (stderr, "gridrun: %s\n", err.text);
+        return GR_EXIT_USAGE;
+    }
+    if (!m.found) {
+        fprintf (stderr, "gridrun: no task '%s'%s in %s; give a task name such as "
+                 "sim[3] or its key (see gridrun validate)\n",
+                 argv[optind + 1], m.want_attempt ? " with that attempt" : "",
+                 argv[optind]);
+        return 1;
+    }
+    uint64_t off = want_err ? m.best.err_off : m.best.out_off;
+    uint64_t len = want_err ? m.best.err_len : m.best.out_len;
+    if (len && gr_outlog_copy_out (m.log, off, len, stdout) < 0) {
+        fprintf (stderr, "gridrun: cannot read %s: %s\n", m.log, strerror (errno));
+        return 1;
+    }
+    fflush (stdout);
+    return 0;
+}
+
+int main (int argc, char **argv)
+{
+    if (argc < 2) {
+        usage (stderr);
+        return GR_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp (cmd, "run") == 0)
+        return cmd_run (argc - 1, argv + 1);
+    gr_log_init (-1);
+    if (strcmp (cmd, "validate") == 0)
+        return cmd_validate (argc - 1, argv + 1);
+    if (strcmp (cmd, "output") == 0)
+        return cmd_output (argc - 1, argv + 1);
+    if (strcmp (cmd, "help") == 0 || strcmp (cmd, "--help") == 0
+        || strcmp (cmd, "-h") == 0) {
+        usage (stdout);
+        return 0;
+    }
+    if (strcmp (cmd, "version") == 0 || strcmp (cmd, "--version") == 0) {
+        printf ("gridrun %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    return usage_error ("unknown command '%s'", cmd);
+}

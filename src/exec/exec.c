@@ -1,0 +1,263 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#if HAVE_SYS_PRCTL_H
+#include <sys/prctl.h>
+#endif
+
+#include "exec.h"
+
+extern char **environ;
+
+struct gr_exec {
+    char **base;        /* the filtered base environment (borrowed strings) */
+    size_t nbase;
+    char **envp;        /* scratch: the environment of one spawn */
+    size_t envcap;
+    int devnull;
+    posix_spawnattr_t attr;
+};
+
+static bool env_is_mpi (const char *e)
+{
+    return strncmp (e, "OMPI_", 5) == 0 || strncmp (e, "PMIX_", 5) == 0
+        || strncmp (e, "OPAL_", 5) == 0 || strncmp (e, "PMI_", 4) == 0
+        || strncmp (e, "ORTE_", 5) == 0;
+}
+
+gr_exec_t *gr_exec_create (gr_error_t *errp)
+{
+    gr_exec_t *ex = calloc (1, sizeof (*ex));
+    sigset_t empty, def;
+    size_t n = 0;
+
+    if (!ex)
+        goto nomem;
+    ex->devnull = -1;
+    for (char **e = environ; *e; e++)
+        n++;
+    if (!(ex->base = calloc (n + 1, sizeof (char *))))
+        goto nomem;
+    for (char **e = environ; *e; e++) {
+        if (!env_is_mpi (*e))
+            ex->base[ex->nbase++] = *e;
+    }
+    if ((ex->devnull = open ("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
+        gr_errprintf (errp, "cannot open /dev/null: %s", strerror (errno));
+        goto error;
+    }
+    /* A new process group led by the child, default signal dispositions
+     * for the signals gridrun handles, and nothing blocked. */
+    posix_spawnattr_init (&ex->attr);
+    sigemptyset (&empty);
+    sigemptyset (&def);
+    sigaddset (&def, SIGTERM);
+    sigaddset (&def, SIGINT);
+    sigaddset (&def, SIGHUP);
+    sigaddset (&def, SIGPIPE);
+    sigaddset (&def, SIGCHLD);
+    sigaddset (&def, SIGUSR1);
+    sigaddset (&def, SIGUSR2);
+    sigaddset (&def, SIGQUIT);
+    posix_spawnattr_setsigmask (&ex->attr, &empty);
+    posix_spawnattr_setsigdefault (&ex->attr, &def);
+    posix_spawnattr_setpgroup (&ex->attr, 0);
+    posix_spawnattr_setflags (&ex->attr, POSIX_SPAWN_SETPGROUP
+                                             | POSIX_SPAWN_SETSIGMASK
+                                             | POSIX_SPAWN_SETSIGDEF);
+    return ex;
+nomem:
+    errno = ENOMEM;
+    gr_errprintf (errp, "out of memory");
+error:
+    gr_exec_destroy (ex);
+    return NULL;
+}
+
+void gr_exec_destroy (gr_exec_t *ex)
+{
+    if (!ex)
+        return;
+    int saved = errno;
+    if (ex->devnull >= 0) {
+        close (ex->devnull);
+        posix_spawnattr_destroy (&ex->attr);
+    }
+    free (ex->base);
+    free (ex->envp);
+    free (ex);
+    errno = saved;
+}
+
+static size_t env_keylen (const char *e)
+{
+    const char *eq = strchr (e, '=');
+    return eq ? (size_t)(eq - e) : strlen (e);
+}
+
+/* The task's additions first, then every base entry they do not override. */
+static char **build_env (gr_exec_t *ex, char *const *add)
+{
+    size_t nadd = 0;
+    if (add)
+        while (add[nadd])
+            nadd++;
+    if (nadd == 0)
+        return ex->base;
+    size_t need = nadd + ex->nbase + 1;
+    if (need > ex->envcap) {
+        char **p = realloc (ex->envp, need * sizeof (char *));
+        if (!p)
+            return NULL;
+        ex->envp = p;
+        ex->envcap = need;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < nadd; i++)
+        ex->envp[n++] = add[i];
+    for (size_t i = 0; i < ex->nbase; i++) {
+        const char *b = ex->base[i];
+        size_t bl = env_keylen (b);
+        bool overridden = false;
+        for (size_t j = 0; j < nadd; j++) {
+            if (env_keylen (add[j]) == bl && memcmp (add[j], b, bl) == 0) {
+                overridden = true;
+                break;
+            }
+        }
+        if (!overridden)
+            ex->envp[n++] = (char *)b;
+    }
+    ex->envp[n] = NULL;
+    return ex->envp;
+}
+
+int gr_exec_spawn (gr_exec_t *ex, const gr_spawn_req_t *req, pid_t *pidp,
+                   gr_error_t *errp)
+{
+    posix_spawn_file_actions_t fa;
+    char **envp;
+    int rc;
+    int in = req->stdin_fd >= 0 ? req->stdin_fd : ex->devnull;
+    int out = req->stdout_fd >= 0 ? req->stdout_fd : ex->devnull;
+    int err = req->stderr_fd >= 0 ? req->stderr_fd : ex->devnull;
+
+    if (!req->argv || !req->argv[0]) {
+        errno = EINVAL;
+        return gr_errprintf (errp, "empty command");
+    }
+    if (!(envp = build_env (ex, req->env))) {
+        errno = ENOMEM;
+        return gr_errprintf (errp, "out of memory");
+    }
+    posix_spawn_file_actions_init (&fa);
+    /* dup2 clears close-on-exec on the target, so the task sees exactly
+     * fds 0-2; everything gridrun opens is O_CLOEXEC. */
+    posix_spawn_file_actions_adddup2 (&fa, in, 0);
+    posix_spawn_file_actions_adddup2 (&fa, out, 1);
+    posix_spawn_file_actions_adddup2 (&fa, err, 2);
+#if HAVE_POSIX_SPAWN_FILE_ACTIONS_ADDCHDIR_NP
+    if (req->cwd)
+        posix_spawn_file_actions_addchdir_np (&fa, req->cwd);
+#else
+    if (req->cwd) {
+        posix_spawn_file_actions_destroy (&fa);
+        errno = ENOSYS;
+        return gr_errprintf (errp, "cwd is not supported on this system");
+    }
+#endif
+    if (strchr (req->argv[0], '/'))
+        rc = posix_spawn (pidp, req->argv[0], &fa, &ex->attr, req->argv, envp);
+    else
+        rc = posix_spawnp (pidp, req->argv[0], &fa, &ex->attr, req->argv, envp);
+    posix_spawn_file_actions_destroy (&fa);
+    if (rc != 0) {
+        errno = rc;
+        if (req->cwd && (rc == ENOENT || rc == ENOTDIR)
+            && access (req->cwd, X_OK) < 0)
+            return gr_errprintf (errp, "cannot enter cwd '%s': %s", req->cwd,
+                                 strerror (rc));
+        return gr_errprintf (errp, "cannot run '%s': %s", req->argv[0],
+                             strerror (rc));
+    }
+    return 0;
+}
+
+int gr_exec_reap (pid_t *pidp, int *statusp, struct rusage *ru)
+{
+    for (;;) {
+        pid_t pid = wait4 (-1, statusp, WNOHANG, ru);
+        if (pid > 0) {
+            *pidp = pid;
+            return 1;
+        }
+        if (pid == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        return -1;
+    }
+}
+
+int gr_exec_kill_group (pid_t pgid, int sig)
+{
+    if (pgid <= 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (kill (-pgid, sig) < 0 && errno != ESRCH)
+        return -1;
+    return 0;
+}
+
+int gr_exec_init_process (void)
+{
+    sigset_t set;
+    sigemptyset (&set);
+    sigaddset (&set, SIGCHLD);
+    if (sigprocmask (SIG_BLOCK, &set, NULL) < 0)
+        return -1;
+#if HAVE_SYS_PRCTL_H && defined(PR_SET_CHILD_SUBREAPER)
+    (void)prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+#endif
+    return 0;
+}
+
+int gr_exec_wait (double timeout)
+{
+    sigset_t set;
+    struct timespec ts;
+    if (timeout < 0)
+        timeout = 0;
+    ts.tv_sec = (time_t)timeout;
+    ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
+    sigemptyset (&set);
+    sigaddset (&set, SIGCHLD);
+    for (;;) {
+        int rc = sigtimedwait (&set, NULL, &ts);
+        if (rc == SIGCHLD)
+            return 1;
+        if (rc < 0 && errno == EINTR)
+            return 0;
+        return 0;
+    }
+}
+
+const char *gr_signal_name (int sig, char *buf, int len)
+{
+    const char *abbrev = sigabbrev_np (sig);
+    if (abbrev)
+        snprintf (buf, len, "SIG%s", abbrev);
+    else
+        snprintf (buf, len, "signal %d", sig);
+    return buf;
+}

@@ -1,0 +1,65 @@
+/* Starting and reaping task processes on a worker.
+ *
+ * Tasks start with posix_spawn (vfork semantics: cost does not grow with
+ * the worker's memory, unlike fork), each as the leader of its own process
+ * group so that a timeout or a drain can signal the task and everything it
+ * started.  The worker becomes a child subreaper, so descendants a task
+ * orphans are reparented to it and can be reaped and killed too.
+ *
+ * SIGCHLD is blocked in the worker and waited for with gr_exec_wait(); the
+ * spawned processes get an empty signal mask and default dispositions.
+ */
+#ifndef GR_EXEC_EXEC_H
+#define GR_EXEC_EXEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "src/common/error.h"
+
+typedef struct gr_exec gr_exec_t;
+
+/* Create the spawner.  The base environment is the current one without
+ * the variables of the MPI job that runs gridrun (OMPI_*, PMIX_*, OPAL_*,
+ * PMI_*), so a task that is itself an MPI program starts clean. */
+gr_exec_t *gr_exec_create (gr_error_t *errp);
+void gr_exec_destroy (gr_exec_t *ex);
+
+typedef struct gr_spawn_req {
+    char *const *argv;     /* argv[0] is looked up in PATH when it has no '/' */
+    char *const *env;      /* NULL-terminated "KEY=value" added to (and
+                              overriding) the base environment; may be NULL */
+    const char *cwd;       /* NULL: the worker's cwd */
+    int stdin_fd;          /* -1: /dev/null */
+    int stdout_fd;         /* -1: /dev/null */
+    int stderr_fd;         /* -1: /dev/null; may equal stdout_fd */
+} gr_spawn_req_t;
+
+/* Start a process for req.  Returns 0 and its pid (which is also its
+ * process group id), or -1 with errno (ENOENT, EACCES, ... when exec
+ * failed) and errp set. */
+int gr_exec_spawn (gr_exec_t *ex, const gr_spawn_req_t *req, pid_t *pidp,
+                   gr_error_t *errp);
+
+/* Reap one exited child without blocking.  Returns 1 with *pidp, *statusp
+ * and *ru filled, 0 when no child has exited, -1 with ECHILD when there
+ * are no children at all. */
+int gr_exec_reap (pid_t *pidp, int *statusp, struct rusage *ru);
+
+/* Signal the process group pgid; ESRCH (nothing left) is not an error. */
+int gr_exec_kill_group (pid_t pgid, int sig);
+
+/* Wait up to timeout seconds for a child to change state (SIGCHLD).
+ * Returns 1 if one did, 0 on timeout. */
+int gr_exec_wait (double timeout);
+
+/* Block SIGCHLD in the calling thread and make it a child subreaper.  Call
+ * once before any gr_exec_spawn. */
+int gr_exec_init_process (void);
+
+/* The name of a signal ("SIGSEGV"), or "signal N". */
+const char *gr_signal_name (int sig, char *buf, int len);
+
+#endif

@@ -1,0 +1,60 @@
+/* The master and worker loops.
+ *
+ * gr_run() is called by every rank after MPI_Init.  Rank 0 reads the spec,
+ * creates the run directory and ships both to the workers; then rank 0
+ * runs the master loop and every other rank a worker loop.  With a single
+ * rank, rank 0 runs both, interleaved in one loop, talking to itself
+ * through the same MPI messages.
+ */
+#ifndef GR_RUNTIME_RUNTIME_H
+#define GR_RUNTIME_RUNTIME_H
+
+#include <stdint.h>
+
+/* Exit codes, as documented in gridrun(1). */
+enum {
+    GR_EXIT_OK = 0,
+    GR_EXIT_FAILED = 1,     /* some tasks failed for good */
+    GR_EXIT_USAGE = 2,      /* usage or spec error */
+    GR_EXIT_INTERNAL = 70,
+    GR_EXIT_RESUMABLE = 75, /* drained; run again to resume */
+};
+
+typedef struct gr_run_opts {
+    const char *spec_path;
+    const char *run_dir;        /* NULL: ./gridrun-NAME-YYYYmmdd-HHMMSS */
+    uint32_t cpus_per_worker;   /* 0: the node's PUs shared among its workers */
+    uint32_t gpus_per_worker;
+    uint64_t mem_per_worker;    /* 0: the node's memory shared likewise */
+    double prefetch_window;     /* seconds of work a worker holds queued */
+    uint32_t max_prefetch;      /* most tasks a worker holds queued */
+    double flush_interval;      /* longest a finished result waits to be sent */
+    double heartbeat;           /* seconds between idle worker heartbeats */
+    uint64_t output_cap;        /* bytes kept per stream per attempt */
+    uint64_t seed;              /* backoff jitter seed */
+    int quiet;                  /* no summary on stdout */
+} gr_run_opts_t;
+
+void gr_run_opts_init (gr_run_opts_t *o);
+
+/* Run the job; returns the process exit code. */
+int gr_run (const gr_run_opts_t *opts);
+
+/* Internal: the worker state machine, also driven by rank 0 when alone. */
+typedef struct gr_worker gr_worker_t;
+struct gr_spec;
+struct gr_chan;
+gr_worker_t *gr__worker_create (const struct gr_spec *spec, const char *run_dir,
+                                int rank, uint32_t cpus, uint32_t gpus,
+                                const gr_run_opts_t *opts, struct gr_chan *ch);
+void gr__worker_destroy (gr_worker_t *w);
+/* One pass: receive, reap, start, send.  Returns 1 if it did something,
+ * 0 if idle, -1 on a fatal error. */
+int gr__worker_step (gr_worker_t *w);
+/* True once the worker has said goodbye. */
+int gr__worker_done (const gr_worker_t *w);
+/* How long the worker may sleep before it has work due (timeouts, noop
+ * ends, flush); and whether it has child processes to wait for. */
+double gr__worker_idle_wait (const gr_worker_t *w, int *has_procs);
+
+#endif

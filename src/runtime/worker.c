@@ -1,0 +1,672 @@
+/* The worker: holds a small queue of assigned tasks, runs them as child
+ * processes in its cpu slots, and reports results in batches piggybacked
+ * on its requests for more work. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "src/common/fs.h"
+#include "src/common/gtime.h"
+#include "src/common/log.h"
+#include "src/exec/exec.h"
+#include "src/proto/proto.h"
+#include "src/spec/spec.h"
+#include "outlog.h"
+#include "runtime.h"
+
+#define GR_EXTRA_ENV 7
+
+typedef struct run {
+    bool used;
+    bool timed_out;
+    bool killed;
+    gr_assign_rec_t a;
+    pid_t pid;              /* 0 for a builtin */
+    double start;
+    double deadline;        /* 0: no timeout */
+    double kill_at;         /* SIGKILL time once SIGTERM was sent */
+    double noop_end;
+    int out_spool, err_spool;
+    bool out_captured, err_captured;
+    uint32_t cpus, gpus;
+} run_t;
+
+struct gr_worker {
+    const gr_spec_t *spec;
+    const char *run_dir;
+    int rank;
+    uint32_t cpus, gpus;
+    uint32_t free_cpus, free_gpus;
+    const gr_run_opts_t *opts;
+    gr_chan_t *ch;
+    gr_exec_t *ex;
+    gr_expand_t *x;
+    gr_outlog_t *ol;
+    char out_dir[PATH_MAX];
+
+    run_t *runs;            /* cpus entries */
+    uint32_t nrunning;
+    uint32_t nprocs;        /* of nrunning, those that are processes */
+
+    gr_assign_rec_t *q;     /* ring of assigned tasks not yet started */
+    size_t qhead, qlen, qcap;
+
+    gr_result_rec_t res[GR_PROTO_MAX_BATCH];
+    uint32_t nres;
+    double oldest_res;
+
+    uint64_t received;
+    double avg_wall;        /* EWMA of task wall time, sizes the prefetch */
+    bool have_avg;
+    double last_send;
+    bool started;
+    bool shutdown;
+    bool bye;
+
+    char extra[GR_EXTRA_ENV][PATH_MAX + 32];
+    char **envp;
+    size_t envcap;
+};
+
+static int spool_open (gr_worker_t *w, uint32_t slot, const char *stream)
+{
+    char path[PATH_MAX];
+    snprintf (path, sizeof (path), "%s/.spool/w%04d-%u.%s", w->out_dir, w->rank,
+              slot, stream);
+    return open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+}
+
+gr_worker_t *gr__worker_create (const gr_spec_t *spec, const char *run_dir,
+                                int rank, uint32_t cpus, uint32_t gpus,
+                                const gr_run_opts_t *opts, gr_chan_t *ch)
+{
+    gr_error_t err;
+    char path[PATH_MAX];
+    gr_worker_t *w = calloc (1, sizeof (*w));
+
+    if (!w)
+        return NULL;
+    w->spec = spec;
+    w->run_dir = run_dir;
+    w->rank = rank;
+    w->cpus = w->free_cpus = cpus ? cpus : 1;
+    w->gpus = w->free_gpus = gpus;
+    w->opts = opts;
+    w->ch = ch;
+    snprintf (w->out_dir, sizeof (w->out_dir), "%s/out", run_dir);
+    snprintf (path, sizeof (path), "%s/.spool", w->out_dir);
+    if (gr_mkdir_p (path, 0700, &err) < 0) {
+        GR_ERROR ("%s", err.text);
+        goto error;
+    }
+    if (!(w->runs = calloc (w->cpus, sizeof (run_t))))
+        goto error;
+    for (uint32_t i = 0; i < w->cpus; i++)
+        w->runs[i].out_spool = w->runs[i].err_spool = -1;
+    if (!(w->ex = gr_exec_create (&err))) {
+        GR_ERROR ("%s", err.text);
+        goto error;
+    }
+    if (!(w->x = gr_expand_create ()))
+        goto error;
+    if (!(w->ol = gr_outlog_open (w->out_dir, rank, opts->output_cap, &err))) {
+        GR_ERROR ("%s", err.text);
+        goto error;
+    }
+    return w;
+error:
+    gr__worker_destroy (w);
+    return NULL;
+}
+
+void gr__worker_destroy (gr_worker_t *w)
+{
+    if (!w)
+        return;
+    int saved = errno;
+    if (w->runs) {
+        for (uint32_t i = 0; i < w->cpus; i++) {
+            if (w->runs[i].used && w->runs[i].pid > 0)
+                gr_exec_kill_group (w->runs[i].pid, SIGKILL);
+            if (w->runs[i].out_spool >= 0)
+                close (w->runs[i].out_spool);
+            if (w->runs[i].err_spool >= 0)
+                close (w->runs[i].err_spool);
+        }
+    }
+    free (w->runs);
+    free (w->q);
+    free (w->envp);
+    gr_outlog_close (w->ol);
+    gr_expand_destroy (w->x);
+    gr_exec_destroy (w->ex);
+    free (w);
+    errno = saved;
+}
+
+static int queue_push (gr_worker_t *w, const gr_assign_rec_t *a)
+{
+    if (w->qlen == w->qcap) {
+        size_t ncap = w->qcap ? w->qcap * 2 : 256;
+        gr_assign_rec_t *nq = malloc (ncap * sizeof (*nq));
+        if (!nq)
+            return -1;
+        for (size_t i = 0; i < w->qlen; i++)
+            nq[i] = w->q[(w->qhead + i) % w->qcap];
+        free (w->q);
+        w->q = nq;
+        w->qcap = ncap;
+        w->qhead = 0;
+    }
+    w->q[(w->qhead + w->qlen) % w->qcap] = *a;
+    w->qlen++;
+    return 0;
+}
+
+static int send_ready (gr_worker_t *w, double now)
+{
+    uint32_t depth, want;
+    double avg = w->have_avg ? w->avg_wall : 0.1;
+    double pf;
+
+    /* Hold enough queued work to cover prefetch_window of running, so a
+     * slot never idles waiting for the master, but no more: a long queue on
+     * one worker is a straggler at the end of the run. */
+    pf = ceil (w->opts->prefetch_window * (double)w->cpus / (avg > 1e-6 ? avg : 1e-6));
+    if (pf < 1)
+        pf = 1;
+    if (pf > w->opts->max_prefetch)
+        pf = w->opts->max_prefetch;
+    depth = w->cpus + (uint32_t)pf;
+    want = depth > w->nrunning + w->qlen ? depth - w->nrunning - (uint32_t)w->qlen : 0;
+    if (w->shutdown)
+        want = 0;
+
+    size_t len = gr_ready_size (w->nres);
+    char *buf = malloc (len);
+    if (!buf)
+        return -1;
+    gr_ready_hdr_t h = {.version = GR_PROTO_VERSION,
+                        .flags = 0,
+                        .nresults = w->nres,
+                        .want = want,
+                        .received = w->received,
+                        .running = w->nrunning,
+                        .queued = (uint32_t)w->qlen};
+    if (w->shutdown && w->qlen == 0 && w->nrunning == 0)
+        h.flags |= GR_READY_BYE;
+    memcpy (buf, &h, sizeof (h));
+    memcpy (buf + sizeof (h), w->res, w->nres * sizeof (gr_result_rec_t));
+    /* Output and its index reach the disk before the master hears that
+     * the task ended. */
+    if (w->nres > 0 && gr_outlog_flush (w->ol) < 0)
+        GR_ERROR ("cannot write output index: %s", strerror (errno));
+    if (gr_chan_send (w->ch, 0, GR_TAG_READY, buf, len) < 0) {
+        free (buf);
+        return -1;
+    }
+    w->nres = 0;
+    w->last_send = now;
+    if (h.flags & GR_READY_BYE)
+        w->bye = true;
+    return 0;
+}
+
+static int push_result (gr_worker_t *w, const gr_result_rec_t *r, double now)
+{
+    if (w->nres == GR_PROTO_MAX_BATCH && send_ready (w, now) < 0)
+        return -1;
+    if (w->nres == 0)
+        w->oldest_res = now;
+    w->res[w->nres++] = *r;
+    double a = r->wall;
+    if (!w->have_avg) {
+        w->avg_wall = a;
+        w->have_avg = true;
+    }
+    else
+        w->avg_wall = 0.9 * w->avg_wall + 0.1 * a;
+    return 0;
+}
+
+static void index_record (gr_worker_t *w, const run_t *r, const gr_result_rec_t *res,
+                          uint64_t out_off, uint64_t out_len, uint64_t err_off,
+                          uint64_t err_len)
+{
+    const gr_taskdef_t *d = &w->spec->tasks[r->a.def];
+    gr_outlog_rec_t rec = {
+        .key = r->a.key,
+        .attempt = r->a.attempt,
+        .name = "?",
+        .status = res->signal ? -res->signal : res->exit_code,
+        .flags = res->flags,
+        .wall = res->wall,
+        .maxrss_kb = res->maxrss_kb,
+        .out_off = out_off, .out_len = out_len,
+        .err_off = err_off, .err_len = err_len,
+    };
+    if (gr_expand_select (w->x, d, r->a.index) == 0)
+        rec.name = gr_expand_name (w->x);
+    if (gr_outlog_record (w->ol, &rec) < 0)
+        GR_ERROR ("cannot write output index: %s", strerror (errno));
+}
+
+static void release (gr_worker_t *w, run_t *r)
+{
+    w->free_cpus += r->cpus;
+    w->free_gpus += r->gpus;
+    if (r->pid > 0)
+        w->nprocs--;
+    w->nrunning--;
+    r->used = false;
+}
+
+static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru,
+                   double now)
+{
+    gr_result_rec_t res = {.id = r->a.id, .wall = now - r->start};
+    uint64_t oo = 0, ol = 0, eo = 0, el = 0;
+
+    if (ru) {
+        res.utime = (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec * 1e-6;
+        res.stime = (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec * 1e-6;
+        res.maxrss_kb = ru->ru_maxrss;
+    }
+    if (r->pid > 0) {
+        if (WIFEXITED (status))
+            res.exit_code = WEXITSTATUS (status);
+        else if (WIFSIGNALED (status)) {
+            res.exit_code = -1;
+            res.signal = WTERMSIG (status);
+        }
+        /* Whatever the task left running in its group goes with it. */
+        gr_exec_kill_group (r->pid, SIGKILL);
+        if (r->timed_out)
+            res.flags |= GR_RES_TIMEOUT;
+        if (r->out_captured && gr_outlog_take (w->ol, r->out_spool, &oo, &ol) < 0)
+            GR_ERROR ("cannot keep task output: %s", strerror (errno));
+        if (r->err_captured && gr_outlog_take (w->ol, r->err_spool, &eo, &el) < 0)
+            GR_ERROR ("cannot keep task output: %s", strerror (errno));
+    }
+    index_record (w, r, &res, oo, ol, eo, el);
+    release (w, r);
+    return push_result (w, &res, now);
+}
+
+/* Report a task that could not start: its message goes to its stderr. */
+static int fail_start (gr_worker_t *w, run_t *r, int errnum, const char *msg,
+                       double now)
+{
+    gr_result_rec_t res = {.id = r->a.id, .exit_code = errnum, .flags = GR_RES_SPAWN};
+    char line[GR_ERROR_TEXT_MAX + 16];
+    uint64_t eo = 0, el;
+    int n = snprintf (line, sizeof (line), "gridrun: %s\n", msg);
+    if (n > (int)sizeof (line) - 1)
+        n = (int)sizeof (line) - 1;
+    el = (uint64_t)n;
+    if (gr_outlog_write (w->ol, line, (size_t)n, &eo) < 0)
+        el = 0;
+    GR_INFO ("task %016" PRIx64 ": %s", r->a.key, msg);
+    index_record (w, r, &res, 0, 0, eo, el);
+    release (w, r);
+    return push_result (w, &res, now);
+}
+
+static int open_target (const char *path, const char *cwd, gr_error_t *errp)
+{
+    char buf[PATH_MAX];
+    const char *p = path;
+    if (path[0] != '/' && cwd) {
+        if (snprintf (buf, sizeof (buf), "%s/%s", cwd, path) >= (int)sizeof (buf)) {
+            errno = ENAMETOOLONG;
+            return gr_errprintf (errp, "output path too long: %s", path);
+        }
+        p = buf;
+    }
+    int fd = open (p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return gr_errprintf (errp, "cannot open output file '%s': %s", p,
+                             strerror (errno));
+    return fd;
+}
+
+static char **task_env (gr_worker_t *w, const gr_taskdef_t *d, const run_t *r,
+                        char **spec_env)
+{
+    size_t n = 0;
+    if (spec_env)
+        while (spec_env[n])
+            n++;
+    size_t need = n + GR_EXTRA_ENV + 1;
+    if (need > w->envcap) {
+        char **p = realloc (w->envp, need * sizeof (char *));
+        if (!p)
+            return NULL;
+        w->envp = p;
+        w->envcap = need;
+    }
+    size_t k = 0;
+    /* The spec's entries come first so they override these. */
+    for (size_t i = 0; i < n; i++)
+        w->envp[k++] = spec_env[i];
+    snprintf (w->extra[0], sizeof (w->extra[0]), "GRIDRUN_TASK_KEY=%016" PRIx64,
+              r->a.key);
+    snprintf (w->extra[1], sizeof (w->extra[1]), "GRIDRUN_TASK_NAME=%s",
+              gr_expand_name (w->x));
+    snprintf (w->extra[2], sizeof (w->extra[2]), "GRIDRUN_TASK_INDEX=%" PRIu64,
+              r->a.index);
+    snprintf (w->extra[3], sizeof (w->extra[3]), "GRIDRUN_ATTEMPT=%u", r->a.attempt);
+    snprintf (w->extra[4], sizeof (w->extra[4]), "GRIDRUN_RUN_DIR=%s", w->run_dir);
+    snprintf (w->extra[5], sizeof (w->extra[5]), "GRIDRUN_WORKER=%d", w->rank);
+    snprintf (w->extra[6], sizeof (w->extra[6]), "GRIDRUN_CPUS=%u", d->cpus);
+    for (int i = 0; i < GR_EXTRA_ENV; i++) {
+        bool dup = false;
+        size_t kl = strchr (w->extra[i], '=') - w->extra[i];
+        for (size_t j = 0; j < n; j++) {
+            if (strncmp (spec_env[j], w->extra[i], kl + 1) == 0)
+                dup = true;
+        }
+        if (!dup)
+            w->envp[k++] = w->extra[i];
+    }
+    w->envp[k] = NULL;
+    return w->envp;
+}
+
+static int start (gr_worker_t *w, run_t *r, uint32_t slot, double now)
+{
+    const gr_taskdef_t *d = &w->spec->tasks[r->a.def];
+    gr_render_ctx_t ctx = {.run_dir = w->run_dir, .attempt = r->a.attempt};
+    gr_task_cmd_t cmd;
+    gr_error_t err;
+    int outfd = -1, errfd = -1, own_out = -1, own_err = -1;
+    int rc;
+
+    r->start = now;
+    r->timed_out = r->killed = false;
+    r->out_captured = r->err_captured = false;
+    r->deadline = d->timeout > 0 ? now + d->timeout : 0;
+    if (gr_expand_select (w->x, d, r->a.index) < 0
+        || gr_expand_render (w->x, &ctx, &cmd, &err) < 0)
+        return fail_start (w, r, errno ? errno : EINVAL, err.text, now);
+
+    switch (d->out_mode) {
+        case GR_OUT_CAPTURE:
+            if (r->out_spool < 0 && (r->out_spool = spool_open (w, slot, "out")) < 0)
+                return fail_start (w, r, errno, "cannot create output spool", now);
+            outfd = r->out_spool;
+            r->out_captured = true;
+            break;
+        case GR_OUT_FILE:
+            if ((own_out = open_target (cmd.out_path, cmd.cwd, &err)) < 0)
+                return fail_start (w, r, errno, err.text, now);
+            outfd = own_out;
+            break;
+        default:
+            break;
+    }
+    switch (d->err_mode) {
+        case GR_OUT_CAPTURE:
+            if (r->err_spool < 0 && (r->err_spool = spool_open (w, slot, "err")) < 0) {
+                rc = fail_start (w, r, errno, "cannot create output spool", now);
+                goto out;
+            }
+            errfd = r->err_spool;
+            r->err_captured = true;
+            break;
+        case GR_OUT_FILE:
+            if ((own_err = open_target (cmd.err_path, cmd.cwd, &err)) < 0) {
+                rc = fail_start (w, r, errno, err.text, now);
+                goto out;
+            }
+            errfd = own_err;
+            break;
+        case GR_OUT_STDOUT:
+            errfd = outfd;
+            break;
+        default:
+            break;
+    }
+    char **envp = task_env (w, d, r, cmd.env);
+    if (!envp) {
+        rc = fail_start (w, r, ENOMEM, "out of memory", now);
+        goto out;
+    }
+    gr_spawn_req_t req = {.argv = cmd.argv, .env = envp, .cwd = cmd.cwd,
+                          .stdin_fd = -1, .stdout_fd = outfd, .stderr_fd = errfd};
+    if (gr_exec_spawn (w->ex, &req, &r->pid, &err) < 0) {
+        r->pid = 0;
+        rc = fail_start (w, r, errno, err.text, now);
+        goto out;
+    }
+    w->nprocs++;
+    GR_TRACE ("started %016" PRIx64 " pid %d", r->a.key, (int)r->pid);
+    rc = 0;
+out:
+    if (own_out >= 0)
+        close (own_out);
+    if (own_err >= 0)
+        close (own_err);
+    return rc;
+}
+
+static int start_ready (gr_worker_t *w, double now)
+{
+    int did = 0;
+    while (w->qlen > 0) {
+        gr_assign_rec_t *a = &w->q[w->qhead];
+        const gr_taskdef_t *d = &w->spec->tasks[a->def];
+        if (d->builtin == GR_BUILTIN_NOOP && d->noop_duration <= 0) {
+            /* A no-op of no duration needs no slot: it is done now. */
+            gr_result_rec_t res = {.id = a->id};
+            w->qhead = (w->qhead + 1) % w->qcap;
+            w->qlen--;
+            if (push_result (w, &res, now) < 0)
+                return -1;
+            did++;
+            continue;
+        }
+        if (d->cpus > w->free_cpus || d->gpus > w->free_gpus)
+            break;
+        uint32_t slot = 0;
+        while (slot < w->cpus && w->runs[slot].used)
+            slot++;
+        if (slot == w->cpus)
+            break;
+        run_t *r = &w->runs[slot];
+        r->a = *a;
+        w->qhead = (w->qhead + 1) % w->qcap;
+        w->qlen--;
+        r->used = true;
+        r->pid = 0;
+        r->cpus = d->cpus;
+        r->gpus = d->gpus;
+        w->free_cpus -= d->cpus;
+        w->free_gpus -= d->gpus;
+        w->nrunning++;
+        did++;
+        if (d->builtin == GR_BUILTIN_NOOP) {
+            r->start = now;
+            r->noop_end = now + d->noop_duration;
+            r->deadline = 0;
+            continue;
+        }
+        if (start (w, r, slot, now) < 0)
+            return -1;
+    }
+    return did;
+}
+
+static int recv_assign (gr_worker_t *w)
+{
+    void *buf;
+    size_t len;
+    int did = 0;
+    for (;;) {
+        int rc = gr_chan_recv (w->ch, 0, GR_TAG_ASSIGN, &buf, &len, NULL);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            break;
+        if (gr_proto_check_assign (buf, len) < 0) {
+            GR_ERROR ("malformed message from master (%zu bytes)", len);
+            return -1;
+        }
+        gr_assign_hdr_t h;
+        memcpy (&h, buf, sizeof (h));
+        const gr_assign_rec_t *recs =
+            (const gr_assign_rec_t *)((char *)buf + sizeof (h));
+        for (uint32_t i = 0; i < h.ntasks; i++) {
+            gr_assign_rec_t a;
+            memcpy (&a, &recs[i], sizeof (a));
+            if (a.def >= w->spec->ntasks) {
+                GR_ERROR ("master sent an unknown task definition %u", a.def);
+                return -1;
+            }
+            if (queue_push (w, &a) < 0)
+                return -1;
+        }
+        w->received += h.ntasks;
+        if (h.flags & GR_ASSIGN_SHUTDOWN)
+            w->shutdown = true;
+        did++;
+    }
+    return did;
+}
+
+static int reap (gr_worker_t *w, double now)
+{
+    pid_t pid;
+    int status;
+    struct rusage ru;
+    int did = 0;
+
+    for (;;) {
+        int rc = gr_exec_reap (&pid, &status, &ru);
+        if (rc <= 0)
+            break;
+        did++;
+        for (uint32_t i = 0; i < w->cpus; i++) {
+            run_t *r = &w->runs[i];
+            if (r->used && r->pid == pid) {
+                if (finish (w, r, status, &ru, now) < 0)
+                    return -1;
+                break;
+            }
+        }
+        /* A pid not in the table is a descendant a task orphaned; as
+         * subreaper we only had to collect it. */
+    }
+    return did;
+}
+
+static int enforce (gr_worker_t *w, double now)
+{
+    for (uint32_t i = 0; i < w->cpus; i++) {
+        run_t *r = &w->runs[i];
+        if (!r->used)
+            continue;
+        if (r->pid == 0) {
+            if (now >= r->noop_end) {
+                gr_result_rec_t res = {.id = r->a.id, .wall = now - r->start};
+                index_record (w, r, &res, 0, 0, 0, 0);
+                release (w, r);
+                if (push_result (w, &res, now) < 0)
+                    return -1;
+            }
+            continue;
+        }
+        if (r->deadline > 0 && !r->timed_out && now >= r->deadline) {
+            const gr_taskdef_t *d = &w->spec->tasks[r->a.def];
+            GR_INFO ("task %016" PRIx64 " timed out after %gs: SIGTERM to its group",
+                     r->a.key, d->timeout);
+            gr_exec_kill_group (r->pid, SIGTERM);
+            r->timed_out = true;
+            r->kill_at = now + d->kill_grace;
+        }
+        if (r->timed_out && !r->killed && now >= r->kill_at) {
+            gr_exec_kill_group (r->pid, SIGKILL);
+            r->killed = true;
+        }
+    }
+    return 0;
+}
+
+int gr__worker_step (gr_worker_t *w)
+{
+    double now = gr_now ();
+    int did = 0, rc;
+
+    if (w->bye)
+        return 0;
+    if (!w->started) {
+        w->started = true;
+        if (send_ready (w, now) < 0)
+            return -1;
+        did++;
+    }
+    if ((rc = recv_assign (w)) < 0)
+        return -1;
+    did += rc;
+    if (w->nprocs > 0) {
+        if ((rc = reap (w, now)) < 0)
+            return -1;
+        did += rc;
+    }
+    if (w->nrunning > 0 && enforce (w, now) < 0)
+        return -1;
+    if ((rc = start_ready (w, now)) < 0)
+        return -1;
+    did += rc;
+
+    bool idle = w->qlen == 0 && w->nrunning == 0;
+    if (w->nres >= GR_PROTO_MAX_BATCH
+        || (w->nres > 0 && (w->qlen < w->cpus || idle
+                            || now - w->oldest_res >= w->opts->flush_interval))
+        || (w->shutdown && idle)
+        || now - w->last_send >= w->opts->heartbeat) {
+        if (send_ready (w, now) < 0)
+            return -1;
+        did++;
+    }
+    if (gr_chan_progress (w->ch) < 0)
+        return -1;
+    return did > 0;
+}
+
+int gr__worker_done (const gr_worker_t *w)
+{
+    return w->bye;
+}
+
+double gr__worker_idle_wait (const gr_worker_t *w, int *has_procs)
+{
+    double now = gr_now ();
+    double next = w->last_send + w->opts->heartbeat;
+    if (w->nres > 0 && w->oldest_res + w->opts->flush_interval < next)
+        next = w->oldest_res + w->opts->flush_interval;
+    for (uint32_t i = 0; i < w->cpus; i++) {
+        const run_t *r = &w->runs[i];
+        if (!r->used)
+            continue;
+        if (r->pid == 0 && r->noop_end < next)
+            next = r->noop_end;
+        if (r->deadline > 0 && !r->timed_out && r->deadline < next)
+            next = r->deadline;
+        if (r->timed_out && !r->killed && r->kill_at < next)
+            next = r->kill_at;
+    }
+    *has_procs = w->nprocs > 0;
+    return next > now ? next - now : 0;
+}

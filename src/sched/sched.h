@@ -1,0 +1,107 @@
+/* The master's task state: which task goes next, what happened to each
+ * attempt, and what the run adds up to.  No MPI here, so the decisions can
+ * be unit-tested.
+ *
+ * Tasks are never materialized up front.  Each task definition has a
+ * cursor into its sweep; a task exists in memory only while an attempt is
+ * in flight or waiting for a retry, so a 10,000,000-task sweep costs the
+ * same as a 10-task one until it runs.
+ *
+ * Order: retries whose backoff has passed come first, then fresh tasks of
+ * runnable definitions in spec order.  A definition is runnable when every
+ * definition it is `after` has ended; if any of those had a task fail for
+ * good, its tasks are skipped instead (like make).
+ */
+#ifndef GR_SCHED_SCHED_H
+#define GR_SCHED_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "src/proto/proto.h"
+#include "src/spec/spec.h"
+
+/* Delay before retry number `retry` (1 for the first retry) under policy
+ * r: min(backoff_max, backoff * 2^(retry-1)), of which the fraction
+ * `jitter` is randomized ("equal jitter"), so the result lies in
+ * [d * (1 - jitter), d].  u is a uniform random number in [0, 1). */
+double gr_backoff_delay (const gr_retry_t *r, uint32_t retry, double u);
+
+typedef enum {
+    GR_OUTCOME_DONE = 0,    /* succeeded */
+    GR_OUTCOME_RETRY = 1,   /* failed; will run again after delay */
+    GR_OUTCOME_FAILED = 2,  /* failed for good: retries exhausted */
+    GR_OUTCOME_POISON = 3,  /* crashed crash_limit times: never retried */
+    GR_OUTCOME_STALE = 4,   /* unknown or already-finished attempt id */
+} gr_outcome_kind_t;
+
+typedef struct gr_outcome {
+    gr_outcome_kind_t kind;
+    uint32_t def;
+    uint64_t index;
+    uint64_t key;
+    uint32_t attempt;
+    double delay;           /* RETRY: seconds until it may run again */
+    int worker;
+    char reason[128];       /* failures: "exit 3", "SIGSEGV", "timeout after 5s" */
+} gr_outcome_t;
+
+typedef struct gr_sched_stats {
+    uint64_t total;         /* tasks in the spec */
+    uint64_t done;
+    uint64_t failed;        /* for good, including poison */
+    uint64_t poison;
+    uint64_t skipped;       /* not run because an `after` dependency failed */
+    uint64_t retries;       /* retry attempts scheduled */
+    uint64_t timeouts;
+    uint64_t crashes;       /* attempts ended by a signal gridrun did not send */
+    uint64_t attempts;      /* attempts that reported back */
+    uint64_t running;       /* attempts in flight */
+    uint64_t waiting;       /* waiting out a retry backoff */
+    double busy_seconds;    /* sum of attempt wall times */
+    double cpu_seconds;     /* sum of user + system time */
+} gr_sched_stats_t;
+
+/* One of the slowest tasks. */
+typedef struct gr_slow_task {
+    double wall;
+    uint32_t def;
+    uint64_t index;
+    uint64_t key;
+    int64_t maxrss_kb;
+} gr_slow_task_t;
+
+#define GR_SCHED_SLOWEST 5
+#define GR_SCHED_FAILED_KEPT 100
+
+typedef struct gr_sched gr_sched_t;
+
+/* The spec must outlive the scheduler.  seed drives the backoff jitter. */
+gr_sched_t *gr_sched_create (const gr_spec_t *spec, uint64_t seed);
+void gr_sched_destroy (gr_sched_t *s);
+
+/* Pick the next task that fits a worker offering cpus/gpus/mem (mem 0:
+ * unknown, not checked) and record it as in flight on `worker`.  Returns 1
+ * with rec filled, 0 if nothing can run now, -1 on error. */
+int gr_sched_next (gr_sched_t *s, double now, int worker, uint32_t cpus,
+                   uint32_t gpus, uint64_t mem, gr_assign_rec_t *rec);
+
+/* Account the result of an attempt and decide what follows. */
+int gr_sched_complete (gr_sched_t *s, double now, const gr_result_rec_t *res,
+                       gr_outcome_t *out);
+
+/* True when every task has ended (done, failed or skipped). */
+bool gr_sched_finished (const gr_sched_t *s);
+
+/* The earliest time a waiting retry becomes ready; 0 if none waits. */
+double gr_sched_next_retry (const gr_sched_t *s);
+
+const gr_sched_stats_t *gr_sched_stats (const gr_sched_t *s);
+
+/* The slowest tasks so far, slowest first; returns how many. */
+int gr_sched_slowest (const gr_sched_t *s, const gr_slow_task_t **out);
+
+/* The first GR_SCHED_FAILED_KEPT failures for good, in order. */
+int gr_sched_failures (const gr_sched_t *s, const gr_outcome_t **out);
+
+#endif

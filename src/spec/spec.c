@@ -1,0 +1,2137 @@
+/* The job spec: YAML through libyaml into gr_spec_t, validated in full
+ * before any work starts.
+ *
+ * libyaml's event API feeds a small parse tree of our own (in an arena, so
+ * a large spec costs few allocations) that keeps every node's position.
+ * Building our own tree, instead of using yaml_parser_load(), lets us
+ * refuse aliases at their position before they can be expanded (the
+ * "billion laughs" spec), cap depth and size, and find duplicate keys,
+ * which libyaml accepts silently.  The tree is then checked and turned into
+ * gr_spec_t, and thrown away.
+ *
+ * Every error names FILE:LINE:COL (1-based; libyaml's marks are 0-based),
+ * says what is wrong and, after a semicolon, what to do.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "src/common/error.h"
+#include "src/common/fs.h"
+#include "src/common/hash.h"
+#include "src/common/units.h"
+#include "spec.h"
+#include "spec_private.h"
+
+/* ------------------------------------------------------------------ */
+/* Arena for the parse tree. */
+
+#define ARENA_BLOCK (64 * 1024)
+
+typedef struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;
+    max_align_t data[];
+} arena_block_t;
+
+typedef struct arena {
+    arena_block_t *head;
+} arena_t;
+
+static void *arena_alloc (arena_t *a, size_t n)
+{
+    arena_block_t *b = a->head;
+    void *p;
+
+    n = (n + 15) & ~(size_t)15;
+    if (!b || b->cap - b->used < n) {
+        bool big = n > ARENA_BLOCK / 4;
+        size_t cap = big ? n : ARENA_BLOCK;
+        if (!(b = malloc (sizeof (*b) + cap)))
+            return NULL;
+        b->used = 0;
+        b->cap = cap;
+        /* A big dedicated block goes behind the head so the head's free
+         * space stays in use. */
+        if (big && a->head) {
+            b->next = a->head->next;
+            a->head->next = b;
+        }
+        else {
+            b->next = a->head;
+            a->head = b;
+        }
+    }
+    p = (char *)b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+static void arena_free (arena_t *a)
+{
+    while (a->head) {
+        arena_block_t *next = a->head->next;
+        free (a->head);
+        a->head = next;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The parse tree. */
+
+typedef enum { YN_SCALAR, YN_SEQ, YN_MAP } ynode_type_t;
+
+typedef struct ynode {
+    ynode_type_t type;
+    bool plain;           /* a plain (unquoted) scalar */
+    int coloff;           /* columns from mark to the first byte of str when
+                             each later byte is one column on the same line;
+                             -1 when escapes or line breaks break that */
+    gr_mark_t mark;
+    char *str;            /* scalar value, NUL-terminated */
+    size_t len;
+    struct ynode *first, *last, *next;
+    size_t n;             /* children; a map alternates key, value */
+} ynode_t;
+
+/* Everything one parse needs. */
+typedef struct pctx {
+    const char *file;      /* the name in messages */
+    char *dir;             /* directory of file, for param files; NULL = cwd */
+    const gr_spec_file_t *files; /* supplied param files (gr_spec_unpack) */
+    size_t nfiles;
+    bool use_files;
+    arena_t arena;
+    size_t nnodes;
+    gr_error_t *errp;
+    gr_spec_t *spec;
+    ynode_t *root;
+    ynode_t *defaults;
+    ynode_t **tnodes;      /* the mapping of each task */
+    ynode_t **after_keys;  /* the after: key node each task used, or NULL */
+} pctx_t;
+
+static int perr_at (pctx_t *c, int line, int col, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+static int perr (pctx_t *c, const ynode_t *n, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int perr_at (pctx_t *c, int line, int col, const char *fmt, ...)
+{
+    char buf[GR_ERROR_TEXT_MAX];
+    va_list ap;
+    int saved = errno;
+
+    va_start (ap, fmt);
+    vsnprintf (buf, sizeof (buf), fmt, ap);
+    va_end (ap);
+    gr_errprintf_at (c->errp, c->file, line, col, "%s", buf);
+    errno = saved ? saved : EINVAL;
+    return -1;
+}
+
+static int perr (pctx_t *c, const ynode_t *n, const char *fmt, ...)
+{
+    char buf[GR_ERROR_TEXT_MAX];
+    va_list ap;
+
+    va_start (ap, fmt);
+    vsnprintf (buf, sizeof (buf), fmt, ap);
+    va_end (ap);
+    errno = EINVAL;
+    return perr_at (c, n ? n->mark.line : 1, n ? n->mark.col : 1, "%s", buf);
+}
+
+static int nomem (pctx_t *c)
+{
+    errno = ENOMEM;
+    return gr_errprintf (c->errp, "%s: out of memory", c->file);
+}
+
+/* Characters (not bytes) in the first n bytes of UTF-8 s: libyaml counts
+ * columns in characters. */
+static size_t utf8_chars (const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (((unsigned char)s[i] & 0xc0) != 0x80)
+            k++;
+    }
+    return k;
+}
+
+/* a, b and c joined into a new string, or NULL. */
+static char *join3 (const char *a, const char *b, const char *c)
+{
+    size_t la = strlen (a), lb = strlen (b), lc = strlen (c);
+    char *s = malloc (la + lb + lc + 1);
+
+    if (s) {
+        memcpy (s, a, la);
+        memcpy (s + la, b, lb);
+        memcpy (s + la + lb, c, lc + 1);
+    }
+    return s;
+}
+
+/* How a node reads in a message: a short quoted scalar or its kind. */
+static const char *describe (const ynode_t *n, char *buf, size_t size)
+{
+    if (n->type == YN_SEQ)
+        return "a list";
+    if (n->type == YN_MAP)
+        return "a mapping";
+    if (n->plain && n->len == 0)
+        return "nothing";
+    if (n->len > 40)
+        snprintf (buf, size, "'%.37s...'", n->str);
+    else
+        snprintf (buf, size, "'%s'", n->str);
+    return buf;
+}
+
+/* YAML 1.1 spells null "", "~" or "null". */
+static bool is_null (const ynode_t *n)
+{
+    return n->type == YN_SCALAR && n->plain
+           && (n->len == 0 || strcmp (n->str, "~") == 0 || strcmp (n->str, "null") == 0
+               || strcmp (n->str, "Null") == 0 || strcmp (n->str, "NULL") == 0);
+}
+
+/* The character at 1-based line and column of the text, or NUL. */
+static char char_at (const char *text, size_t len, int line, int col)
+{
+    size_t i = 0;
+
+    for (int l = 1; l < line && i < len; i++) {
+        if (text[i] == '\n')
+            l++;
+    }
+    for (int k = 1; i < len && text[i] != '\n'; i++) {
+        if (((unsigned char)text[i] & 0xc0) == 0x80)
+            continue;
+        if (k++ == col)
+            return text[i];
+    }
+    return '\0';
+}
+
+static int yaml_error (pctx_t *c, const yaml_parser_t *p, const char *text, size_t len)
+{
+    int line, col;
+    const char *hint = "check the indentation and quoting near this point";
+    char ctx[256] = "";
+
+    if (p->error == YAML_MEMORY_ERROR)
+        return nomem (c);
+    if (p->error == YAML_READER_ERROR) {
+        /* Reader errors carry a byte offset, not a mark. */
+        line = 1;
+        col = 1;
+        for (size_t i = 0; i < p->problem_offset && i < len; i++) {
+            if (text[i] == '\n') {
+                line++;
+                col = 1;
+            }
+            else if (((unsigned char)text[i] & 0xc0) != 0x80)
+                col++;
+        }
+        return perr_at (c, line, col,
+                        "YAML cannot read the file: %s (byte 0x%02x); a spec must be "
+                        "UTF-8 text without control characters",
+                        p->problem ? p->problem : "invalid input",
+                        (unsigned)(p->problem_value & 0xff));
+    }
+    line = (int)p->problem_mark.line + 1;
+    col = (int)p->problem_mark.column + 1;
+    if (char_at (text, len, line, col) == '\t')
+        hint = "YAML does not allow tabs for indentation; indent with spaces";
+    else if (p->problem && strstr (p->problem, "mapping values are not allowed"))
+        hint = "quote values that contain ': ' (for example \"echo a: b\"), and check "
+               "the indentation";
+    else if (p->problem && strstr (p->problem, "cannot start any token"))
+        hint = "quote values that start with '`', '@' or '%'; indent with spaces, not "
+               "tabs";
+    else if (p->problem && strstr (p->problem, "did not find expected"))
+        hint = "check the indentation: keys of one mapping must line up, and list "
+               "items start with '- '";
+    if (p->context)
+        snprintf (ctx, sizeof (ctx), " %s at line %d, column %d", p->context,
+                  (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
+    return perr_at (c, line, col, "YAML syntax error: %s%s; %s",
+                    p->problem ? p->problem : "unknown problem", ctx, hint);
+}
+
+static int keys_cmp (const void *a, const void *b)
+{
+    const ynode_t *x = *(ynode_t *const *)a, *y = *(ynode_t *const *)b;
+    int r;
+
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    if ((r = memcmp (x->str, y->str, x->len)) != 0)
+        return r;
+    if (x->mark.line != y->mark.line)
+        return x->mark.line < y->mark.line ? -1 : 1;
+    return x->mark.col < y->mark.col ? -1 : x->mark.col > y->mark.col;
+}
+
+/* libyaml accepts a key twice and the document API would keep both; a spec
+ * with two timeouts is a mistake worth stopping for. */
+static int check_duplicate_keys (pctx_t *c, const ynode_t *map)
+{
+    size_t npairs = map->n / 2, k = 0;
+    const ynode_t **keys;
+    int rc = 0;
+
+    if (npairs < 2)
+        return 0;
+    if (!(keys = malloc (npairs * sizeof (*keys))))
+        return nomem (c);
+    for (const ynode_t *n = map->first; n; n = n->next->next)
+        keys[k++] = n;
+    qsort (keys, npairs, sizeof (*keys), keys_cmp);
+    for (k = 1; k < npairs; k++) {
+        if (keys[k]->len == keys[k - 1]->len
+            && memcmp (keys[k]->str, keys[k - 1]->str, keys[k]->len) == 0) {
+            rc = perr (c, keys[k], "duplicate key '%s' (first at line %d); remove one of them",
+                       keys[k]->str, keys[k - 1]->mark.line);
+            break;
+        }
+    }
+    free (keys);
+    return rc;
+}
+
+static ynode_t *new_node (pctx_t *c, ynode_type_t type, const yaml_mark_t *m)
+{
+    ynode_t *n;
+
+    if (++c->nnodes > GR__SPEC_MAX_NODES) {
+        perr_at (c, (int)m->line + 1, (int)m->column + 1,
+                 "the spec holds more than %d YAML values; put long lists of values "
+                 "in a file: param",
+                 GR__SPEC_MAX_NODES);
+        return NULL;
+    }
+    if (!(n = arena_alloc (&c->arena, sizeof (*n)))) {
+        nomem (c);
+        return NULL;
+    }
+    memset (n, 0, sizeof (*n));
+    n->type = type;
+    n->coloff = -1;
+    n->mark.line = (int)m->line + 1;
+    n->mark.col = (int)m->column + 1;
+    return n;
+}
+
+static int build_tree (pctx_t *c, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    bool have_ev = false, done = false;
+    ynode_t *stack[GR__SPEC_MAX_DEPTH];
+    int depth = 0, ndocs = 0;
+
+    if (!yaml_parser_initialize (&parser))
+        return nomem (c);
+    yaml_parser_set_input_string (&parser, (const unsigned char *)text, len);
+    while (!done) {
+        ynode_t *n = NULL;
+
+        if (!yaml_parser_parse (&parser, &ev)) {
+            yaml_error (c, &parser, text, len);
+            goto error;
+        }
+        have_ev = true;
+        switch (ev.type) {
+            case YAML_STREAM_END_EVENT:
+                done = true;
+                break;
+            case YAML_DOCUMENT_START_EVENT:
+                if (ndocs++ > 0) {
+                    perr_at (c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+                             "a second YAML document; a spec is one document, so remove "
+                             "this '---' and what follows or merge it into the first");
+                    goto error;
+                }
+                break;
+            case YAML_ALIAS_EVENT:
+                perr_at (c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+                         "YAML aliases (*%s) are not supported; write the value out, or "
+                         "put keys shared by tasks under defaults:",
+                         (const char *)ev.data.alias.anchor);
+                goto error;
+            case YAML_SCALAR_EVENT: {
+                size_t vlen = ev.data.scalar.length;
+                size_t chars, span;
+
+                if (!(n = new_node (c, YN_SCALAR, &ev.start_mark)))
+                    goto error;
+                if (!(n->str = arena_alloc (&c->arena, vlen + 1))) {
+                    nomem (c);
+                    goto error;
+                }
+                memcpy (n->str, ev.data.scalar.value, vlen);
+                n->str[vlen] = '\0';
+                n->len = vlen;
+                n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+                /* When the source span is exactly the value (plus quotes),
+                 * byte offsets in the value map to columns. */
+                chars = utf8_chars (n->str, vlen);
+                span = ev.end_mark.index - ev.start_mark.index;
+                if (ev.end_mark.line == ev.start_mark.line) {
+                    if (n->plain && span == chars)
+                        n->coloff = 0;
+                    else if ((ev.data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE
+                              || ev.data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
+                             && span == chars + 2)
+                        n->coloff = 1;
+                }
+                break;
+            }
+            case YAML_SEQUENCE_START_EVENT:
+                if (!(n = new_node (c, YN_SEQ, &ev.start_mark)))
+                    goto error;
+                break;
+            case YAML_MAPPING_START_EVENT:
+                if (!(n = new_node (c, YN_MAP, &ev.start_mark)))
+                    goto error;
+                break;
+            case YAML_SEQUENCE_END_EVENT:
+            case YAML_MAPPING_END_EVENT:
+                if (depth > 0) {
+                    ynode_t *top = stack[--depth];
+                    if (top->type == YN_MAP && check_duplicate_keys (c, top) < 0)
+                        goto error;
+                }
+                break;
+            default:
+                break;
+        }
+        if (n) {
+            if (depth > 0) {
+                ynode_t *parent = stack[depth - 1];
+                if (parent->type == YN_MAP && parent->n % 2 == 0 && n->type != YN_SCALAR) {
+                    perr (c, n, "a mapping key must be a plain string, not %s; quote it "
+                                "or restructure the mapping",
+                          n->type == YN_SEQ ? "a list" : "a mapping");
+                    goto error;
+                }
+                if (parent->last)
+                    parent->last->next = n;
+                else
+                    parent->first = n;
+                parent->last = n;
+                parent->n++;
+            }
+            else
+                c->root = n;
+            if (n->type != YN_SCALAR) {
+                if (depth == GR__SPEC_MAX_DEPTH) {
+                    perr (c, n, "the YAML nests deeper than %d levels; a spec never "
+                                "needs that much, so check the brackets and indentation",
+                          GR__SPEC_MAX_DEPTH);
+                    goto error;
+                }
+                stack[depth++] = n;
+            }
+        }
+        yaml_event_delete (&ev);
+        have_ev = false;
+    }
+    yaml_parser_delete (&parser);
+    return 0;
+error:
+    if (have_ev)
+        yaml_event_delete (&ev);
+    yaml_parser_delete (&parser);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers over the tree. */
+
+/* The value for key in map, or NULL; *keyp gets the key node. */
+static ynode_t *map_get (const ynode_t *map, const char *key, ynode_t **keyp)
+{
+    if (!map || map->type != YN_MAP)
+        return NULL;
+    for (ynode_t *k = map->first; k; k = k->next->next) {
+        if (strcmp (k->str, key) == 0 && strlen (key) == k->len) {
+            if (keyp)
+                *keyp = k;
+            return k->next;
+        }
+    }
+    return NULL;
+}
+
+static size_t edit_distance (const char *a, const char *b)
+{
+    size_t la = strlen (a), lb = strlen (b);
+    size_t row[65];
+
+    if (la > 64 || lb > 64)
+        return 99;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The closest of words to s within an edit distance of 2, or NULL. */
+static const char *suggest (const char *s, const char *const *words, size_t nwords)
+{
+    const char *best = NULL;
+    size_t bestd = 3;
+
+    for (size_t i = 0; i < nwords; i++) {
+        size_t d = edit_distance (s, words[i]);
+        if (d < bestd) {
+            bestd = d;
+            best = words[i];
+        }
+    }
+    return best;
+}
+
+static size_t count_words (const char *const *words)
+{
+    size_t n = 0;
+    while (words[n])
+        n++;
+    return n;
+}
+
+/* Every key of map must be one of valid (NULL-terminated). */
+static int check_keys (pctx_t *c, const ynode_t *map, const char *const *valid,
+                       const char *where)
+{
+    size_t nvalid = count_words (valid);
+
+    for (const ynode_t *k = map->first; k; k = k->next->next) {
+        const char *hint;
+        char list[512];
+        size_t len = 0;
+        bool ok = false;
+
+        for (size_t i = 0; i < nvalid; i++) {
+            if (strcmp (k->str, valid[i]) == 0) {
+                ok = true;
+                break;
+            }
+        }
+        if (ok)
+            continue;
+        if ((hint = suggest (k->str, valid, nvalid)))
+            return perr (c, k, "unknown key '%s' in %s; did you mean '%s'?", k->str, where,
+                         hint);
+        list[0] = '\0';
+        for (size_t i = 0; i < nvalid && len < sizeof (list); i++)
+            len += (size_t)snprintf (list + len, sizeof (list) - len, "%s%s",
+                                     i ? ", " : "", valid[i]);
+        return perr (c, k, "unknown key '%s' in %s; the keys here are %s", k->str, where,
+                     list);
+    }
+    return 0;
+}
+
+static bool valid_name (const char *s, bool ident)
+{
+    if (!*s)
+        return false;
+    if (ident && !((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return false;
+    for (; *s; s++) {
+        char ch = *s;
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')
+            || ch == '_')
+            continue;
+        if (!ident && (ch == '.' || ch == '-'))
+            continue;
+        return false;
+    }
+    return true;
+}
+
+/* A scalar string for key `what`; quoted hints for the common slip of an
+ * unquoted "{x}", which YAML reads as a mapping. */
+static int want_string (pctx_t *c, const ynode_t *n, const char *what)
+{
+    char buf[64];
+
+    if (n->type == YN_MAP)
+        return perr (c, n,
+                     "%s: expected a string, got a mapping; a value that starts with '{' "
+                     "must be quoted in YAML, e.g. \"{x}\"",
+                     what);
+    if (n->type != YN_SCALAR)
+        return perr (c, n, "%s: expected a string, got %s; write a single value", what,
+                     describe (n, buf, sizeof (buf)));
+    if (is_null (n))
+        return perr (c, n, "%s: has no value; give it one or leave the key out", what);
+    if (strlen (n->str) != n->len)
+        return perr (c, n, "%s: contains a NUL character; remove it", what);
+    if (n->len > GR_SPEC_MAX_STRING)
+        return perr (c, n, "%s: is %zu bytes, over the limit of %u (GR_SPEC_MAX_STRING); "
+                           "shorten it",
+                     what, n->len, GR_SPEC_MAX_STRING);
+    return 0;
+}
+
+static int dup_string (pctx_t *c, const ynode_t *n, const char *what, char **out)
+{
+    if (want_string (c, n, what) < 0)
+        return -1;
+    if (!(*out = strdup (n->str)))
+        return nomem (c);
+    return 0;
+}
+
+static int get_duration (pctx_t *c, const ynode_t *n, const char *what, double *out)
+{
+    char buf[64];
+
+    if (n->type != YN_SCALAR || is_null (n) || gr_parse_duration (n->str, out) < 0)
+        return perr (c, n,
+                     "%s: expected a duration like 30, 30s, 5m or 1h30m, got %s; durations "
+                     "are >= 0 with units ms, s, m, h or d (a bare number is seconds)",
+                     what, describe (n, buf, sizeof (buf)));
+    return 0;
+}
+
+static int get_uint (pctx_t *c, const ynode_t *n, const char *what, uint64_t min,
+                     uint64_t max, uint64_t *out)
+{
+    char buf[64];
+    uint64_t v;
+
+    if (n->type != YN_SCALAR || gr_parse_u64 (n->str, &v) < 0 || v < min || v > max)
+        return perr (c, n, "%s: expected a whole number from %" PRIu64 " to %" PRIu64
+                           ", got %s; write a plain whole number, without units",
+                     what, min, max, describe (n, buf, sizeof (buf)));
+    *out = v;
+    return 0;
+}
+
+/* A decimal integer (possibly negative) or a finite real number. */
+static int parse_number (const char *s, double *d, long long *i, bool *integral)
+{
+    char *end;
+
+    if (!*s)
+        return -1;
+    errno = 0;
+    *i = strtoll (s, &end, 10);
+    if (*end == '\0' && errno == 0 && end != s) {
+        *integral = true;
+        *d = (double)*i;
+        return 0;
+    }
+    errno = 0;
+    *d = strtod (s, &end);
+    if (*end != '\0' || end == s || errno != 0 || !isfinite (*d))
+        return -1;
+    /* strtod also takes "inf", "nan" and hex; only plain decimals here. */
+    for (const char *p = s; *p; p++) {
+        if (!strchr ("0123456789+-.eE", *p))
+            return -1;
+    }
+    *integral = false;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Templates. */
+
+static const char *const builtin_vars[] = {"task", "index", "attempt", "run_dir", NULL};
+
+static int check_template (pctx_t *c, const gr_taskdef_t *t, const ynode_t *n,
+                           const char *what)
+{
+    size_t pos = 0;
+    gr__tpl_tok_t tok;
+
+    for (;;) {
+        int line = n->mark.line, col = n->mark.col;
+
+        gr__tpl_next (n->str, &pos, &tok);
+        if (tok.kind == GR__TPL_END)
+            return 0;
+        if (tok.kind == GR__TPL_TEXT)
+            continue;
+        if (n->coloff >= 0)
+            col += n->coloff + (int)utf8_chars (n->str, tok.off);
+        if (tok.kind == GR__TPL_ERROR) {
+            if (strcmp (tok.why, "unbalanced '}'") == 0)
+                return perr_at (c, line, col,
+                                "unbalanced '}' in the %s of task '%s'; write }} for a "
+                                "literal brace",
+                                what, t->name);
+            if (strcmp (tok.why, "unbalanced '{'") == 0)
+                return perr_at (c, line, col,
+                                "unbalanced '{' in the %s of task '%s'; close it as "
+                                "{name}, or write {{ for a literal brace",
+                                what, t->name);
+            return perr_at (c, line, col,
+                            "'%.*s' in the %s of task '%s' is not a template parameter "
+                            "(names hold letters, digits and '_'); write {{ and }} for "
+                            "literal braces",
+                            (int)tok.len, tok.s, what, t->name);
+        }
+        /* A VAR: a param of this task, or a built-in. */
+        {
+            char name[256];
+            const char *words[GR_SPEC_MAX_PARAMS + 5];
+            size_t nw = 0;
+            const char *hint;
+            char have[1024];
+            size_t hl = 0;
+            bool found = gr__tpl_builtin (tok.s, tok.len) >= 0;
+
+            for (size_t i = 0; i < t->nparams && !found; i++) {
+                if (strlen (t->params[i].name) == tok.len
+                    && memcmp (t->params[i].name, tok.s, tok.len) == 0)
+                    found = true;
+            }
+            if (found)
+                continue;
+            snprintf (name, sizeof (name), "%.*s", (int)tok.len, tok.s);
+            have[0] = '\0';
+            for (size_t i = 0; i < t->nparams; i++) {
+                words[nw++] = t->params[i].name;
+                if (hl < sizeof (have))
+                    hl += (size_t)snprintf (have + hl, sizeof (have) - hl, "%s{%s}",
+                                            i ? ", " : "", t->params[i].name);
+            }
+            for (size_t i = 0; builtin_vars[i]; i++)
+                words[nw++] = builtin_vars[i];
+            hint = suggest (name, words, nw);
+            return perr_at (c, line, col,
+                            "undefined template parameter '{%s}' in the %s of task '%s'; "
+                            "%s%s%s%s task has %s%s{task}, {index}, {attempt} and "
+                            "{run_dir}",
+                            name, what, t->name, hint ? "did you mean '{" : "",
+                            hint ? hint : "", hint ? "}'? " : "", hint ? "This" : "this",
+                            have,
+                            t->nparams ? " and the built-ins " : "the built-ins ");
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Task keys. */
+
+static const char *const top_keys[] = {"name", "defaults", "tasks", "grace", NULL};
+static const char *const task_keys[] = {
+    "name",      "command", "shell",      "builtin", "duration", "params",
+    "combine",   "env",     "cwd",        "resources", "timeout", "kill_grace",
+    "retries",   "success", "after",      "stdout",  "stderr",   NULL};
+static const char *const default_keys[] = {
+    "command", "shell",   "builtin", "duration", "params",     "combine",
+    "env",     "cwd",     "resources", "timeout", "kill_grace", "retries",
+    "success", "stdout",  "stderr",  NULL};
+static const char *const resource_keys[] = {"cpus", "gpus", "mem", NULL};
+static const char *const retry_keys[] = {"max", "backoff", "backoff_max", "jitter",
+                                         "crash_limit", NULL};
+static const char *const param_kinds[] = {"range", "file", NULL};
+static const char *const range_keys[] = {"from", "to", "step", NULL};
+
+/* The value of key for a task: its own, else the default.  *keyp gets the
+ * key node that held it. */
+static ynode_t *tget (pctx_t *c, const ynode_t *tn, const char *key, ynode_t **keyp)
+{
+    ynode_t *v = map_get (tn, key, keyp);
+    if (!v)
+        v = map_get (c->defaults, key, keyp);
+    return v;
+}
+
+/* Copy n strings, packed into one block that out[0] points to (see
+ * spec_private.h). */
+static char **pack_values (const char *const *src, const size_t *lens, size_t n)
+{
+    size_t total = 0;
+    char **out, *block;
+
+    for (size_t i = 0; i < n; i++)
+        total += lens[i] + 1;
+    if (!(out = calloc (n + 1, sizeof (*out))) || !(block = malloc (total ? total : 1))) {
+        free (out);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memcpy (block, src[i], lens[i]);
+        block[lens[i]] = '\0';
+        out[i] = block;
+        block += lens[i] + 1;
+    }
+    return out;
+}
+
+static int param_list (pctx_t *c, gr_param_t *p, const ynode_t *v)
+{
+    const char **src = NULL;
+    size_t *lens = NULL, k = 0;
+    char what[300];
+
+    if (v->n == 0)
+        return perr (c, v, "param '%s' has an empty list of values; give it at least one "
+                           "value",
+                     p->name);
+    if (!(src = malloc (v->n * sizeof (*src))) || !(lens = malloc (v->n * sizeof (*lens))))
+        goto nomem;
+    snprintf (what, sizeof (what), "a value of param '%s'", p->name);
+    for (const ynode_t *e = v->first; e; e = e->next) {
+        if (e->type != YN_SCALAR) {
+            perr (c, e,
+                  "%s is %s, but values must be scalars; quote values that start with "
+                  "'{' or '['",
+                  what, e->type == YN_MAP ? "a mapping" : "a list");
+            goto error;
+        }
+        /* An empty value is allowed here: it is a real argument. */
+        if (strlen (e->str) != e->len || e->len > GR_SPEC_MAX_STRING) {
+            want_string (c, e, what);
+            goto error;
+        }
+        src[k] = e->str;
+        lens[k++] = e->len;
+    }
+    if (!(p->values = pack_values (src, lens, k)))
+        goto nomem;
+    p->count = k;
+    free (src);
+    free (lens);
+    return 0;
+nomem:
+    nomem (c);
+error:
+    free (src);
+    free (lens);
+    return -1;
+}
+
+static int range_number (pctx_t *c, const ynode_t *n, const char *pname, const char *which,
+                         double *d, long long *i, bool *integral)
+{
+    char buf[64];
+
+    if (n->type != YN_SCALAR || parse_number (n->str, d, i, integral) < 0)
+        return perr (c, n, "range of param '%s': %s must be a number, got %s; write plain "
+                           "decimal numbers like 0.5 or -3",
+                     pname, which,
+                     describe (n, buf, sizeof (buf)));
+    return 0;
+}
+
+static int param_range (pctx_t *c, gr_param_t *p, const ynode_t *v)
+{
+    const ynode_t *nf = NULL, *nt = NULL, *ns = NULL;
+    double from, to, step = 1;
+    long long ifrom, ito, istep = 1;
+    bool if_, it, is = true;
+    char buf[64];
+
+    if (v->type == YN_SEQ) {
+        if (v->n < 2 || v->n > 3)
+            return perr (c, v, "range of param '%s' has %zu numbers; write [from, to] or "
+                               "[from, to, step]",
+                         p->name, v->n);
+        nf = v->first;
+        nt = nf->next;
+        ns = nt->next;
+    }
+    else if (v->type == YN_MAP) {
+        if (check_keys (c, v, range_keys, "a range") < 0)
+            return -1;
+        nf = map_get (v, "from", NULL);
+        nt = map_get (v, "to", NULL);
+        ns = map_get (v, "step", NULL);
+        if (!nf || !nt)
+            return perr (c, v, "range of param '%s' needs from: and to:; add them (step: "
+                               "is optional and defaults to 1)",
+                         p->name);
+    }
+    else
+        return perr (c, v, "range of param '%s': expected [from, to, step] or {from, to, "
+                           "step}, got %s; write e.g. range: [0, 1, 0.1]",
+                     p->name, describe (v, buf, sizeof (buf)));
+    if (range_number (c, nf, p->name, "from", &from, &ifrom, &if_) < 0
+        || range_number (c, nt, p->name, "to", &to, &ito, &it) < 0
+        || (ns && range_number (c, ns, p->name, "step", &step, &istep, &is) < 0))
+        return -1;
+    if (!(step > 0))
+        return perr (c, ns, "range of param '%s' has step %s; the step must be greater "
+                            "than 0",
+                     p->name, ns->str);
+    if (to < from)
+        return perr (c, nt, "range of param '%s' goes from %s down to %s; 'to' must not be "
+                            "less than 'from' (ranges count up)",
+                     p->name, nf->str, nt->str);
+    p->kind = GR_PARAM_RANGE;
+    p->from = from;
+    p->to = to;
+    p->step = step;
+    p->integral = if_ && it && is;
+    if (p->integral) {
+        /* Exact integer count; unsigned so that full int64 spans work. */
+        uint64_t span = (uint64_t)ito - (uint64_t)ifrom;
+        uint64_t steps = span / (uint64_t)istep;
+        if (steps == UINT64_MAX)
+            return perr (c, v, "range of param '%s' has more than 2^64 values; narrow it",
+                         p->name);
+        p->ifrom = ifrom;
+        p->istep = istep;
+        p->count = steps + 1;
+    }
+    else {
+        /* The 1e-9 absorbs rounding, so [0, 1, 0.1] ends at 1. */
+        double steps = floor ((to - from) / step + 1e-9);
+        if (!(steps < 18446744073709549568.0))
+            return perr (c, v, "range of param '%s' has more than 2^64 values; use a "
+                               "larger step",
+                         p->name);
+        p->ifrom = 0;
+        p->istep = 0;
+        p->count = (uint64_t)steps + 1;
+    }
+    return 0;
+}
+
+static int record_file (pctx_t *c, const char *path, const char *data, size_t len)
+{
+    gr_spec_t *s = c->spec;
+    gr_spec_file_t *nf;
+
+    for (size_t i = 0; i < s->nfiles; i++) {
+        if (strcmp (s->files[i].path, path) == 0)
+            return 0;
+    }
+    if (!(nf = realloc (s->files, (s->nfiles + 1) * sizeof (*nf))))
+        return nomem (c);
+    s->files = nf;
+    nf = &s->files[s->nfiles];
+    if (!(nf->path = strdup (path)) || !(nf->data = malloc (len + 1))) {
+        free (nf->path);
+        return nomem (c);
+    }
+    memcpy (nf->data, data, len);
+    nf->data[len] = '\0';
+    nf->len = len;
+    s->nfiles++;
+    return 0;
+}
+
+static int param_file (pctx_t *c, gr_param_t *p, const ynode_t *key, const ynode_t *v)
+{
+    char *resolved = NULL, *data = NULL;
+    const char **src = NULL;
+    size_t *lens = NULL;
+    size_t len = 0, nlines = 1, k = 0, line = 0;
+    gr_error_t ferr;
+
+    if (want_string (c, v, "file") < 0)
+        return -1;
+    if (v->str[0] == '/' || !c->dir)
+        resolved = strdup (v->str);
+    else
+        resolved = join3 (c->dir, "/", v->str);
+    if (!resolved)
+        goto nomem;
+    if (c->use_files) {
+        const gr_spec_file_t *f = NULL;
+        for (size_t i = 0; i < c->nfiles; i++) {
+            if (strcmp (c->files[i].path, resolved) == 0)
+                f = &c->files[i];
+        }
+        if (!f) {
+            perr (c, key, "param file '%s' of param '%s' was not shipped with the spec; "
+                          "pack the spec with gr_spec_pack",
+                  resolved, p->name);
+            goto error;
+        }
+        if (!(data = malloc (f->len + 1)))
+            goto nomem;
+        memcpy (data, f->data, f->len);
+        data[f->len] = '\0';
+        len = f->len;
+    }
+    else if (gr_read_file (resolved, GR_SPEC_MAX_PARAM_FILE, &data, &len, &ferr) < 0) {
+        perr (c, key, "cannot read the values of param '%s': %s; file: paths are relative "
+                      "to the directory of the spec",
+              p->name, ferr.text);
+        goto error;
+    }
+    if (memchr (data, '\0', len)) {
+        perr (c, key, "param file '%s' contains a NUL byte; it must be text, one value a "
+                      "line",
+              resolved);
+        goto error;
+    }
+    if (record_file (c, resolved, data, len) < 0)
+        goto error;
+    for (size_t i = 0; i < len; i++)
+        nlines += data[i] == '\n';
+    if (!(src = malloc (nlines * sizeof (*src))) || !(lens = malloc (nlines * sizeof (*lens))))
+        goto nomem;
+    for (char *s = data; s < data + len;) {
+        char *nl = memchr (s, '\n', (size_t)(data + len - s));
+        char *end = nl ? nl : data + len;
+        bool blank = true;
+
+        line++;
+        if (end > s && end[-1] == '\r')
+            end--;
+        for (char *q = s; q < end; q++) {
+            if (*q != ' ' && *q != '\t') {
+                blank = false;
+                break;
+            }
+        }
+        if (!blank) {
+            if ((size_t)(end - s) > GR_SPEC_MAX_STRING) {
+                perr (c, key, "line %zu of param file '%s' is longer than %u bytes "
+                              "(GR_SPEC_MAX_STRING); shorten it",
+                      line, resolved, GR_SPEC_MAX_STRING);
+                goto error;
+            }
+            src[k] = s;
+            lens[k++] = (size_t)(end - s);
+        }
+        s = nl ? nl + 1 : data + len;
+    }
+    if (k == 0) {
+        perr (c, key, "param file '%s' of param '%s' holds no values; write one value a "
+                      "line",
+              resolved, p->name);
+        goto error;
+    }
+    if (!(p->values = pack_values (src, lens, k)))
+        goto nomem;
+    p->kind = GR_PARAM_FILE;
+    p->count = k;
+    free (src);
+    free (lens);
+    free (data);
+    free (resolved);
+    return 0;
+nomem:
+    nomem (c);
+error:
+    free (src);
+    free (lens);
+    free (data);
+    free (resolved);
+    return -1;
+}
+
+static int parse_params (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+{
+    ynode_t *pkey = NULL, *ckey = NULL;
+    const ynode_t *pn = tget (c, tn, "params", &pkey);
+    const ynode_t *cn = tget (c, tn, "combine", &ckey);
+    size_t i = 0;
+
+    t->count = 1;
+    if (cn) {
+        static const char *const modes[] = {"product", "zip", NULL};
+        const char *hint;
+        if (want_string (c, cn, "combine") < 0)
+            return -1;
+        if (strcmp (cn->str, "zip") == 0)
+            t->zip = true;
+        else if (strcmp (cn->str, "product") != 0) {
+            hint = suggest (cn->str, modes, 2);
+            return perr (c, cn, "combine: '%s' is not a way to combine params; %s%s%s",
+                         cn->str, hint ? "did you mean '" : "use product or zip",
+                         hint ? hint : "", hint ? "'?" : "");
+        }
+    }
+    if (!pn || is_null (pn))
+        return 0;
+    if (pn->type != YN_MAP)
+        return perr (c, pn, "params: expected a mapping of name: values, got %s; write e.g. "
+                            "params: {x: [1, 2]}",
+                     pn->type == YN_SEQ ? "a list" : "a scalar");
+    if (pn->n / 2 > GR_SPEC_MAX_PARAMS)
+        return perr (c, pkey, "task '%s' has %zu params, over the limit of %d "
+                              "(GR_SPEC_MAX_PARAMS); combine some into a file: param",
+                     t->name, pn->n / 2, GR_SPEC_MAX_PARAMS);
+    if (!(t->params = calloc (pn->n / 2 + 1, sizeof (*t->params))))
+        return nomem (c);
+    for (const ynode_t *k = pn->first; k; k = k->next->next, i++) {
+        const ynode_t *v = k->next;
+        gr_param_t *p = &t->params[i];
+        char buf[64];
+
+        if (!valid_name (k->str, true))
+            return perr (c, k, "param name '%s' is not valid; names start with a letter or "
+                               "'_' and hold letters, digits and '_'",
+                         k->str);
+        if (gr__tpl_builtin (k->str, k->len) >= 0)
+            return perr (c, k, "param name '%s' is reserved for the built-in {%s}; rename "
+                               "the param",
+                         k->str, k->str);
+        if (!(p->name = strdup (k->str)))
+            return nomem (c);
+        p->mark = k->mark;
+        t->nparams++;
+        if (v->type == YN_SEQ) {
+            p->kind = GR_PARAM_LIST;
+            if (param_list (c, p, v) < 0)
+                return -1;
+        }
+        else if (v->type == YN_MAP) {
+            ynode_t *kk = NULL;
+            const ynode_t *rv, *fv;
+            if (check_keys (c, v, param_kinds, "a param") < 0)
+                return -1;
+            rv = map_get (v, "range", NULL);
+            fv = map_get (v, "file", &kk);
+            if (v->n != 2)
+                return perr (c, v, "param '%s' must have exactly one of range: or file:; split it "
+                                 "into two params",
+                             p->name);
+            if (rv && param_range (c, p, rv) < 0)
+                return -1;
+            if (fv && param_file (c, p, kk, fv) < 0)
+                return -1;
+        }
+        else
+            return perr (c, v, "param '%s' has %s, but a param holds several values; write a "
+                               "list like [1, 2], {range: [from, to, step]} or {file: path}",
+                         p->name, describe (v, buf, sizeof (buf)));
+    }
+    if (t->zip) {
+        for (i = 1; i < t->nparams; i++) {
+            if (t->params[i].count != t->params[0].count)
+                return perr (c, ckey ? ckey : pkey,
+                             "combine: zip needs params with the same number of values, "
+                             "but '%s' has %" PRIu64 " and '%s' has %" PRIu64
+                             "; make them equal or use combine: product",
+                             t->params[0].name, t->params[0].count, t->params[i].name,
+                             t->params[i].count);
+        }
+        t->count = t->nparams ? t->params[0].count : 1;
+    }
+    else {
+        for (i = 0; i < t->nparams; i++) {
+            if (__builtin_mul_overflow (t->count, t->params[i].count, &t->count))
+                return perr (c, pkey, "the params of task '%s' expand to more than 2^64 "
+                                      "tasks; use fewer values or combine: zip",
+                             t->name);
+        }
+    }
+    return 0;
+}
+
+static int parse_action (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+{
+    static const char *const acts[] = {"command", "shell", "builtin"};
+    const ynode_t *src = tn;
+    const ynode_t *an[3] = {NULL}, *ak[3] = {NULL};
+    const ynode_t *dn;
+    ynode_t *dk = NULL;
+    int nact = 0, which = -1;
+    char what[64];
+
+    /* The action is one unit: a task that names its own does not inherit
+     * any part of the default's. */
+    for (int pass = 0; pass < 2 && nact == 0; pass++) {
+        src = pass == 0 ? tn : c->defaults;
+        for (int i = 0; i < 3; i++) {
+            ynode_t *k = NULL;
+            if ((an[i] = map_get (src, acts[i], &k))) {
+                ak[i] = k;
+                if (nact++ == 0)
+                    which = i;
+                else
+                    return perr (c, k, "task '%s' has both %s: and %s:; keep exactly one "
+                                       "of command:, shell: and builtin:",
+                                 t->name, acts[which], acts[i]);
+            }
+        }
+    }
+    if (nact == 0)
+        return perr (c, tn, "task '%s' has nothing to run; give it command: [prog, args], "
+                            "shell: \"...\" or builtin: noop",
+                     t->name);
+    if (which == 0) {
+        const ynode_t *v = an[0];
+        size_t i = 0;
+        if (v->type == YN_SCALAR)
+            return perr (c, v, "command: must be a list of arguments, like [echo, hello], "
+                               "not a string; to run a shell command line use shell: "
+                               "instead");
+        if (v->type != YN_SEQ)
+            return perr (c, v, "command: got a mapping; write a list of arguments like [echo, "
+                               "hello], and quote arguments that contain ': '");
+        if (v->n == 0)
+            return perr (c, v, "command: is empty; give at least the program to run");
+        if (v->n > GR_SPEC_MAX_ARGV)
+            return perr (c, ak[0], "command: of task '%s' has %zu arguments, over the limit "
+                                   "of %d (GR_SPEC_MAX_ARGV); pass long lists through a file",
+                         t->name, v->n, GR_SPEC_MAX_ARGV);
+        if (!(t->argv = calloc (v->n + 1, sizeof (char *))))
+            return nomem (c);
+        for (const ynode_t *e = v->first; e; e = e->next, i++) {
+            snprintf (what, sizeof (what), "command argument %zu", i);
+            if (e->type == YN_MAP)
+                return perr (c, e, "command argument %zu is a mapping; quote arguments "
+                                   "that start with '{' or contain ': ', e.g. \"{x}\"",
+                             i);
+            if (e->type == YN_SCALAR && e->plain && e->len == 0)
+                return perr (c, e, "command argument %zu is empty; write \"\" for an "
+                                   "empty argument",
+                             i);
+            if (e->type == YN_SCALAR && !e->plain && e->len == 0) {
+                if (!(t->argv[i] = strdup ("")))
+                    return nomem (c);
+            }
+            else if (dup_string (c, e, what, &t->argv[i]) < 0)
+                return -1;
+            t->argc++;
+            if (check_template (c, t, e, what) < 0)
+                return -1;
+        }
+    }
+    else if (which == 1) {
+        if (dup_string (c, an[1], "shell", &t->shell) < 0
+            || check_template (c, t, an[1], "shell command") < 0)
+            return -1;
+    }
+    else {
+        if (want_string (c, an[2], "builtin") < 0)
+            return -1;
+        if (strcmp (an[2]->str, "noop") != 0)
+            return perr (c, an[2], "builtin: '%s' is not a builtin; the only one is noop",
+                         an[2]->str);
+        t->builtin = GR_BUILTIN_NOOP;
+    }
+    /* duration: belongs to builtin: noop; a default duration only applies
+     * to noop tasks. */
+    dn = map_get (tn, "duration", &dk);
+    if (!dn && t->builtin == GR_BUILTIN_NOOP)
+        dn = map_get (c->defaults, "duration", &dk);
+    if (dn) {
+        if (t->builtin != GR_BUILTIN_NOOP)
+            return perr (c, dk, "duration: only applies to builtin: noop, and task '%s' "
+                                "runs a %s; remove duration: (use timeout: to limit a "
+                                "command)",
+                         t->name, which == 0 ? "command" : "shell command");
+        if (get_duration (c, dn, "duration", &t->noop_duration) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int add_env (pctx_t *c, gr_taskdef_t *t, const ynode_t *k, const ynode_t *v)
+{
+    size_t klen = k->len;
+    char *entry;
+
+    if (!valid_name (k->str, true))
+        return perr (c, k, "env: '%s' is not a valid variable name; names start with a "
+                           "letter or '_' and hold letters, digits and '_'",
+                     k->str);
+    if (v->type == YN_MAP)
+        return want_string (c, v, "env value");
+    if (v->type != YN_SCALAR)
+        return perr (c, v, "env: the value of %s must be a string, not a list; join the "
+                           "values into one string",
+                     k->str);
+    if (strlen (v->str) != v->len)
+        return want_string (c, v, "env value");
+    if (check_template (c, t, v, "env value") < 0)
+        return -1;
+    if (!(entry = join3 (k->str, "=", is_null (v) ? "" : v->str)))
+        return nomem (c);
+    /* A task's own entry replaces the default's in place. */
+    for (size_t i = 0; i < t->nenv; i++) {
+        if (strncmp (t->env[i], k->str, klen) == 0 && t->env[i][klen] == '=') {
+            free (t->env[i]);
+            t->env[i] = entry;
+            return 0;
+        }
+    }
+    t->env[t->nenv++] = entry;
+    return 0;
+}
+
+static int parse_env (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+{
+    const ynode_t *dv = map_get (c->defaults, "env", NULL);
+    const ynode_t *tv = map_get (tn, "env", NULL);
+    const ynode_t *srcs[2] = {dv, tv};
+    size_t n = 0;
+
+    for (int i = 0; i < 2; i++) {
+        if (!srcs[i] || is_null (srcs[i]))
+            continue;
+        if (srcs[i]->type != YN_MAP)
+            return perr (c, srcs[i], "env: expected a mapping of NAME: value, got %s; write e.g. env: "
+                         "{OMP_NUM_THREADS: 4}",
+                         srcs[i]->type == YN_SEQ ? "a list" : "a scalar");
+        n += srcs[i]->n / 2;
+    }
+    if (!n)
+        return 0;
+    if (!(t->env = calloc (n + 1, sizeof (char *))))
+        return nomem (c);
+    for (int i = 0; i < 2; i++) {
+        if (!srcs[i] || srcs[i]->type != YN_MAP)
+            continue;
+        for (const ynode_t *k = srcs[i]->first; k; k = k->next->next) {
+            if (add_env (c, t, k, k->next) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int parse_resources (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+{
+    ynode_t *key = NULL;
+    const ynode_t *r = tget (c, tn, "resources", &key);
+    const ynode_t *v;
+    uint64_t u;
+
+    t->cpus = 1;
+    t->gpus = 0;
+    t->mem = 0;
+    t->resources_mark = key ? key->mark : t->mark;
+    if (!r || is_null (r))
+        return 0;
+    if (r->type != YN_MAP)
+        return perr (c, r, "resources: expected a mapping; write e.g. resources: {cpus: 2, "
+                           "gpus: 1, mem: 4G}");
+    if (check_keys (c, r, resource_keys, "resources") < 0)
+        return -1;
+    if ((v = map_get (r, "cpus", NULL))) {
+        if (get_uint (c, v, "resources.cpus", 1, UINT32_MAX, &u) < 0)
+            return -1;
+        t->cpus = (uint32_t)u;
+    }
+    if ((v = map_get (r, "gpus", NULL))) {
+        if (get_uint (c, v, "resources.gpus", 0, UINT32_MAX, &u) < 0)
+            return -1;
+        t->gpus = (uint32_t)u;
+    }
+    if ((v = map_get (r, "mem", NULL))) {
+        char buf[64];
+        if (v->type != YN_SCALAR || gr_parse_size (v->str, &t->mem) < 0)
+            return perr (c, v, "resources.mem: expected a size like 512M, 4G or 1.5GiB, "
+                               "got %s; sizes are bytes with K, M, G or T (binary)",
+                         describe (v, buf, sizeof (buf)));
+    }
+    return 0;
+}
+
+static int parse_retries (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+{
+    const ynode_t *r = tget (c, tn, "retries", NULL);
+    const ynode_t *v;
+    uint64_t u;
+
+    t->retry.max = 0;
+    t->retry.backoff = 1;
+    t->retry.backoff_max = 300;
+    t->retry.jitter = 0.5;
+    t->retry.crash_limit = 3;
+    if (!r)
+        return 0;
+    if (r->type == YN_SCALAR) {
+        if (get_uint (c, r, "retries", 0, UINT32_MAX, &u) < 0)
+            return -1;
+        t->retry.max = (uint32_t)u;
+        return 0;
+    }
+    if (r->type != YN_MAP)
+        return perr (c, r, "retries: expected a number of retries or a mapping {max, "
+                           "backoff, backoff_max, jitter, crash_limit}, got a list; write "
+                           "e.g. retries: 3 or retries: {max: 3, backoff: 10s}");
+    if (check_keys (c, r, retry_keys, "retries") < 0)
+        return -1;
+    if ((v = map_get (r, "max", NULL))) {
+        if (get_uint (c, v, "retries.max", 0, UINT32_MAX, &u) < 0)
+            return -1;
+        t->retry.max = (uint32_t)u;
+    }
+    if ((v = map_get (r, "backoff", NULL))
+        && get_duration (c, v, "retries.backoff", &t->retry.backoff) < 0)
+        return -1;
+    if ((v = map_get (r, "backoff_max", NULL))
+        && get_duration (c, v, "retries.backoff_max", &t->retry.backoff_max) < 0)
+        return -1;
+    if ((v = map_get (r, "jitter", NULL))) {
+        double d;
+        long long ll;
+        bool integral;
+        char buf[64];
+        if (v->type != YN_SCALAR || parse_number (v->str, &d, &ll, &integral) < 0 || d < 0
+            || d > 1)
+            return perr (c, v, "retries.jitter: expected a number from 0 to 1 (the "
+                               "fraction of each delay that is random), got %s; 0 means "
+                               "exact delays, 1 fully random ones",
+                         describe (v, buf, sizeof (buf)));
+        t->retry.jitter = d;
+    }
+    if ((v = map_get (r, "crash_limit", NULL))) {
+        if (get_uint (c, v, "retries.crash_limit", 1, UINT32_MAX, &u) < 0)
+            return -1;
+        t->retry.crash_limit = (uint32_t)u;
+    }
+    return 0;
+}
+
+static int parse_success (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+{
+    const ynode_t *s = tget (c, tn, "success", NULL);
+    size_t n = 1, i = 0;
+    uint64_t u;
+
+    if (s && s->type == YN_SEQ) {
+        if (s->n == 0)
+            return perr (c, s, "success: is empty; list the exit codes that mean success, "
+                               "e.g. [0]");
+        n = s->n;
+    }
+    else if (s && s->type != YN_SCALAR)
+        return perr (c, s, "success: expected an exit code or a list of them, got a "
+                           "mapping; write e.g. success: [0, 3]");
+    if (!(t->success = calloc (n, sizeof (int))))
+        return nomem (c);
+    t->nsuccess = n;
+    if (!s)
+        return 0;
+    if (s->type == YN_SCALAR) {
+        if (get_uint (c, s, "success", 0, 255, &u) < 0)
+            return -1;
+        t->success[0] = (int)u;
+        return 0;
+    }
+    for (const ynode_t *e = s->first; e; e = e->next) {
+        if (get_uint (c, e, "success", 0, 255, &u) < 0)
+            return -1;
+        t->success[i++] = (int)u;
+    }
+    return 0;
+}
+
+static int parse_out (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn, bool err)
+{
+    const char *key = err ? "stderr" : "stdout";
+    const ynode_t *v = tget (c, tn, key, NULL);
+    gr_out_mode_t *mode = err ? &t->err_mode : &t->out_mode;
+    char **path = err ? &t->err_path : &t->out_path;
+    char what[32];
+
+    *mode = GR_OUT_CAPTURE;
+    if (!v)
+        return 0;
+    snprintf (what, sizeof (what), "%s path", key);
+    if (want_string (c, v, key) < 0)
+        return -1;
+    if (strcmp (v->str, "capture") == 0)
+        *mode = GR_OUT_CAPTURE;
+    else if (strcmp (v->str, "discard") == 0)
+        *mode = GR_OUT_DISCARD;
+    else if (err && strcmp (v->str, "stdout") == 0)
+        *mode = GR_OUT_STDOUT;
+    else {
+        if (check_template (c, t, v, what) < 0)
+            return -1;
+        if (!(*path = strdup (v->str)))
+            return nomem (c);
+        *mode = GR_OUT_FILE;
+    }
+    return 0;
+}
+
+static const gr_taskdef_t *find_def (const gr_spec_t *s, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s->tasks[i].name && strcmp (s->tasks[i].name, name) == 0)
+            return &s->tasks[i];
+    }
+    return NULL;
+}
+
+static int parse_after (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+{
+    ynode_t *key = NULL;
+    const ynode_t *a = map_get (tn, "after", &key);
+    const ynode_t *e;
+    size_t n;
+
+    c->after_keys[t->id] = key;
+    if (!a || is_null (a))
+        return 0;
+    if (a->type == YN_MAP)
+        return perr (c, a, "after: expected a task name or a list of them, got a mapping; "
+                           "write e.g. after: [prep]");
+    n = a->type == YN_SEQ ? a->n : 1;
+    if (!(t->after = calloc (n ? n : 1, sizeof (uint32_t))))
+        return nomem (c);
+    /* A scalar's next is its sibling in the task mapping, not a list
+     * element, so only lists are walked. */
+    for (e = a->type == YN_SEQ ? a->first : a; e; e = a->type == YN_SEQ ? e->next : NULL) {
+        const gr_taskdef_t *d;
+        if (want_string (c, e, "after") < 0)
+            return -1;
+        if (strcmp (e->str, t->name) == 0)
+            return perr (c, e, "task '%s' lists itself in after:; a task cannot wait for "
+                               "itself, so remove it",
+                         t->name);
+        if (!(d = find_def (c->spec, c->spec->ntasks, e->str))) {
+            const char **names = malloc (c->spec->ntasks * sizeof (*names));
+            const char *hint;
+            int rc;
+            if (!names)
+                return nomem (c);
+            for (size_t k = 0; k < c->spec->ntasks; k++)
+                names[k] = c->spec->tasks[k].name;
+            hint = suggest (e->str, names, c->spec->ntasks);
+            rc = perr (c, e, "task '%s' is after '%s', which is not a task in this spec; %s%s%s",
+                       t->name, e->str, hint ? "did you mean '" : "check the name",
+                       hint ? hint : "", hint ? "'?" : "");
+            free (names);
+            return rc;
+        }
+        for (size_t k = 0; k < t->nafter; k++) {
+            if (t->after[k] == d->id)
+                return perr (c, e, "task '%s' lists '%s' twice in after:; remove one",
+                             t->name, d->name);
+        }
+        t->after[t->nafter++] = d->id;
+    }
+    return 0;
+}
+
+/* Depth-first search along after: edges; a grey node met again closes a
+ * cycle, which is reported with the whole loop spelled out. */
+static int check_cycles (pctx_t *c)
+{
+    gr_spec_t *s = c->spec;
+    unsigned char *color = NULL;    /* 0 white, 1 grey, 2 black */
+    uint32_t *stack = NULL;         /* the path from the root */
+    size_t *edge = NULL;            /* next after[] index per path entry */
+    int rc = 0;
+
+    if (!(color = calloc (s->ntasks, 1)) || !(stack = calloc (s->ntasks, sizeof (*stack)))
+        || !(edge = calloc (s->ntasks, sizeof (*edge)))) {
+        rc = nomem (c);
+        goto done;
+    }
+    for (size_t root = 0; root < s->ntasks && rc == 0; root++) {
+        size_t depth = 0;
+        if (color[root])
+            continue;
+        stack[depth] = (uint32_t)root;
+        edge[depth++] = 0;
+        color[root] = 1;
+        while (depth > 0 && rc == 0) {
+            const gr_taskdef_t *t = &s->tasks[stack[depth - 1]];
+            if (edge[depth - 1] == t->nafter) {
+                color[t->id] = 2;
+                depth--;
+                continue;
+            }
+            uint32_t next = t->after[edge[depth - 1]++];
+            if (color[next] == 0) {
+                color[next] = 1;
+                stack[depth] = next;
+                edge[depth++] = 0;
+            }
+            else if (color[next] == 1) {
+                char path[768];
+                size_t len = 0, start = 0;
+                const ynode_t *k;
+                while (stack[start] != next)
+                    start++;
+                for (size_t i = start; i < depth && len < sizeof (path); i++)
+                    len += (size_t)snprintf (path + len, sizeof (path) - len, "%s -> ",
+                                             s->tasks[stack[i]].name);
+                if (len < sizeof (path))
+                    snprintf (path + len, sizeof (path) - len, "%s", s->tasks[next].name);
+                k = c->after_keys[next];
+                rc = perr (c, k, "tasks %s form a cycle through after:; remove one of "
+                                 "these dependencies",
+                           path);
+            }
+        }
+    }
+done:
+    free (color);
+    free (stack);
+    free (edge);
+    return rc;
+}
+
+static int parse_task (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+{
+    const ynode_t *v;
+
+    if (parse_params (c, t, tn) < 0 || parse_action (c, t, tn) < 0
+        || parse_env (c, t, tn) < 0)
+        return -1;
+    if ((v = tget (c, tn, "cwd", NULL))) {
+        if (dup_string (c, v, "cwd", &t->cwd) < 0
+            || check_template (c, t, v, "cwd") < 0)
+            return -1;
+    }
+    if (parse_resources (c, t, tn) < 0)
+        return -1;
+    t->timeout = 0;
+    t->kill_grace = 10;
+    if ((v = tget (c, tn, "timeout", NULL)) && get_duration (c, v, "timeout", &t->timeout) < 0)
+        return -1;
+    if ((v = tget (c, tn, "kill_grace", NULL))
+        && get_duration (c, v, "kill_grace", &t->kill_grace) < 0)
+        return -1;
+    if (parse_retries (c, t, tn) < 0 || parse_success (c, t, tn) < 0
+        || parse_out (c, t, tn, false) < 0 || parse_out (c, t, tn, true) < 0
+        || parse_after (c, t, tn) < 0)
+        return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Run identity. */
+
+static uint64_t h_u64 (uint64_t h, uint64_t v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    return gr_hash64_update (h, b, 8);
+}
+
+static uint64_t h_str (uint64_t h, const char *s)
+{
+    if (!s)
+        return h_u64 (h, UINT64_MAX);
+    h = h_u64 (h, strlen (s));
+    return gr_hash64_update (h, s, strlen (s));
+}
+
+static uint64_t h_dbl (uint64_t h, double d)
+{
+    char buf[40];
+    snprintf (buf, sizeof (buf), "%.17g", d);
+    return h_str (h, buf);
+}
+
+/* The run identity hashes the parsed spec, not its text: comments, spacing,
+ * quoting and the order of keys inside a task do not change it, while
+ * anything that changes what runs does, including the content of param
+ * files (their values, not their paths).  Every field goes in with a
+ * length or fixed width so no two specs can collide by concatenation.
+ * Like task keys it is stored in journals, so the scheme ("gridrun-spec-1")
+ * must only ever change together with that tag. */
+static uint64_t hash_spec (const gr_spec_t *s)
+{
+    uint64_t h = GR_HASH64_INIT;
+
+    h = h_str (h, "gridrun-spec-1");
+    h = h_str (h, s->name);
+    h = h_dbl (h, s->grace);
+    h = h_u64 (h, s->ntasks);
+    for (size_t i = 0; i < s->ntasks; i++) {
+        const gr_taskdef_t *t = &s->tasks[i];
+        h = h_str (h, t->name);
+        h = h_u64 (h, t->argc);
+        for (size_t k = 0; k < t->argc; k++)
+            h = h_str (h, t->argv[k]);
+        h = h_str (h, t->shell);
+        h = h_u64 (h, t->builtin);
+        h = h_dbl (h, t->noop_duration);
+        h = h_u64 (h, t->nenv);
+        for (size_t k = 0; k < t->nenv; k++)
+            h = h_str (h, t->env[k]);
+        h = h_str (h, t->cwd);
+        h = h_u64 (h, t->nparams);
+        for (size_t k = 0; k < t->nparams; k++) {
+            const gr_param_t *p = &t->params[k];
+            h = h_str (h, p->name);
+            h = h_u64 (h, p->kind);
+            h = h_u64 (h, p->count);
+            if (p->kind == GR_PARAM_RANGE) {
+                h = h_u64 (h, p->integral);
+                h = h_dbl (h, p->from);
+                h = h_dbl (h, p->step);
+            }
+            else {
+                for (uint64_t j = 0; j < p->count; j++)
+                    h = h_str (h, p->values[j]);
+            }
+        }
+        h = h_u64 (h, t->zip);
+        h = h_u64 (h, t->cpus);
+        h = h_u64 (h, t->gpus);
+        h = h_u64 (h, t->mem);
+        h = h_dbl (h, t->timeout);
+        h = h_dbl (h, t->kill_grace);
+        h = h_u64 (h, t->retry.max);
+        h = h_dbl (h, t->retry.backoff);
+        h = h_dbl (h, t->retry.backoff_max);
+        h = h_dbl (h, t->retry.jitter);
+        h = h_u64 (h, t->retry.crash_limit);
+        h = h_u64 (h, t->nsuccess);
+        for (size_t k = 0; k < t->nsuccess; k++)
+            h = h_u64 (h, (uint64_t)t->success[k]);
+        h = h_u64 (h, t->nafter);
+        for (size_t k = 0; k < t->nafter; k++)
+            h = h_u64 (h, t->after[k]);
+        h = h_u64 (h, t->out_mode);
+        h = h_str (h, t->out_path);
+        h = h_u64 (h, t->err_mode);
+        h = h_str (h, t->err_path);
+    }
+    return gr_hash64_final (h);
+}
+
+/* ------------------------------------------------------------------ */
+/* The whole spec. */
+
+static int parse_top (pctx_t *c)
+{
+    gr_spec_t *s = c->spec;
+    const ynode_t *root = c->root, *v, *tasks;
+    ynode_t *key = NULL, *tkey = NULL;
+    size_t i = 0;
+
+    if (!root || is_null (root))
+        return perr_at (c, 1, 1, "the spec is empty; a job spec needs at least name: and "
+                                 "tasks:");
+    if (root->type != YN_MAP)
+        return perr (c, root, "the top level of a spec must be a mapping with name: and "
+                              "tasks:, not %s; start the file with name: <job> and tasks:",
+                     root->type == YN_SEQ ? "a list" : "a scalar");
+    if (check_keys (c, root, top_keys, "the spec") < 0)
+        return -1;
+    if (!(v = map_get (root, "name", NULL)))
+        return perr (c, root, "the spec has no name:; add name: <job name> at the top level");
+    if (dup_string (c, v, "name", &s->name) < 0)
+        return -1;
+    if (!valid_name (s->name, false))
+        return perr (c, v, "job name '%s' may only hold letters, digits, '_', '.' and '-'; "
+                           "rename the job",
+                     s->name);
+    s->grace = 60;
+    if ((v = map_get (root, "grace", NULL)) && get_duration (c, v, "grace", &s->grace) < 0)
+        return -1;
+    if ((c->defaults = map_get (root, "defaults", &key))) {
+        if (is_null (c->defaults))
+            c->defaults = NULL;
+        else if (c->defaults->type != YN_MAP)
+            return perr (c, c->defaults, "defaults: expected a mapping of task keys; write e.g. defaults: "
+                                           "{timeout: 10m}");
+        else {
+            if ((v = map_get (c->defaults, "name", &key)))
+                return perr (c, key, "name: cannot be a default; each task names itself");
+            if ((v = map_get (c->defaults, "after", &key)))
+                return perr (c, key, "after: cannot be a default, since a task cannot be "
+                                     "after itself; put after: on the tasks that wait");
+            if (check_keys (c, c->defaults, default_keys, "defaults") < 0)
+                return -1;
+        }
+    }
+    if (!(tasks = map_get (root, "tasks", &tkey)))
+        return perr (c, root, "the spec has no tasks:; add a list of tasks, each with name: "
+                              "and command:");
+    if (tasks->type != YN_SEQ)
+        return perr (c, tasks, "tasks: expected a list of tasks, got %s; start each task "
+                               "with '- ' on its own line",
+                     tasks->type == YN_MAP ? "a mapping" : "a scalar");
+    if (tasks->n == 0)
+        return perr (c, tasks, "tasks: is empty; list at least one task");
+    if (tasks->n > GR_SPEC_MAX_TASKDEFS)
+        return perr (c, tkey, "the spec has %zu tasks, over the limit of %d "
+                              "(GR_SPEC_MAX_TASKDEFS); use params to expand one task into "
+                              "many",
+                     tasks->n, GR_SPEC_MAX_TASKDEFS);
+    if (!(s->tasks = calloc (tasks->n, sizeof (*s->tasks)))
+        || !(c->tnodes = calloc (tasks->n, sizeof (*c->tnodes)))
+        || !(c->after_keys = calloc (tasks->n, sizeof (*c->after_keys))))
+        return nomem (c);
+    /* First pass: names, so that after: can refer to any task. */
+    for (ynode_t *tn = tasks->first; tn; tn = tn->next, i++) {
+        gr_taskdef_t *t = &s->tasks[i];
+        const gr_taskdef_t *dup;
+        ynode_t *nk = NULL;
+
+        if (tn->type != YN_MAP)
+            return perr (c, tn, "task %zu is not a mapping; each task is a mapping with "
+                                "name: and command:",
+                         i + 1);
+        c->tnodes[i] = tn;
+        t->id = (uint32_t)i;
+        t->mark = tn->mark;
+        /* Counted before anything is allocated for it, so that
+         * gr_spec_destroy() frees what a failed task holds. */
+        s->ntasks = i + 1;
+        if (check_keys (c, tn, task_keys, "a task") < 0)
+            return -1;
+        if (!(v = map_get (tn, "name", &nk)))
+            return perr (c, tn, "task %zu has no name:; give every task a unique name:",
+                         i + 1);
+        if (dup_string (c, v, "name", &t->name) < 0)
+            return -1;
+        if (!valid_name (t->name, false))
+            return perr (c, v, "task name '%s' may only hold letters, digits, '_', '.' and "
+                               "'-'; rename the task",
+                         t->name);
+        if ((dup = find_def (s, i, t->name)))
+            return perr (c, v, "duplicate task name '%s' (first at line %d); task names "
+                               "must be unique",
+                         t->name, dup->mark.line);
+    }
+    for (i = 0; i < s->ntasks; i++) {
+        if (parse_task (c, &s->tasks[i], c->tnodes[i]) < 0)
+            return -1;
+    }
+    if (check_cycles (c) < 0)
+        return -1;
+    s->total = 0;
+    for (i = 0; i < s->ntasks; i++) {
+        if (__builtin_add_overflow (s->total, s->tasks[i].count, &s->total))
+            s->total = UINT64_MAX;
+    }
+    s->hash = hash_spec (s);
+    return 0;
+}
+
+int gr_spec_parse (const char *text, size_t len, const char *name,
+                   const gr_spec_file_t *files, size_t nfiles, gr_spec_t **specp,
+                   gr_error_t *errp)
+{
+    pctx_t c = {0};
+    gr_spec_t *s = NULL;
+    const char *slash;
+
+    if (!text || !name || !specp) {
+        errno = EINVAL;
+        return gr_errprintf (errp, "gr_spec_parse: invalid arguments");
+    }
+    c.file = name;
+    c.errp = errp;
+    c.files = files;
+    c.nfiles = nfiles;
+    c.use_files = files != NULL;
+    if (len > GR_SPEC_MAX_BYTES) {
+        errno = EFBIG;
+        return gr_errprintf_at (errp, name, 1, 1,
+                                "the spec is %zu bytes, over the limit of %u "
+                                "(GR_SPEC_MAX_BYTES); put long value lists in file: "
+                                "params",
+                                len, GR_SPEC_MAX_BYTES);
+    }
+    if ((slash = strrchr (name, '/'))) {
+        size_t dl = (size_t)(slash - name);
+        if (!(c.dir = strndup (name, dl ? dl : 1)))
+            goto nomem;
+    }
+    if (!(s = calloc (1, sizeof (*s))) || !(s->path = strdup (name))
+        || !(s->text = malloc (len + 1)))
+        goto nomem;
+    memcpy (s->text, text, len);
+    s->text[len] = '\0';
+    s->textlen = len;
+    c.spec = s;
+    if (build_tree (&c, s->text, len) < 0 || parse_top (&c) < 0)
+        goto error;
+    arena_free (&c.arena);
+    free (c.tnodes);
+    free (c.after_keys);
+    free (c.dir);
+    *specp = s;
+    return 0;
+nomem:
+    nomem (&c);
+error:
+    arena_free (&c.arena);
+    free (c.tnodes);
+    free (c.after_keys);
+    free (c.dir);
+    gr_spec_destroy (s);
+    if (errno == 0)
+        errno = EINVAL;
+    return -1;
+}
+
+int gr_spec_load (const char *path, gr_spec_t **specp, gr_error_t *errp)
+{
+    char *text = NULL;
+    size_t len = 0;
+    gr_error_t ferr;
+    int rc;
+
+    if (!path || !specp) {
+        errno = EINVAL;
+        return gr_errprintf (errp, "gr_spec_load: invalid arguments");
+    }
+    if (gr_read_file (path, GR_SPEC_MAX_BYTES, &text, &len, &ferr) < 0) {
+        if (errno == EFBIG)
+            return gr_errprintf (errp, "%s: the spec is larger than %u bytes "
+                                       "(GR_SPEC_MAX_BYTES); put long value lists in "
+                                       "file: params",
+                                 path, GR_SPEC_MAX_BYTES);
+        return gr_errprintf (errp, "%s: cannot read the spec: %s", path, ferr.text);
+    }
+    rc = gr_spec_parse (text, len, path, NULL, 0, specp, errp);
+    free (text);
+    return rc;
+}
+
+void gr_spec_destroy (gr_spec_t *s)
+{
+    int saved = errno;
+
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->ntasks; i++) {
+        gr_taskdef_t *t = &s->tasks[i];
+        free (t->name);
+        if (t->argv) {
+            for (size_t k = 0; t->argv[k]; k++)
+                free (t->argv[k]);
+            free (t->argv);
+        }
+        free (t->shell);
+        if (t->env) {
+            for (size_t k = 0; t->env[k]; k++)
+                free (t->env[k]);
+            free (t->env);
+        }
+        free (t->cwd);
+        for (size_t k = 0; k < t->nparams; k++) {
+            free (t->params[k].name);
+            if (t->params[k].values)
+                free (t->params[k].values[0]);
+            free (t->params[k].values);
+        }
+        free (t->params);
+        free (t->success);
+        free (t->after);
+        free (t->out_path);
+        free (t->err_path);
+    }
+    free (s->tasks);
+    for (size_t i = 0; i < s->nfiles; i++) {
+        free (s->files[i].path);
+        free (s->files[i].data);
+    }
+    free (s->files);
+    free (s->path);
+    free (s->name);
+    free (s->text);
+    free (s);
+    errno = saved;
+}
+
+/* ------------------------------------------------------------------ */
+/* Shipping the spec to other ranks. */
+
+/* Layout, integers as 8 little-endian bytes:
+ *   "GRSPEC1\0", len(path), path, len(text), text, nfiles,
+ *   then for each file len(path), path, len(data), data.
+ * The receiver reparses, so both sides validate the same input the same
+ * way and end with identical specs. */
+static const char pack_magic[8] = "GRSPEC1";
+
+static unsigned char *put_u64 (unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
+}
+
+static unsigned char *put_bytes (unsigned char *p, const void *d, size_t n)
+{
+    p = put_u64 (p, n);
+    if (n)
+        memcpy (p, d, n);
+    return p + n;
+}
+
+int gr_spec_pack (const gr_spec_t *s, void **bufp, size_t *lenp)
+{
+    size_t len;
+    unsigned char *buf, *p;
+
+    if (!s || !bufp || !lenp) {
+        errno = EINVAL;
+        return -1;
+    }
+    len = 8 + 8 + strlen (s->path) + 8 + s->textlen + 8;
+    for (size_t i = 0; i < s->nfiles; i++)
+        len += 16 + strlen (s->files[i].path) + s->files[i].len;
+    if (!(buf = malloc (len)))
+        return -1;
+    memcpy (buf, pack_magic, 8);
+    p = put_bytes (buf + 8, s->path, strlen (s->path));
+    p = put_bytes (p, s->text, s->textlen);
+    p = put_u64 (p, s->nfiles);
+    for (size_t i = 0; i < s->nfiles; i++) {
+        p = put_bytes (p, s->files[i].path, strlen (s->files[i].path));
+        p = put_bytes (p, s->files[i].data, s->files[i].len);
+    }
+    *bufp = buf;
+    *lenp = len;
+    return 0;
+}
+
+typedef struct reader {
+    const unsigned char *p;
+    size_t left;
+} reader_t;
+
+static int get_u64 (reader_t *r, uint64_t *v)
+{
+    if (r->left < 8)
+        return -1;
+    *v = 0;
+    for (int i = 0; i < 8; i++)
+        *v |= (uint64_t)r->p[i] << (8 * i);
+    r->p += 8;
+    r->left -= 8;
+    return 0;
+}
+
+static int get_bytes (reader_t *r, const char **d, size_t *n)
+{
+    uint64_t v;
+    if (get_u64 (r, &v) < 0 || v > r->left)
+        return -1;
+    *d = (const char *)r->p;
+    *n = (size_t)v;
+    r->p += v;
+    r->left -= v;
+    return 0;
+}
+
+int gr_spec_unpack (const void *buf, size_t len, gr_spec_t **specp, gr_error_t *errp)
+{
+    reader_t r = {buf, len};
+    const char *path, *text;
+    size_t plen, tlen;
+    uint64_t nfiles;
+    gr_spec_file_t *files = NULL;
+    gr_spec_file_t none;
+    char *name = NULL;
+    int rc = -1;
+
+    if (!buf || !specp || len < 8 || memcmp (buf, pack_magic, 8) != 0)
+        goto bad;
+    r.p += 8;
+    r.left -= 8;
+    if (get_bytes (&r, &path, &plen) < 0 || get_bytes (&r, &text, &tlen) < 0
+        || get_u64 (&r, &nfiles) < 0 || nfiles > r.left / 16)
+        goto bad;
+    if (!(name = strndup (path, plen)))
+        goto nomem;
+    if (nfiles && !(files = calloc (nfiles, sizeof (*files))))
+        goto nomem;
+    for (uint64_t i = 0; i < nfiles; i++) {
+        const char *fp, *fd;
+        size_t fpl, fdl;
+        if (get_bytes (&r, &fp, &fpl) < 0 || get_bytes (&r, &fd, &fdl) < 0)
+            goto bad;
+        if (!(files[i].path = strndup (fp, fpl)))
+            goto nomem;
+        files[i].data = (char *)fd;
+        files[i].len = fdl;
+    }
+    if (r.left != 0)
+        goto bad;
+    /* Files are always passed, even none, so the receiver never reads the
+     * disk: it must see exactly what the sender saw. */
+    memset (&none, 0, sizeof (none));
+    rc = gr_spec_parse (text, tlen, name, files ? files : &none, (size_t)nfiles, specp,
+                        errp);
+    goto done;
+bad:
+    errno = EINVAL;
+    gr_errprintf (errp, "gr_spec_unpack: the packed spec is damaged or truncated");
+    goto done;
+nomem:
+    errno = ENOMEM;
+    gr_errprintf (errp, "gr_spec_unpack: out of memory");
+done:
+    if (files) {
+        for (uint64_t i = 0; i < nfiles; i++)
+            free (files[i].path);
+        free (files);
+    }
+    free (name);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+
+const gr_taskdef_t *gr_spec_find (const gr_spec_t *spec, const char *name)
+{
+    if (!spec || !name)
+        return NULL;
+    return find_def (spec, spec->ntasks, name);
+}
+
+int gr_spec_check_resources (const gr_spec_t *spec, uint32_t max_cpus, uint32_t max_gpus,
+                             uint64_t max_mem, gr_error_t *errp)
+{
+    if (!spec) {
+        errno = EINVAL;
+        return gr_errprintf (errp, "gr_spec_check_resources: no spec");
+    }
+    for (size_t i = 0; i < spec->ntasks; i++) {
+        const gr_taskdef_t *t = &spec->tasks[i];
+        const gr_mark_t *m = &t->resources_mark;
+
+        if (t->cpus > max_cpus || t->gpus > max_gpus || (max_mem != 0 && t->mem > max_mem))
+            errno = EINVAL;
+        if (t->cpus > max_cpus)
+            return gr_errprintf_at (errp, spec->path, m->line, m->col,
+                                    "task '%s' asks for %" PRIu32 " cpus but the largest "
+                                    "worker has %" PRIu32 "; lower resources.cpus or give "
+                                    "workers more cpus (--cpus-per-worker)",
+                                    t->name, t->cpus, max_cpus);
+        if (t->gpus > max_gpus)
+            return gr_errprintf_at (errp, spec->path, m->line, m->col,
+                                    "task '%s' asks for %" PRIu32 " gpus but the largest "
+                                    "worker has %" PRIu32 "; lower resources.gpus or give "
+                                    "workers more gpus (--gpus-per-worker)",
+                                    t->name, t->gpus, max_gpus);
+        if (max_mem != 0 && t->mem > max_mem)
+            return gr_errprintf_at (errp, spec->path, m->line, m->col,
+                                    "task '%s' asks for %" PRIu64 " bytes of memory but "
+                                    "the largest worker has %" PRIu64 "; lower "
+                                    "resources.mem or give workers more memory "
+                                    "(--mem-per-worker)",
+                                    t->name, t->mem, max_mem);
+    }
+    return 0;
+}

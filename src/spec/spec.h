@@ -1,0 +1,237 @@
+/* The job spec: a YAML file parsed through libyaml into gr_spec_t, validated
+ * before any work starts, and expanded lazily into tasks.
+ *
+ * Nothing else in gridrun includes <yaml.h>: this module turns libyaml's
+ * errors into gr_error_t text with file:line:col and a hint.
+ *
+ * The full format is documented in doc/gridrun-jobspec.5.  In short:
+ *
+ *   name: sweep                      # job name (required)
+ *   defaults: { ...task keys... }    # applied to every task
+ *   tasks:
+ *     - name: sim                    # [A-Za-z0-9_.-]+, unique
+ *       command: [./sim, --x, "{x}"] # argv list; or shell: "..."; or builtin: noop
+ *       params: { x: [1, 2], y: {range: [0, 1, 0.25]}, z: {file: seeds.txt} }
+ *       combine: product | zip
+ *       env: { KEY: "value {x}" }
+ *       cwd: "work/{x}"
+ *       resources: { cpus: 1, gpus: 0, mem: 2G }
+ *       timeout: 10m
+ *       kill_grace: 5s
+ *       retries: 3 | { max: 3, backoff: 1s, backoff_max: 5m, jitter: 0.5, crash_limit: 2 }
+ *       success: [0]
+ *       after: [prep]
+ *       stdout: capture | discard | "path/{x}.out"
+ *       stderr: capture | discard | stdout | "path"
+ *
+ * Ownership: gr_spec_t and everything reachable from it belong to the spec
+ * and are freed by gr_spec_destroy().  All structures are read-only after
+ * gr_spec_load()/gr_spec_unpack() return.
+ */
+#ifndef GR_SPEC_SPEC_H
+#define GR_SPEC_SPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "src/common/error.h"
+
+/* Limits that keep hostile specs from exhausting memory. */
+#define GR_SPEC_MAX_BYTES (16u * 1024 * 1024)  /* the spec file itself */
+#define GR_SPEC_MAX_TASKDEFS 10000
+#define GR_SPEC_MAX_PARAMS 64                  /* per task */
+#define GR_SPEC_MAX_ARGV 4096
+#define GR_SPEC_MAX_STRING (128u * 1024)       /* one expanded string */
+#define GR_SPEC_MAX_PARAM_FILE (256u * 1024 * 1024)
+
+/* A position in the spec file, 1-based. */
+typedef struct gr_mark {
+    int line;
+    int col;
+} gr_mark_t;
+
+typedef enum {
+    GR_PARAM_LIST = 0,  /* explicit values: [a, b, c] */
+    GR_PARAM_RANGE = 1, /* {range: [from, to, step]}, inclusive */
+    GR_PARAM_FILE = 2,  /* {file: path}: one value a line, blank lines skipped */
+} gr_param_kind_t;
+
+typedef struct gr_param {
+    char *name;
+    gr_param_kind_t kind;
+    uint64_t count;        /* number of values */
+    char **values;         /* LIST and FILE: count strings */
+    /* RANGE: value i is from + i * step.  When from, to and step are all
+     * integers, integral is true and values print as integers ("7");
+     * otherwise they print with %.12g so 0.1 + 2 * 0.1 prints "0.3". */
+    bool integral;
+    int64_t ifrom, istep;
+    double from, to, step;
+    gr_mark_t mark;
+} gr_param_t;
+
+typedef enum {
+    GR_OUT_CAPTURE = 0, /* into the run directory's output log (default) */
+    GR_OUT_DISCARD = 1, /* /dev/null */
+    GR_OUT_FILE = 2,    /* path template, relative to the task's cwd */
+    GR_OUT_STDOUT = 3,  /* stderr only: merged into stdout */
+} gr_out_mode_t;
+
+typedef enum {
+    GR_BUILTIN_NONE = 0,
+    GR_BUILTIN_NOOP = 1, /* no process; succeeds after noop_duration */
+} gr_builtin_t;
+
+typedef struct gr_retry {
+    uint32_t max;         /* retries after the first attempt (default 0) */
+    double backoff;       /* first delay, seconds (default 1) */
+    double backoff_max;   /* cap on the delay, seconds (default 300) */
+    double jitter;        /* 0..1: fraction of the delay randomized (default 0.5) */
+    uint32_t crash_limit; /* crashes (signals not sent by gridrun) before the
+                             task is poison and never retried (default 3) */
+} gr_retry_t;
+
+typedef struct gr_taskdef {
+    uint32_t id;          /* index into spec->tasks */
+    char *name;
+    gr_mark_t mark;       /* of the task's mapping */
+
+    /* Exactly one of argv, shell and builtin is set. */
+    char **argv;          /* NULL-terminated templates */
+    size_t argc;
+    char *shell;          /* template run as /bin/sh -c; values are quoted */
+    gr_builtin_t builtin;
+    double noop_duration; /* seconds, builtin noop only */
+
+    char **env;           /* NULL-terminated "KEY=template" */
+    size_t nenv;
+    char *cwd;            /* template, or NULL for the worker's cwd */
+
+    gr_param_t *params;
+    size_t nparams;
+    bool zip;             /* false: cartesian product (first param slowest) */
+    uint64_t count;       /* tasks this definition expands to (>= 1) */
+
+    uint32_t cpus;        /* default 1 */
+    uint32_t gpus;        /* default 0 */
+    uint64_t mem;         /* bytes, default 0 (not accounted) */
+    gr_mark_t resources_mark;
+
+    double timeout;       /* seconds, 0 = none (default) */
+    double kill_grace;    /* seconds between SIGTERM and SIGKILL (default 10) */
+    gr_retry_t retry;
+    int *success;         /* exit codes that mean success (default {0}) */
+    size_t nsuccess;
+
+    uint32_t *after;      /* ids of tasks that must all end first */
+    size_t nafter;
+
+    gr_out_mode_t out_mode, err_mode;
+    char *out_path;       /* template, GR_OUT_FILE only */
+    char *err_path;
+} gr_taskdef_t;
+
+typedef struct gr_spec {
+    char *path;           /* as given to gr_spec_load */
+    char *name;           /* job name */
+    gr_taskdef_t *tasks;
+    size_t ntasks;
+    uint64_t total;       /* sum of counts, saturating at UINT64_MAX */
+    uint64_t hash;        /* run identity: hash of the normalized spec */
+    double grace;         /* drain grace, seconds (job key grace:, default 60) */
+
+    /* Source text and every file the spec read, so that gr_spec_pack() can
+     * ship exactly the same input to other ranks. */
+    char *text;
+    size_t textlen;
+    struct gr_spec_file *files;
+    size_t nfiles;
+} gr_spec_t;
+
+typedef struct gr_spec_file {
+    char *path;           /* as resolved when read */
+    char *data;
+    size_t len;
+} gr_spec_file_t;
+
+/* Parse and validate the spec at path.  On error, returns -1 and errp says
+ * "FILE:LINE:COL: what is wrong; what to do". */
+int gr_spec_load (const char *path, gr_spec_t **specp, gr_error_t *errp);
+
+/* Same, from memory.  name is used in messages and to resolve relative
+ * param files (its directory).  files, when not NULL, supplies the content
+ * of param files instead of reading them (see gr_spec_pack). */
+int gr_spec_parse (const char *text, size_t len, const char *name,
+                   const gr_spec_file_t *files, size_t nfiles,
+                   gr_spec_t **specp, gr_error_t *errp);
+
+void gr_spec_destroy (gr_spec_t *spec);
+
+/* Serialize the spec's inputs (text and files) into one malloc'd buffer
+ * that the caller frees; gr_spec_unpack() parses it back to an identical
+ * spec on another rank. */
+int gr_spec_pack (const gr_spec_t *spec, void **bufp, size_t *lenp);
+int gr_spec_unpack (const void *buf, size_t len, gr_spec_t **specp,
+                    gr_error_t *errp);
+
+/* Look up a task definition by name; NULL if none. */
+const gr_taskdef_t *gr_spec_find (const gr_spec_t *spec, const char *name);
+
+/* Check that every task fits a worker with the given capacity (mem 0 means
+ * unknown and is not checked).  The error names the task's resources line. */
+int gr_spec_check_resources (const gr_spec_t *spec, uint32_t max_cpus,
+                             uint32_t max_gpus, uint64_t max_mem,
+                             gr_error_t *errp);
+
+/* Expansion of one task of a definition.  A gr_expand_t is scratch space
+ * reused from task to task so the hot path does not allocate; pointers it
+ * returns stay valid until its next gr_expand_* call. */
+typedef struct gr_expand gr_expand_t;
+
+gr_expand_t *gr_expand_create (void);
+void gr_expand_destroy (gr_expand_t *x);
+
+/* Select task `index` (0 <= index < def->count) of def and compute its
+ * parameter values.  With product, the last parameter varies fastest. */
+int gr_expand_select (gr_expand_t *x, const gr_taskdef_t *def, uint64_t index);
+
+/* The value of parameter i of the selected task. */
+const char *gr_expand_value (const gr_expand_t *x, size_t i);
+
+/* The task key: gr_hash64 over the task name and, in declaration order,
+ * each "param=value".  Stable across runs and versions. */
+uint64_t gr_expand_key (const gr_expand_t *x);
+
+/* "name" when the definition has count 1, else "name[index]". */
+const char *gr_expand_name (gr_expand_t *x);
+
+/* "x=1 y=foo" (values with spaces or quotes are double-quoted), or "". */
+const char *gr_expand_params_string (gr_expand_t *x);
+
+/* Context for the built-in template variables. */
+typedef struct gr_render_ctx {
+    const char *run_dir;  /* {run_dir} */
+    uint32_t attempt;     /* {attempt}, 1-based */
+} gr_render_ctx_t;
+
+/* The rendered command of the selected task.  Templates substitute {param},
+ * and the built-ins {task} (definition name), {index}, {attempt} and
+ * {run_dir}; "{{" and "}}" are literal braces.  Every substituted argv
+ * element stays exactly one argument: nothing is split or interpreted.  In
+ * shell: commands each value is single-quoted for /bin/sh. */
+typedef struct gr_task_cmd {
+    char **argv;          /* NULL-terminated; for shell: {"/bin/sh", "-c", s} */
+    char **env;           /* NULL-terminated "KEY=value" additions */
+    const char *cwd;      /* NULL when unset */
+    const char *out_path; /* GR_OUT_FILE only */
+    const char *err_path;
+} gr_task_cmd_t;
+
+int gr_expand_render (gr_expand_t *x, const gr_render_ctx_t *ctx,
+                      gr_task_cmd_t *cmd, gr_error_t *errp);
+
+/* Quote s for /bin/sh into a malloc'd string (caller frees). */
+char *gr_shell_quote (const char *s);
+
+#endif

@@ -1,0 +1,187 @@
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "src/common/error.h"
+#include "src/common/fs.h"
+#include "src/common/hash.h"
+#include "src/common/units.h"
+
+START_TEST (test_errprintf)
+{
+    gr_error_t e;
+    errno = EAGAIN;
+    ck_assert_int_eq (gr_errprintf (&e, "bad %d", 7), -1);
+    ck_assert_str_eq (e.text, "bad 7");
+    ck_assert_int_eq (errno, EAGAIN);
+    ck_assert_int_eq (gr_errprintf_at (&e, "x.yaml", 3, 9, "oops"), -1);
+    ck_assert_str_eq (e.text, "x.yaml:3:9: oops");
+    ck_assert_int_eq (gr_errprintf_at (&e, "x.yaml", 3, 0, "oops"), -1);
+    ck_assert_str_eq (e.text, "x.yaml:3: oops");
+    ck_assert_int_eq (gr_errprintf (NULL, "ignored"), -1);
+}
+END_TEST
+
+START_TEST (test_durations)
+{
+    double d;
+    ck_assert_int_eq (gr_parse_duration ("90", &d), 0);
+    ck_assert_double_eq (d, 90);
+    ck_assert_int_eq (gr_parse_duration ("1.5s", &d), 0);
+    ck_assert_double_eq (d, 1.5);
+    ck_assert_int_eq (gr_parse_duration ("10m", &d), 0);
+    ck_assert_double_eq (d, 600);
+    ck_assert_int_eq (gr_parse_duration ("1h30m", &d), 0);
+    ck_assert_double_eq (d, 5400);
+    ck_assert_int_eq (gr_parse_duration ("250ms", &d), 0);
+    ck_assert_double_eq_tol (d, 0.25, 1e-12);
+    ck_assert_int_eq (gr_parse_duration ("2d", &d), 0);
+    ck_assert_double_eq (d, 172800);
+    const char *bad[] = {"", "soon", "-1", "5x", "1h30", "m", "1e400", "nan"};
+    for (size_t i = 0; i < sizeof (bad) / sizeof (bad[0]); i++) {
+        errno = 0;
+        ck_assert_msg (gr_parse_duration (bad[i], &d) == -1, "accepted '%s'", bad[i]);
+        ck_assert_int_eq (errno, EINVAL);
+    }
+}
+END_TEST
+
+START_TEST (test_sizes)
+{
+    uint64_t v;
+    ck_assert_int_eq (gr_parse_size ("512", &v), 0);
+    ck_assert_uint_eq (v, 512);
+    ck_assert_int_eq (gr_parse_size ("64K", &v), 0);
+    ck_assert_uint_eq (v, 65536);
+    ck_assert_int_eq (gr_parse_size ("2G", &v), 0);
+    ck_assert_uint_eq (v, 2ull << 30);
+    ck_assert_int_eq (gr_parse_size ("1.5GiB", &v), 0);
+    ck_assert_uint_eq (v, 3ull << 29);
+    ck_assert_int_eq (gr_parse_size ("4mb", &v), 0);
+    ck_assert_uint_eq (v, 4ull << 20);
+    ck_assert_int_eq (gr_parse_size ("lots", &v), -1);
+    ck_assert_int_eq (gr_parse_size ("-1", &v), -1);
+    ck_assert_int_eq (gr_parse_size ("3Q", &v), -1);
+    ck_assert_int_eq (gr_parse_size ("99999999999T", &v), -1);
+    ck_assert_int_eq (gr_parse_u64 ("18446744073709551615", &v), 0);
+    ck_assert_uint_eq (v, UINT64_MAX);
+    ck_assert_int_eq (gr_parse_u64 ("18446744073709551616", &v), -1);
+    ck_assert_int_eq (gr_parse_u64 ("12a", &v), -1);
+    ck_assert_int_eq (gr_parse_u64 (" 1", &v), -1);
+}
+END_TEST
+
+START_TEST (test_hash_pinned)
+{
+    /* Keys are stored in journals and snapshots: these values must never
+     * change. */
+    ck_assert_uint_eq (gr_hash64 ("", 0), gr_hash64_final (GR_HASH64_INIT));
+    uint64_t a = gr_hash64 ("sim", 3);
+    uint64_t b = gr_hash64_final (gr_hash64_update (gr_hash64_update (GR_HASH64_INIT, "si", 2), "m", 1));
+    ck_assert_uint_eq (a, b);
+    /* Computed independently: FNV-1a 64 of "sim", then the splitmix64 finalizer. */
+    ck_assert_uint_eq (a, 0xefc46cde4dc87bb3ULL);
+    ck_assert_uint_ne (gr_hash64 ("sim", 3), gr_hash64 ("sin", 3));
+}
+END_TEST
+
+START_TEST (test_crc32c)
+{
+    /* The standard check value of CRC-32C. */
+    ck_assert_uint_eq (gr_crc32c (0, "123456789", 9), 0xe3069283u);
+    uint32_t c = gr_crc32c (0, "1234", 4);
+    ck_assert_uint_eq (gr_crc32c (c, "56789", 5), 0xe3069283u);
+    char big[1000];
+    for (int i = 0; i < 1000; i++)
+        big[i] = (char)(i * 7);
+    uint32_t whole = gr_crc32c (0, big, sizeof (big));
+    uint32_t parts = gr_crc32c (gr_crc32c (0, big, 333), big + 333, 667);
+    ck_assert_uint_eq (whole, parts);
+}
+END_TEST
+
+START_TEST (test_rng)
+{
+    gr_rng_t a, b;
+    gr_rng_seed (&a, 42);
+    gr_rng_seed (&b, 42);
+    double sum = 0;
+    for (int i = 0; i < 10000; i++) {
+        double u = gr_rng_uniform (&a);
+        ck_assert (u >= 0 && u < 1);
+        ck_assert (u == gr_rng_uniform (&b));
+        sum += u;
+    }
+    ck_assert_double_eq_tol (sum / 10000, 0.5, 0.02);
+}
+END_TEST
+
+START_TEST (test_fs)
+{
+    char dir[] = "/tmp/gr-test-XXXXXX";
+    char path[512], sub[512];
+    gr_error_t e;
+    char *buf;
+    size_t len;
+    struct stat st;
+
+    ck_assert_ptr_nonnull (mkdtemp (dir));
+    snprintf (sub, sizeof (sub), "%s/a/b/c", dir);
+    ck_assert_int_eq (gr_mkdir_p (sub, 0700, &e), 0);
+    ck_assert_int_eq (gr_mkdir_p (sub, 0700, &e), 0);
+    ck_assert_int_eq (stat (sub, &st), 0);
+    ck_assert ((st.st_mode & 0777) == 0700);
+
+    snprintf (path, sizeof (path), "%s/a/file", dir);
+    ck_assert_int_eq (gr_write_file_atomic (path, "hello", 5, 0600, &e), 0);
+    ck_assert_int_eq (gr_read_file (path, 100, &buf, &len, &e), 0);
+    ck_assert_uint_eq (len, 5);
+    ck_assert_str_eq (buf, "hello");
+    free (buf);
+    ck_assert_int_eq (gr_write_file_atomic (path, "bye", 3, 0600, &e), 0);
+    ck_assert_int_eq (gr_read_file (path, 100, &buf, &len, &e), 0);
+    ck_assert_str_eq (buf, "bye");
+    free (buf);
+    errno = 0;
+    ck_assert_int_eq (gr_read_file (path, 2, &buf, &len, &e), -1);
+    ck_assert_int_eq (errno, EFBIG);
+    ck_assert_ptr_nonnull (strstr (e.text, "limit"));
+
+    /* A file where a directory is wanted. */
+    snprintf (sub, sizeof (sub), "%s/a/file/x", dir);
+    ck_assert_int_eq (gr_mkdir_p (sub, 0700, &e), -1);
+    ck_assert_ptr_nonnull (strstr (e.text, "a/file"));
+    ck_assert_int_eq (gr_read_file ("/nonexistent/x", 10, &buf, &len, &e), -1);
+    ck_assert_ptr_nonnull (strstr (e.text, "/nonexistent/x"));
+
+    char cmd[600];
+    snprintf (cmd, sizeof (cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq (system (cmd), 0);
+}
+END_TEST
+
+int main (void)
+{
+    Suite *s = suite_create ("common");
+    TCase *tc = tcase_create ("common");
+    tcase_add_test (tc, test_errprintf);
+    tcase_add_test (tc, test_durations);
+    tcase_add_test (tc, test_sizes);
+    tcase_add_test (tc, test_hash_pinned);
+    tcase_add_test (tc, test_crc32c);
+    tcase_add_test (tc, test_rng);
+    tcase_add_test (tc, test_fs);
+    suite_add_tcase (s, tc);
+    SRunner *sr = srunner_create (s);
+    srunner_set_tap (sr, "-");
+    srunner_run_all (sr, CK_SILENT);
+    int failed = srunner_ntests_failed (sr);
+    srunner_free (sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,223 @@
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "src/common/gtime.h"
+#include "src/exec/exec.h"
+
+static char tmpdir[64];
+
+static void setup (void)
+{
+    strcpy (tmpdir, "/tmp/gr-exec-XXXXXX");
+    ck_assert_ptr_nonnull (mkdtemp (tmpdir));
+    ck_assert_int_eq (gr_exec_init_process (), 0);
+}
+
+static void teardown (void)
+{
+    char cmd[128];
+    snprintf (cmd, sizeof (cmd), "rm -rf '%s'", tmpdir);
+    if (system (cmd) != 0)
+        fprintf (stderr, "cleanup failed\n");
+}
+
+/* Wait (bounded) for pid to exit and return its status. */
+static int wait_for (pid_t pid, struct rusage *ru)
+{
+    double end = gr_now () + 10;
+    while (gr_now () < end) {
+        pid_t got;
+        int status;
+        struct rusage r;
+        int rc = gr_exec_reap (&got, &status, &r);
+        ck_assert_int_ge (rc, 0);
+        if (rc == 1 && got == pid) {
+            if (ru)
+                *ru = r;
+            return status;
+        }
+        if (rc == 0)
+            gr_exec_wait (0.05);
+    }
+    ck_abort_msg ("child %d did not exit", (int)pid);
+    return -1;
+}
+
+static char *slurp (const char *path)
+{
+    static char buf[8192];
+    int fd = open (path, O_RDONLY);
+    ck_assert_int_ge (fd, 0);
+    ssize_t n = read (fd, buf, sizeof (buf) - 1);
+    ck_assert_int_ge (n, 0);
+    buf[n] = '\0';
+    close (fd);
+    return buf;
+}
+
+START_TEST (test_spawn_output_env_cwd)
+{
+    gr_error_t e;
+    gr_exec_t *ex;
+    char out[128];
+    pid_t pid;
+
+    setenv ("OMPI_COMM_WORLD_RANK", "3", 1);
+    setenv ("PMIX_RANK", "3", 1);
+    setenv ("GR_KEEP_ME", "kept", 1);
+    setenv ("GR_OVERRIDE", "old", 1);
+    ck_assert_ptr_nonnull ((ex = gr_exec_create (&e)));
+    snprintf (out, sizeof (out), "%s/out", tmpdir);
+    int fd = open (out, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge (fd, 0);
+    char *argv[] = {"sh", "-c",
+                    "pwd; echo \"$GR_KEEP_ME $GR_OVERRIDE $GR_NEW\"; "
+                    "echo \"[${OMPI_COMM_WORLD_RANK}${PMIX_RANK}]\"; echo err >&2",
+                    NULL};
+    char *env[] = {"GR_OVERRIDE=new", "GR_NEW=added", NULL};
+    gr_spawn_req_t req = {.argv = argv, .env = env, .cwd = tmpdir,
+                          .stdin_fd = -1, .stdout_fd = fd, .stderr_fd = fd};
+    ck_assert_int_eq (gr_exec_spawn (ex, &req, &pid, &e), 0);
+    int status = wait_for (pid, NULL);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    close (fd);
+    char expect[512];
+    char real[256];
+    ck_assert_ptr_nonnull (realpath (tmpdir, real));
+    snprintf (expect, sizeof (expect), "%s\nkept new added\n[]\nerr\n", real);
+    ck_assert_str_eq (slurp (out), expect);
+    gr_exec_destroy (ex);
+}
+END_TEST
+
+START_TEST (test_spawn_errors)
+{
+    gr_error_t e;
+    gr_exec_t *ex = gr_exec_create (&e);
+    pid_t pid;
+    ck_assert_ptr_nonnull (ex);
+
+    char *argv[] = {"gr-no-such-command-xyz", NULL};
+    gr_spawn_req_t req = {.argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    errno = 0;
+    ck_assert_int_eq (gr_exec_spawn (ex, &req, &pid, &e), -1);
+    ck_assert_int_eq (errno, ENOENT);
+    ck_assert_ptr_nonnull (strstr (e.text, "gr-no-such-command-xyz"));
+
+    char *argv2[] = {"true", NULL};
+    gr_spawn_req_t req2 = {.argv = argv2, .cwd = "/nonexistent-dir-xyz",
+                           .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    ck_assert_int_eq (gr_exec_spawn (ex, &req2, &pid, &e), -1);
+    ck_assert_ptr_nonnull (strstr (e.text, "/nonexistent-dir-xyz"));
+
+    char *argv3[] = {NULL};
+    gr_spawn_req_t req3 = {.argv = argv3, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    ck_assert_int_eq (gr_exec_spawn (ex, &req3, &pid, &e), -1);
+    gr_exec_destroy (ex);
+}
+END_TEST
+
+START_TEST (test_group_kill_and_status)
+{
+    gr_error_t e;
+    gr_exec_t *ex = gr_exec_create (&e);
+    char pidfile[128], script[512];
+    pid_t pid;
+    ck_assert_ptr_nonnull (ex);
+
+    /* The task starts a grandchild and both sleep; killing the group must
+     * take both. */
+    snprintf (pidfile, sizeof (pidfile), "%s/pids", tmpdir);
+    snprintf (script, sizeof (script), "sleep 60 & echo $! > %s; wait", pidfile);
+    char *argv[] = {"sh", "-c", script, NULL};
+    gr_spawn_req_t req = {.argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    ck_assert_int_eq (gr_exec_spawn (ex, &req, &pid, &e), 0);
+    ck_assert_int_eq (getpgid (pid), pid);
+    double end = gr_now () + 10;
+    struct stat st;
+    while ((stat (pidfile, &st) < 0 || st.st_size == 0) && gr_now () < end)
+        gr_sleep (0.01);
+    int gpid = atoi (slurp (pidfile));
+    ck_assert_int_gt (gpid, 0);
+    ck_assert_int_eq (getpgid (gpid), pid);
+    ck_assert_int_eq (gr_exec_kill_group (pid, SIGKILL), 0);
+    int status = wait_for (pid, NULL);
+    ck_assert (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
+    /* The grandchild is gone too (reaped by us as subreaper, or by init). */
+    end = gr_now () + 10;
+    while (kill (gpid, 0) == 0 && gr_now () < end) {
+        pid_t got;
+        int st2;
+        struct rusage ru;
+        gr_exec_reap (&got, &st2, &ru);
+        gr_sleep (0.01);
+    }
+    ck_assert_int_eq (kill (gpid, 0), -1);
+    ck_assert_int_eq (gr_exec_kill_group (pid, SIGKILL), 0); /* ESRCH is fine */
+
+    /* Exit codes, signals and rusage come back. */
+    char *argv2[] = {"sh", "-c", "exit 7", NULL};
+    req.argv = argv2;
+    ck_assert_int_eq (gr_exec_spawn (ex, &req, &pid, &e), 0);
+    status = wait_for (pid, NULL);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 7);
+    char *argv3[] = {"sh", "-c", "kill -SEGV $$", NULL};
+    req.argv = argv3;
+    struct rusage ru;
+    ck_assert_int_eq (gr_exec_spawn (ex, &req, &pid, &e), 0);
+    status = wait_for (pid, &ru);
+    ck_assert (WIFSIGNALED (status) && WTERMSIG (status) == SIGSEGV);
+    ck_assert_int_gt (ru.ru_maxrss, 0);
+    char name[32];
+    ck_assert_str_eq (gr_signal_name (SIGSEGV, name, sizeof (name)), "SIGSEGV");
+    gr_exec_destroy (ex);
+}
+END_TEST
+
+START_TEST (test_wait_wakes)
+{
+    gr_error_t e;
+    gr_exec_t *ex = gr_exec_create (&e);
+    pid_t pid;
+    char *argv[] = {"true", NULL};
+    gr_spawn_req_t req = {.argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    ck_assert_ptr_nonnull (ex);
+    ck_assert_int_eq (gr_exec_spawn (ex, &req, &pid, &e), 0);
+    double t0 = gr_now ();
+    ck_assert_int_eq (gr_exec_wait (5.0), 1);
+    ck_assert (gr_now () - t0 < 4.0);
+    wait_for (pid, NULL);
+    /* With no child changing state it times out. */
+    ck_assert_int_eq (gr_exec_wait (0.05), 0);
+    gr_exec_destroy (ex);
+}
+END_TEST
+
+int main (void)
+{
+    Suite *s = suite_create ("exec");
+    TCase *tc = tcase_create ("exec");
+    tcase_add_checked_fixture (tc, setup, teardown);
+    tcase_set_timeout (tc, 30);
+    tcase_add_test (tc, test_spawn_output_env_cwd);
+    tcase_add_test (tc, test_spawn_errors);
+    tcase_add_test (tc, test_group_kill_and_status);
+    tcase_add_test (tc, test_wait_wakes);
+    suite_add_tcase (s, tc);
+    SRunner *sr = srunner_create (s);
+    srunner_set_tap (sr, "-");
+    srunner_run_all (sr, CK_SILENT);
+    int failed = srunner_ntests_failed (sr);
+    srunner_free (sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,307 @@
+#include "config.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/sched/sched.h"
+#include "src/spec/spec.h"
+
+static gr_spec_t *parse (const char *yaml)
+{
+    gr_spec_t *spec = NULL;
+    gr_error_t e = {.text = ""};
+    if (gr_spec_parse (yaml, strlen (yaml), "test.yaml", NULL, 0, &spec, &e) < 0)
+        ck_abort_msg ("spec did not parse: %s", e.text);
+    return spec;
+}
+
+static gr_result_rec_t result (const gr_assign_rec_t *a, int exit_code, int sig,
+                               uint32_t flags)
+{
+    gr_result_rec_t r = {.id = a->id, .wall = 0.5, .exit_code = exit_code,
+                         .signal = sig, .flags = flags};
+    return r;
+}
+
+START_TEST (test_backoff)
+{
+    gr_retry_t r = {.max = 10, .backoff = 1, .backoff_max = 30, .jitter = 0.5};
+    /* Without randomness the delay doubles up to the cap. */
+    ck_assert_double_eq (gr_backoff_delay (&r, 1, 0), 1);
+    ck_assert_double_eq (gr_backoff_delay (&r, 2, 0), 2);
+    ck_assert_double_eq (gr_backoff_delay (&r, 3, 0), 4);
+    ck_assert_double_eq (gr_backoff_delay (&r, 5, 0), 16);
+    ck_assert_double_eq (gr_backoff_delay (&r, 6, 0), 30);
+    ck_assert_double_eq (gr_backoff_delay (&r, 1000, 0), 30);
+    /* Jitter takes off up to half, never more, never adds. */
+    ck_assert_double_eq (gr_backoff_delay (&r, 3, 0.999999), 4 * (1 - 0.5 * 0.999999));
+    for (int i = 0; i < 100; i++) {
+        double u = i / 100.0;
+        double d = gr_backoff_delay (&r, 4, u);
+        ck_assert (d <= 8 && d >= 4);
+    }
+    r.jitter = 0;
+    ck_assert_double_eq (gr_backoff_delay (&r, 4, 0.7), 8);
+    r.jitter = 1;
+    ck_assert_double_eq (gr_backoff_delay (&r, 4, 0.5), 4);
+}
+END_TEST
+
+START_TEST (test_order_and_fit)
+{
+    gr_spec_t *spec = parse ("name: t\n"
+                             "tasks:\n"
+                             "  - name: a\n"
+                             "    command: [echo, '{x}']\n"
+                             "    params: {x: [1, 2, 3]}\n"
+                             "  - name: big\n"
+                             "    command: [echo]\n"
+                             "    resources: {cpus: 4}\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a[4];
+    ck_assert_ptr_nonnull (s);
+    /* A 2-cpu worker gets a's three tasks in order, never big. */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq (gr_sched_next (s, 0, 1, 2, 0, 0, &a[i]), 1);
+        ck_assert_uint_eq (a[i].def, 0);
+        ck_assert_uint_eq (a[i].index, (uint64_t)i);
+        ck_assert_uint_eq (a[i].attempt, 1);
+    }
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 2, 0, 0, &a[3]), 0);
+    /* A 4-cpu worker gets big. */
+    ck_assert_int_eq (gr_sched_next (s, 0, 2, 4, 0, 0, &a[3]), 1);
+    ck_assert_uint_eq (a[3].def, 1);
+    ck_assert (a[0].key != a[1].key && a[1].key != a[2].key);
+    ck_assert (!gr_sched_finished (s));
+    gr_outcome_t o;
+    for (int i = 0; i < 4; i++) {
+        gr_result_rec_t r = result (&a[i], 0, 0, 0);
+        ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
+        ck_assert_int_eq (o.kind, GR_OUTCOME_DONE);
+    }
+    ck_assert (gr_sched_finished (s));
+    ck_assert_uint_eq (gr_sched_stats (s)->done, 4);
+    /* A second report of the same attempt is stale, not a completion. */
+    gr_result_rec_t dup = result (&a[0], 0, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 2, &dup, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_STALE);
+    ck_assert_uint_eq (gr_sched_stats (s)->done, 4);
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_retry_then_fail)
+{
+    gr_spec_t *spec = parse ("name: t\n"
+                             "tasks:\n"
+                             "  - name: a\n"
+                             "    command: [false]\n"
+                             "    retries: {max: 2, backoff: 10s, jitter: 0}\n"
+                             "    success: [0, 4]\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a;
+    gr_outcome_t o;
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, &a), 1);
+    gr_result_rec_t r = result (&a, 1, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 100, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
+    ck_assert_double_eq (o.delay, 10);
+    ck_assert_str_eq (o.reason, "exit 1");
+    /* Not before its backoff has passed. */
+    ck_assert_int_eq (gr_sched_next (s, 105, 1, 1, 0, 0, &a), 0);
+    ck_assert_double_eq (gr_sched_next_retry (s), 110);
+    ck_assert (!gr_sched_finished (s));
+    ck_assert_int_eq (gr_sched_next (s, 110, 1, 1, 0, 0, &a), 1);
+    ck_assert_uint_eq (a.attempt, 2);
+    r = result (&a, 0, 0, GR_RES_TIMEOUT);
+    ck_assert_int_eq (gr_sched_complete (s, 120, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
+    ck_assert_double_eq (o.delay, 20);
+    ck_assert_ptr_nonnull (strstr (o.reason, "timeout"));
+    ck_assert_int_eq (gr_sched_next (s, 140, 1, 1, 0, 0, &a), 1);
+    ck_assert_uint_eq (a.attempt, 3);
+    r = result (&a, 2, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 141, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_FAILED);
+    ck_assert (gr_sched_finished (s));
+    const gr_sched_stats_t *st = gr_sched_stats (s);
+    ck_assert_uint_eq (st->failed, 1);
+    ck_assert_uint_eq (st->retries, 2);
+    ck_assert_uint_eq (st->timeouts, 1);
+    ck_assert_uint_eq (st->attempts, 3);
+    const gr_outcome_t *f;
+    ck_assert_int_eq (gr_sched_failures (s, &f), 1);
+    ck_assert_str_eq (f[0].reason, "exit 2");
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_success_codes)
+{
+    gr_spec_t *spec = parse ("name: t\ntasks:\n  - name: a\n    command: [x]\n"
+                             "    success: [0, 4]\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a;
+    gr_outcome_t o;
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, &a), 1);
+    gr_result_rec_t r = result (&a, 4, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_DONE);
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_poison)
+{
+    gr_spec_t *spec = parse ("name: t\n"
+                             "tasks:\n"
+                             "  - name: a\n"
+                             "    command: [crash]\n"
+                             "    retries: {max: 10, backoff: 0, crash_limit: 2}\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a;
+    gr_outcome_t o;
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, &a), 1);
+    gr_result_rec_t r = result (&a, -1, 11, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
+    ck_assert_str_eq (o.reason, "killed by SIGSEGV");
+    /* A timeout kill is not a crash and does not count toward poison. */
+    ck_assert_int_eq (gr_sched_next (s, 2, 1, 1, 0, 0, &a), 1);
+    r = result (&a, -1, 15, GR_RES_TIMEOUT);
+    ck_assert_int_eq (gr_sched_complete (s, 3, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
+    ck_assert_int_eq (gr_sched_next (s, 4, 1, 1, 0, 0, &a), 1);
+    r = result (&a, -1, 11, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 5, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_POISON);
+    ck_assert (gr_sched_finished (s));
+    ck_assert_uint_eq (gr_sched_stats (s)->poison, 1);
+    ck_assert_uint_eq (gr_sched_stats (s)->crashes, 2);
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_dag)
+{
+    gr_spec_t *spec = parse ("name: t\n"
+                             "tasks:\n"
+                             "  - name: prep\n"
+                             "    command: [p]\n"
+                             "    params: {i: [1, 2]}\n"
+                             "  - name: main\n"
+                             "    command: [m]\n"
+                             "    after: prep\n"
+                             "  - name: other\n"
+                             "    command: [o]\n"
+                             "  - name: fin\n"
+                             "    command: [f]\n"
+                             "    after: [main, other]\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a[3], b;
+    gr_outcome_t o;
+    /* prep (both) and other are ready; main and fin wait. */
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq (gr_sched_next (s, 0, 1, 8, 0, 0, &a[i]), 1);
+    ck_assert_uint_eq (a[0].def, 0);
+    ck_assert_uint_eq (a[1].def, 0);
+    ck_assert_uint_eq (a[2].def, 2);
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 8, 0, 0, &b), 0);
+    gr_result_rec_t r = result (&a[0], 0, 0, 0);
+    gr_sched_complete (s, 1, &r, &o);
+    ck_assert_int_eq (gr_sched_next (s, 1, 1, 8, 0, 0, &b), 0);
+    r = result (&a[1], 0, 0, 0);
+    gr_sched_complete (s, 1, &r, &o);
+    ck_assert_int_eq (gr_sched_next (s, 1, 1, 8, 0, 0, &b), 1);
+    ck_assert_uint_eq (b.def, 1);
+    r = result (&b, 0, 0, 0);
+    gr_sched_complete (s, 2, &r, &o);
+    /* fin still waits for other, which now fails: fin is skipped. */
+    ck_assert_int_eq (gr_sched_next (s, 2, 1, 8, 0, 0, &b), 0);
+    r = result (&a[2], 1, 0, 0);
+    gr_sched_complete (s, 3, &r, &o);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_FAILED);
+    ck_assert_int_eq (gr_sched_next (s, 3, 1, 8, 0, 0, &b), 0);
+    ck_assert (gr_sched_finished (s));
+    const gr_sched_stats_t *st = gr_sched_stats (s);
+    ck_assert_uint_eq (st->done, 3);
+    ck_assert_uint_eq (st->failed, 1);
+    ck_assert_uint_eq (st->skipped, 1);
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_lazy_memory)
+{
+    /* Ten million tasks: the scheduler holds only what is in flight. */
+    gr_spec_t *spec = parse ("name: t\ntasks:\n  - name: n\n    builtin: noop\n"
+                             "    params: {i: {range: [1, 10000000]}}\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a;
+    gr_outcome_t o;
+    ck_assert_uint_eq (gr_sched_stats (s)->total, 10000000);
+    for (int round = 0; round < 1000; round++) {
+        ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, &a), 1);
+        gr_result_rec_t r = result (&a, 0, 0, 0);
+        gr_sched_complete (s, 0, &r, &o);
+        ck_assert_int_eq (o.kind, GR_OUTCOME_DONE);
+        /* Slots are reused: the id's slot part stays 0. */
+        ck_assert_uint_eq (a.id & 0xffffffffu, 0);
+    }
+    ck_assert_uint_eq (a.index, 999);
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_slowest)
+{
+    gr_spec_t *spec = parse ("name: t\ntasks:\n  - name: a\n    command: [x]\n"
+                             "    params: {i: {range: [1, 20]}}\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a;
+    gr_outcome_t o;
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, &a), 1);
+        gr_result_rec_t r = result (&a, 0, 0, 0);
+        r.wall = (double)((i * 7) % 20);
+        gr_sched_complete (s, 0, &r, &o);
+    }
+    const gr_slow_task_t *slow;
+    int n = gr_sched_slowest (s, &slow);
+    ck_assert_int_eq (n, GR_SCHED_SLOWEST);
+    for (int i = 0; i < n; i++)
+        ck_assert_double_eq (slow[i].wall, 19 - i);
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+int main (void)
+{
+    Suite *s = suite_create ("sched");
+    TCase *tc = tcase_create ("sched");
+    tcase_add_test (tc, test_backoff);
+    tcase_add_test (tc, test_order_and_fit);
+    tcase_add_test (tc, test_retry_then_fail);
+    tcase_add_test (tc, test_success_codes);
+    tcase_add_test (tc, test_poison);
+    tcase_add_test (tc, test_dag);
+    tcase_add_test (tc, test_lazy_memory);
+    tcase_add_test (tc, test_slowest);
+    suite_add_tcase (s, tc);
+    SRunner *sr = srunner_create (s);
+    srunner_set_tap (sr, "-");
+    srunner_run_all (sr, CK_SILENT);
+    int failed = srunner_ntests_failed (sr);
+    srunner_free (sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,1443 @@
+/* Unit tests for src/spec: parsing, validation messages, expansion, keys,
+ * templating of hostile values, packing.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "src/common/error.h"
+#include "src/common/hash.h"
+#include "src/spec/spec.h"
+
+extern char **environ;
+
+#define DATA TEST_DATA_DIR
+
+/* ------------------------------------------------------------------ */
+/* Helpers. */
+
+static gr_spec_t *load_ok (const char *name)
+{
+    char path[4096];
+    gr_spec_t *s = NULL;
+    gr_error_t e = {{0}};
+
+    snprintf (path, sizeof (path), "%s/%s", DATA, name);
+    ck_assert_msg (gr_spec_load (path, &s, &e) == 0, "%s: %s", name, e.text);
+    ck_assert_ptr_nonnull (s);
+    return s;
+}
+
+static gr_spec_t *parse_ok (const char *text)
+{
+    gr_spec_t *s = NULL;
+    gr_error_t e = {{0}};
+
+    ck_assert_msg (gr_spec_parse (text, strlen (text), "mem.yaml", NULL, 0, &s, &e) == 0,
+                   "%s", e.text);
+    return s;
+}
+
+/* Parse text that must fail; returns the message in a static buffer. */
+static const char *parse_err (const char *text)
+{
+    static gr_error_t e;
+    gr_spec_t *s = NULL;
+
+    memset (&e, 0, sizeof (e));
+    ck_assert_int_eq (gr_spec_parse (text, strlen (text), "mem.yaml", NULL, 0, &s, &e), -1);
+    ck_assert_ptr_null (s);
+    ck_assert_int_ne (errno, 0);
+    return e.text;
+}
+
+static double now (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Run argv with stdout into a pipe; return what it printed (malloc'd). */
+static char *run_capture (char *const argv[], size_t *lenp, int *statusp)
+{
+    int fd[2];
+    pid_t pid;
+    posix_spawn_file_actions_t fa;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int status;
+
+    ck_assert_int_eq (pipe (fd), 0);
+    posix_spawn_file_actions_init (&fa);
+    posix_spawn_file_actions_adddup2 (&fa, fd[1], 1);
+    posix_spawn_file_actions_addclose (&fa, fd[0]);
+    posix_spawn_file_actions_addclose (&fa, fd[1]);
+    ck_assert_int_eq (posix_spawnp (&pid, argv[0], &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy (&fa);
+    close (fd[1]);
+    for (;;) {
+        ssize_t n;
+        if (len + 4096 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            buf = realloc (buf, cap);
+            ck_assert_ptr_nonnull (buf);
+        }
+        n = read (fd[0], buf + len, cap - len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        ck_assert_int_ge (n, 0);
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close (fd[0]);
+    ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+    buf[len] = '\0';
+    *lenp = len;
+    if (statusp)
+        *statusp = status;
+    return buf;
+}
+
+/* A growing string for building specs in memory. */
+typedef struct sbuf {
+    char *s;
+    size_t len;
+    FILE *f;
+} sbuf_t;
+
+static void sb_open (sbuf_t *b)
+{
+    b->s = NULL;
+    b->len = 0;
+    b->f = open_memstream (&b->s, &b->len);
+    ck_assert_ptr_nonnull (b->f);
+}
+
+static char *sb_close (sbuf_t *b)
+{
+    fclose (b->f);
+    return b->s;
+}
+
+/* Write s as a YAML double-quoted scalar. */
+static void yaml_dq (FILE *f, const char *s)
+{
+    fputc ('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf (f, "\\%c", c);
+        else if (c == '\n')
+            fputs ("\\n", f);
+        else if (c == '\t')
+            fputs ("\\t", f);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf (f, "\\x%02x", c);
+        else
+            fputc (c, f);
+    }
+    fputc ('"', f);
+}
+
+static const gr_param_t *param (const gr_taskdef_t *t, const char *name)
+{
+    for (size_t i = 0; i < t->nparams; i++) {
+        if (strcmp (t->params[i].name, name) == 0)
+            return &t->params[i];
+    }
+    ck_abort_msg ("no param %s", name);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Good fixtures. */
+
+START_TEST (test_minimal)
+{
+    gr_spec_t *s = load_ok ("spec-good-minimal.yaml");
+    const gr_taskdef_t *t = &s->tasks[0];
+
+    ck_assert_str_eq (s->name, "minimal");
+    ck_assert_uint_eq (s->ntasks, 1);
+    ck_assert_uint_eq (s->total, 1);
+    ck_assert (s->grace == 60);
+    ck_assert_str_eq (t->name, "hello");
+    ck_assert_uint_eq (t->id, 0);
+    ck_assert_int_eq (t->mark.line, 3);
+    ck_assert_int_eq (t->mark.col, 5);
+    ck_assert_uint_eq (t->argc, 2);
+    ck_assert_str_eq (t->argv[0], "echo");
+    ck_assert_str_eq (t->argv[1], "hello");
+    ck_assert_ptr_null (t->argv[2]);
+    ck_assert_ptr_null (t->shell);
+    ck_assert_int_eq (t->builtin, GR_BUILTIN_NONE);
+    ck_assert_uint_eq (t->nparams, 0);
+    ck_assert_uint_eq (t->count, 1);
+    ck_assert_uint_eq (t->cpus, 1);
+    ck_assert_uint_eq (t->gpus, 0);
+    ck_assert_uint_eq (t->mem, 0);
+    ck_assert (t->timeout == 0);
+    ck_assert (t->kill_grace == 10);
+    ck_assert_uint_eq (t->retry.max, 0);
+    ck_assert (t->retry.backoff == 1);
+    ck_assert (t->retry.backoff_max == 300);
+    ck_assert (t->retry.jitter == 0.5);
+    ck_assert_uint_eq (t->retry.crash_limit, 3);
+    ck_assert_uint_eq (t->nsuccess, 1);
+    ck_assert_int_eq (t->success[0], 0);
+    ck_assert_uint_eq (t->nafter, 0);
+    ck_assert_uint_eq (t->nenv, 0);
+    ck_assert_ptr_null (t->cwd);
+    ck_assert_int_eq (t->out_mode, GR_OUT_CAPTURE);
+    ck_assert_int_eq (t->err_mode, GR_OUT_CAPTURE);
+    ck_assert_int_eq (t->resources_mark.line, 3);
+    ck_assert_ptr_eq (gr_spec_find (s, "hello"), t);
+    ck_assert_ptr_null (gr_spec_find (s, "nope"));
+    ck_assert_str_eq (s->path, DATA "/spec-good-minimal.yaml");
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_full)
+{
+    gr_spec_t *s = load_ok ("spec-good-full.yaml");
+    const gr_taskdef_t *prep, *train, *wait, *report;
+    const gr_param_t *p;
+
+    ck_assert_str_eq (s->name, "full-1.0");
+    ck_assert (s->grace == 120);
+    ck_assert_uint_eq (s->ntasks, 4);
+    ck_assert_uint_eq (s->total, 9);
+    prep = gr_spec_find (s, "prep");
+    train = gr_spec_find (s, "train");
+    wait = gr_spec_find (s, "wait");
+    report = gr_spec_find (s, "report");
+    ck_assert (prep && train && wait && report);
+    ck_assert_uint_eq (train->id, 1);
+
+    /* prep: everything from defaults. */
+    ck_assert_uint_eq (prep->argc, 3);
+    ck_assert_str_eq (prep->argv[2], "{run_dir}/data");
+    ck_assert_str_eq (prep->cwd, "work");
+    ck_assert_int_eq (prep->out_mode, GR_OUT_DISCARD);
+    ck_assert_int_eq (prep->err_mode, GR_OUT_STDOUT);
+    ck_assert (prep->timeout == 600);
+    ck_assert (prep->kill_grace == 5);
+    ck_assert_uint_eq (prep->retry.max, 2);
+    ck_assert_uint_eq (prep->cpus, 2);
+    ck_assert_uint_eq (prep->gpus, 0);
+    ck_assert_uint_eq (prep->mem, 1024ull * 1024 * 1024);
+    ck_assert_int_eq (prep->resources_mark.line, 13);
+    ck_assert_int_eq (prep->resources_mark.col, 3);
+    ck_assert_uint_eq (prep->nenv, 2);
+    ck_assert_str_eq (prep->env[0], "OMP_NUM_THREADS=1");
+    ck_assert_str_eq (prep->env[1], "MODE=default");
+    ck_assert_ptr_null (prep->env[2]);
+
+    /* train: its own values override, env merges per key. */
+    ck_assert_uint_eq (train->nparams, 2);
+    p = param (train, "lr");
+    ck_assert_int_eq (p->kind, GR_PARAM_LIST);
+    ck_assert_uint_eq (p->count, 2);
+    ck_assert_str_eq (p->values[0], "0.1");
+    ck_assert_str_eq (p->values[1], "0.01");
+    ck_assert_int_eq (p->mark.line, 25);
+    ck_assert_int_eq (p->mark.col, 7);
+    p = param (train, "seed");
+    ck_assert_int_eq (p->kind, GR_PARAM_RANGE);
+    ck_assert (p->integral);
+    ck_assert_int_eq (p->ifrom, 1);
+    ck_assert_int_eq (p->istep, 1);
+    ck_assert_uint_eq (p->count, 3);
+    ck_assert (!train->zip);
+    ck_assert_uint_eq (train->count, 6);
+    ck_assert_uint_eq (train->nenv, 3);
+    ck_assert_str_eq (train->env[0], "OMP_NUM_THREADS=1");
+    ck_assert_str_eq (train->env[1], "MODE=train");
+    ck_assert_str_eq (train->env[2], "SEED={seed}");
+    ck_assert_uint_eq (train->cpus, 4);
+    ck_assert_uint_eq (train->gpus, 1);
+    ck_assert_uint_eq (train->mem, 1536ull * 1024 * 1024);
+    ck_assert_int_eq (train->resources_mark.line, 30);
+    ck_assert_int_eq (train->resources_mark.col, 5);
+    ck_assert (train->timeout == 5400);
+    ck_assert (train->kill_grace == 5);
+    ck_assert_uint_eq (train->retry.max, 3);
+    ck_assert (train->retry.backoff == 2);
+    ck_assert (train->retry.backoff_max == 60);
+    ck_assert (train->retry.jitter == 0.25);
+    ck_assert_uint_eq (train->retry.crash_limit, 2);
+    ck_assert_uint_eq (train->nsuccess, 2);
+    ck_assert_int_eq (train->success[0], 0);
+    ck_assert_int_eq (train->success[1], 3);
+    ck_assert_uint_eq (train->nafter, 1);
+    ck_assert_uint_eq (train->after[0], prep->id);
+    ck_assert_int_eq (train->out_mode, GR_OUT_FILE);
+    ck_assert_str_eq (train->out_path, "out/{task}-{index}.log");
+    ck_assert_int_eq (train->err_mode, GR_OUT_FILE);
+    ck_assert_str_eq (train->err_path, "err/{lr}.log");
+    ck_assert_ptr_null (train->cwd);
+
+    /* wait: a noop with a duration. */
+    ck_assert_int_eq (wait->builtin, GR_BUILTIN_NOOP);
+    ck_assert_ptr_null (wait->argv);
+    ck_assert_ptr_null (wait->shell);
+    ck_assert (wait->noop_duration == 1.5);
+    ck_assert_uint_eq (wait->nafter, 2);
+    ck_assert_uint_eq (wait->after[0], prep->id);
+    ck_assert_uint_eq (wait->after[1], train->id);
+    ck_assert_uint_eq (wait->nsuccess, 1);
+    ck_assert_int_eq (wait->success[0], 7);
+    ck_assert (wait->kill_grace == 0);
+    ck_assert (wait->timeout == 0);
+    ck_assert_uint_eq (wait->retry.max, 2);
+
+    /* report: shell, retries overridden to 0, other retry defaults. */
+    ck_assert_str_eq (report->shell, "echo done {task} > report.txt");
+    ck_assert_ptr_null (report->argv);
+    ck_assert_uint_eq (report->retry.max, 0);
+    ck_assert (report->retry.backoff == 1);
+    ck_assert (report->retry.backoff_max == 300);
+    ck_assert (report->retry.jitter == 0.5);
+    ck_assert_uint_eq (report->retry.crash_limit, 3);
+    ck_assert_uint_eq (report->nafter, 1);
+    ck_assert_uint_eq (report->after[0], wait->id);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_full_render)
+{
+    gr_spec_t *s = load_ok ("spec-good-full.yaml");
+    gr_expand_t *x = gr_expand_create ();
+    gr_render_ctx_t ctx = {"/r", 2};
+    gr_task_cmd_t cmd;
+    gr_error_t e;
+
+    ck_assert_int_eq (gr_expand_select (x, gr_spec_find (s, "prep"), 0), 0);
+    ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+    ck_assert_str_eq (cmd.argv[0], "./prepare");
+    ck_assert_str_eq (cmd.argv[2], "/r/data");
+    ck_assert_ptr_null (cmd.argv[3]);
+    ck_assert_str_eq (cmd.cwd, "work");
+    ck_assert_ptr_null (cmd.out_path);
+    ck_assert_ptr_null (cmd.err_path);
+    ck_assert_str_eq (gr_expand_name (x), "prep");
+    ck_assert_str_eq (gr_expand_params_string (x), "");
+
+    ck_assert_int_eq (gr_expand_select (x, gr_spec_find (s, "train"), 4), 0);
+    ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+    ck_assert_str_eq (cmd.argv[2], "0.01");
+    ck_assert_str_eq (cmd.argv[4], "2");
+    ck_assert_ptr_null (cmd.argv[5]);
+    ck_assert_str_eq (cmd.env[2], "SEED=2");
+    ck_assert_ptr_null (cmd.env[3]);
+    ck_assert_ptr_null (cmd.cwd);
+    ck_assert_str_eq (cmd.out_path, "out/train-4.log");
+    ck_assert_str_eq (cmd.err_path, "err/0.01.log");
+    ck_assert_str_eq (gr_expand_name (x), "train[4]");
+    ck_assert_str_eq (gr_expand_params_string (x), "lr=0.01 seed=2");
+
+    ck_assert_int_eq (gr_expand_select (x, gr_spec_find (s, "wait"), 0), 0);
+    ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+    ck_assert_ptr_null (cmd.argv);
+    ck_assert_str_eq (cmd.env[0], "OMP_NUM_THREADS=1");
+
+    ck_assert_int_eq (gr_expand_select (x, gr_spec_find (s, "report"), 0), 0);
+    ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+    ck_assert_str_eq (cmd.argv[0], "/bin/sh");
+    ck_assert_str_eq (cmd.argv[1], "-c");
+    ck_assert_str_eq (cmd.argv[2], "echo done 'report' > report.txt");
+    ck_assert_ptr_null (cmd.argv[3]);
+
+    gr_expand_destroy (x);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Sweeps. */
+
+static void expect_values (const gr_taskdef_t *t, size_t pi, const char *const *want,
+                           size_t n)
+{
+    gr_expand_t *x = gr_expand_create ();
+
+    ck_assert_uint_eq (t->count, n);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_eq (gr_expand_select (x, t, i), 0);
+        ck_assert_str_eq (gr_expand_value (x, pi), want[i]);
+    }
+    errno = 0;
+    ck_assert_int_eq (gr_expand_select (x, t, n), -1);
+    ck_assert_int_eq (errno, EINVAL);
+    gr_expand_destroy (x);
+}
+
+START_TEST (test_product_order)
+{
+    gr_spec_t *s = load_ok ("spec-good-sweep.yaml");
+    const gr_taskdef_t *t = gr_spec_find (s, "grid");
+    static const char *const a[] = {"x", "x", "x", "x", "x", "y", "y", "y",
+                                    "y", "y", "z", "z", "z", "z", "z"};
+    static const char *const b[] = {"0",    "0.25", "0.5",  "0.75", "1",
+                                    "0",    "0.25", "0.5",  "0.75", "1",
+                                    "0",    "0.25", "0.5",  "0.75", "1"};
+    const gr_param_t *pb = param (t, "b");
+
+    ck_assert_int_eq (pb->kind, GR_PARAM_RANGE);
+    ck_assert (!pb->integral);
+    ck_assert (pb->from == 0 && pb->to == 1 && pb->step == 0.25);
+    expect_values (t, 0, a, 15);
+    expect_values (t, 1, b, 15);
+    ck_assert_uint_eq (s->total, 15 + 3 + 11 + 5 + 4 + 7);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_zip)
+{
+    gr_spec_t *s = load_ok ("spec-good-sweep.yaml");
+    const gr_taskdef_t *t = gr_spec_find (s, "pairs");
+    static const char *const n[] = {"10", "20", "30"};
+    static const char *const w[] = {"ten", "twenty", "thirty"};
+
+    ck_assert (t->zip);
+    ck_assert (param (t, "n")->integral);
+    ck_assert_int_eq (param (t, "n")->istep, 10);
+    expect_values (t, 0, n, 3);
+    expect_values (t, 1, w, 3);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_float_range)
+{
+    gr_spec_t *s = load_ok ("spec-good-sweep.yaml");
+    static const char *const tenths[] = {"0",   "0.1", "0.2", "0.3", "0.4", "0.5",
+                                         "0.6", "0.7", "0.8", "0.9", "1"};
+    static const char *const neg[] = {"-0.3", "-0.2", "-0.1", "0", "0.1", "0.2", "0.3"};
+
+    expect_values (gr_spec_find (s, "tenths"), 0, tenths, 11);
+    expect_values (gr_spec_find (s, "neg"), 0, neg, 7);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_int_range)
+{
+    gr_spec_t *s = load_ok ("spec-good-sweep.yaml");
+    static const char *const ints[] = {"-4", "-1", "2", "5", "8"};
+    gr_spec_t *big;
+    gr_expand_t *x = gr_expand_create ();
+
+    expect_values (gr_spec_find (s, "ints"), 0, ints, 5);
+    /* A step that does not land on 'to' stops before it; the extremes of
+     * int64 format exactly. */
+    big = parse_ok ("name: t\ntasks:\n  - name: a\n    command: [e, \"{i}\"]\n"
+                    "    params: {i: {range: [-9223372036854775807, 9223372036854775807, "
+                    "4611686018427387904]}}\n");
+    ck_assert_uint_eq (big->tasks[0].count, 4);
+    ck_assert_int_eq (gr_expand_select (x, &big->tasks[0], 3), 0);
+    ck_assert_str_eq (gr_expand_value (x, 0), "4611686018427387905");
+    ck_assert_int_eq (gr_expand_select (x, &big->tasks[0], 0), 0);
+    ck_assert_str_eq (gr_expand_value (x, 0), "-9223372036854775807");
+    gr_spec_destroy (big);
+    big = parse_ok ("name: t\ntasks:\n  - name: a\n    command: [e, \"{i}\"]\n"
+                    "    params: {i: {range: [1, 10, 4]}}\n");
+    ck_assert_uint_eq (big->tasks[0].count, 3);
+    gr_spec_destroy (big);
+    gr_expand_destroy (x);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_file_param)
+{
+    gr_spec_t *s = load_ok ("spec-good-sweep.yaml");
+    const gr_taskdef_t *t = gr_spec_find (s, "seeds");
+    static const char *const seeds[] = {"17", "42", "1001", "7 days"};
+
+    ck_assert_int_eq (param (t, "seed")->kind, GR_PARAM_FILE);
+    expect_values (t, 0, seeds, 4);
+    ck_assert_uint_eq (s->nfiles, 1);
+    ck_assert_str_eq (s->files[0].path, DATA "/spec-good-seeds.txt");
+    ck_assert_uint_eq (s->files[0].len, 23);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_huge_sweep)
+{
+    double t0 = now (), dt;
+    gr_spec_t *s = load_ok ("spec-good-huge.yaml");
+    const gr_taskdef_t *t = &s->tasks[0];
+    gr_expand_t *x = gr_expand_create ();
+    gr_task_cmd_t cmd;
+    gr_error_t e;
+    uint64_t sum = 0;
+
+    dt = now () - t0;
+    ck_assert_msg (dt < 0.5, "loading a 10M-task spec took %.3f s", dt);
+    ck_assert_uint_eq (t->count, 10000000);
+    ck_assert_uint_eq (s->total, 10000000);
+    ck_assert_int_eq (gr_expand_select (x, t, 9999999), 0);
+    ck_assert_str_eq (gr_expand_value (x, 0), "9999999");
+    ck_assert_str_eq (gr_expand_name (x), "point[9999999]");
+    ck_assert_int_eq (gr_expand_select (x, t, 10000000), -1);
+
+    /* Once warm, the hot path allocates nothing. */
+    ck_assert_int_eq (gr_expand_render (x, NULL, &cmd, &e), 0);
+    ck_assert_ptr_nonnull (gr_expand_params_string (x));
+    ck_assert_ptr_nonnull (gr_expand_name (x));
+    {
+        struct mallinfo2 before = mallinfo2 (), after;
+        t0 = now ();
+        for (uint64_t i = 0; i < 100000; i++) {
+            gr_expand_select (x, t, i * 97 % t->count);
+            sum += gr_expand_key (x);
+            if (i % 100 == 0) {
+                gr_expand_name (x);
+                gr_expand_params_string (x);
+                ck_assert_int_eq (gr_expand_render (x, NULL, &cmd, &e), 0);
+            }
+        }
+        dt = now () - t0;
+        after = mallinfo2 ();
+        ck_assert_uint_eq (before.uordblks, after.uordblks);
+        ck_assert_msg (dt < 10, "100000 select+key took %.3f s", dt);
+    }
+    ck_assert_uint_ne (sum, 0);
+    gr_expand_destroy (x);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Keys and identity. */
+
+static int cmp_u64 (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+START_TEST (test_keys_distinct)
+{
+    gr_spec_t *s = load_ok ("spec-good-sweep.yaml");
+    gr_expand_t *x = gr_expand_create ();
+    uint64_t keys[64];
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->ntasks; i++) {
+        for (uint64_t k = 0; k < s->tasks[i].count; k++) {
+            ck_assert_int_eq (gr_expand_select (x, &s->tasks[i], k), 0);
+            ck_assert_uint_lt (n, 64);
+            keys[n++] = gr_expand_key (x);
+        }
+    }
+    ck_assert_uint_eq (n, s->total);
+    qsort (keys, n, sizeof (keys[0]), cmp_u64);
+    for (size_t i = 1; i < n; i++)
+        ck_assert_uint_ne (keys[i], keys[i - 1]);
+    gr_expand_destroy (x);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_keys_pinned)
+{
+    gr_spec_t *s = load_ok ("spec-good-sweep.yaml");
+    gr_spec_t *m = load_ok ("spec-good-minimal.yaml");
+    gr_expand_t *x = gr_expand_create ();
+    uint64_t h;
+
+    /* These values are stored in journals: if this test breaks, resume of
+     * every existing run breaks with it. */
+    ck_assert_int_eq (gr_expand_select (x, &m->tasks[0], 0), 0);
+    ck_assert_uint_eq (gr_expand_key (x), 0x16fe05a1c75bcd0fULL);
+    ck_assert_uint_eq (gr_expand_key (x), gr_hash64 ("hello", 5));
+
+    ck_assert_int_eq (gr_expand_select (x, gr_spec_find (s, "grid"), 1), 0);
+    ck_assert_uint_eq (gr_expand_key (x), 0xe8c328a070bb6cbcULL);
+    h = gr_hash64_update (GR_HASH64_INIT, "grid", 4);
+    h = gr_hash64_update (h, "\0a=x\0b=0.25", 11);
+    ck_assert_uint_eq (gr_expand_key (x), gr_hash64_final (h));
+    gr_expand_destroy (x);
+    gr_spec_destroy (s);
+    gr_spec_destroy (m);
+}
+END_TEST
+
+START_TEST (test_keys_stable)
+{
+    gr_spec_t *a = load_ok ("spec-good-sweep.yaml");
+    gr_spec_t *b = load_ok ("spec-good-sweep.yaml");
+    gr_spec_t *c = NULL;
+    gr_expand_t *x = gr_expand_create (), *y = gr_expand_create ();
+    gr_error_t e;
+    void *buf;
+    size_t len;
+
+    ck_assert_uint_eq (a->hash, b->hash);
+    ck_assert_int_eq (gr_spec_pack (a, &buf, &len), 0);
+    ck_assert_msg (gr_spec_unpack (buf, len, &c, &e) == 0, "%s", e.text);
+    free (buf);
+    ck_assert_uint_eq (c->hash, a->hash);
+    ck_assert_uint_eq (c->total, a->total);
+    ck_assert_str_eq (c->path, a->path);
+    ck_assert_uint_eq (c->ntasks, a->ntasks);
+    for (size_t i = 0; i < a->ntasks; i++) {
+        ck_assert_str_eq (a->tasks[i].name, c->tasks[i].name);
+        for (uint64_t k = 0; k < a->tasks[i].count; k++) {
+            ck_assert_int_eq (gr_expand_select (x, &a->tasks[i], k), 0);
+            ck_assert_int_eq (gr_expand_select (y, &b->tasks[i], k), 0);
+            ck_assert_uint_eq (gr_expand_key (x), gr_expand_key (y));
+            ck_assert_int_eq (gr_expand_select (y, &c->tasks[i], k), 0);
+            ck_assert_uint_eq (gr_expand_key (x), gr_expand_key (y));
+            ck_assert_str_eq (gr_expand_params_string (x), gr_expand_params_string (y));
+        }
+    }
+    gr_expand_destroy (x);
+    gr_expand_destroy (y);
+    gr_spec_destroy (a);
+    gr_spec_destroy (b);
+    gr_spec_destroy (c);
+}
+END_TEST
+
+/* Write a file or fail the test. */
+static void write_file (const char *path, const char *data)
+{
+    FILE *f = fopen (path, "w");
+    ck_assert_ptr_nonnull (f);
+    fputs (data, f);
+    ck_assert_int_eq (fclose (f), 0);
+}
+
+START_TEST (test_pack_without_disk)
+{
+    char dir[] = "/tmp/gr-spec-pack-XXXXXX";
+    char spath[256], vpath[256];
+    gr_spec_t *a = NULL, *b = NULL;
+    gr_error_t e;
+    void *buf;
+    size_t len;
+
+    ck_assert_ptr_nonnull (mkdtemp (dir));
+    snprintf (spath, sizeof (spath), "%s/job.yaml", dir);
+    snprintf (vpath, sizeof (vpath), "%s/vals.txt", dir);
+    write_file (spath, "name: p\ntasks:\n  - name: a\n    command: [e, \"{v}\"]\n"
+                       "    params: {v: {file: vals.txt}}\n");
+    write_file (vpath, "one\ntwo\n");
+    ck_assert_msg (gr_spec_load (spath, &a, &e) == 0, "%s", e.text);
+    ck_assert_int_eq (gr_spec_pack (a, &buf, &len), 0);
+    /* The receiver must not need the file: it ships in the buffer. */
+    ck_assert_int_eq (unlink (vpath), 0);
+    ck_assert_msg (gr_spec_unpack (buf, len, &b, &e) == 0, "%s", e.text);
+    ck_assert_uint_eq (b->hash, a->hash);
+    ck_assert_uint_eq (b->tasks[0].count, 2);
+    ck_assert_str_eq (b->tasks[0].params[0].values[1], "two");
+    ck_assert_uint_eq (b->nfiles, 1);
+    gr_spec_destroy (b);
+    b = NULL;
+    /* Damaged buffers are refused, never read past. */
+    for (size_t cut = 0; cut < len; cut += 7) {
+        gr_spec_t *d = NULL;
+        ck_assert_int_eq (gr_spec_unpack (buf, cut, &d, &e), -1);
+        ck_assert_ptr_null (d);
+    }
+    ((char *)buf)[0] = 'X';
+    ck_assert_int_eq (gr_spec_unpack (buf, len, &b, &e), -1);
+    ck_assert_ptr_null (b);
+    free (buf);
+    /* And without the file, loading from disk fails at the file: node. */
+    ck_assert_int_eq (gr_spec_load (spath, &b, &e), -1);
+    ck_assert_msg (strstr (e.text, "job.yaml:5:18: ") != NULL, "%s", e.text);
+    unlink (spath);
+    rmdir (dir);
+    gr_spec_destroy (a);
+}
+END_TEST
+
+START_TEST (test_hash_normalized)
+{
+    gr_spec_t *a = parse_ok ("name: h\ntasks:\n  - name: a\n    command: [echo, \"{x}\"]\n"
+                             "    params: {x: [1, 2]}\n    timeout: 60\n");
+    gr_spec_t *b = parse_ok ("# a comment\nname: h\ntasks:\n- timeout: 1m\n  params:\n"
+                             "    x: ['1', \"2\"]\n  command:\n  - echo\n  - '{x}'\n"
+                             "  name: a\n");
+    gr_spec_t *c = parse_ok ("name: h\ntasks:\n  - name: a\n    command: [echo, \"{x}\"]\n"
+                             "    params: {x: [1, 3]}\n    timeout: 60\n");
+
+    ck_assert_uint_eq (a->hash, b->hash);
+    ck_assert_uint_ne (a->hash, c->hash);
+    gr_spec_destroy (a);
+    gr_spec_destroy (b);
+    gr_spec_destroy (c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Hostile values. */
+
+static const char *const hostile[] = {
+    "a b",
+    "\"quoted\"",
+    "it's",
+    "$(touch @DIR@/pwned1)",
+    "`touch @DIR@/pwned2`",
+    "x\ny",
+    "--leading-dash",
+    "*",
+    "",
+    "{x}",
+    "; touch @DIR@/pwned3",
+    "a'b\"c\\d $HOME ; | & > < ( ) ~ #",
+    "'",
+    "''",
+    "\\'",
+    "\t tab and trailing newline\n",
+    "-n",
+    "%s %d %%",
+    "{{",
+};
+#define NHOSTILE (sizeof (hostile) / sizeof (hostile[0]))
+
+/* Replace @DIR@ in s with dir (into a static rotating buffer). */
+static const char *with_dir (const char *s, const char *dir)
+{
+    static char bufs[NHOSTILE + 4][512];
+    static size_t k;
+    char *out = bufs[k++ % (NHOSTILE + 4)];
+    const char *at = strstr (s, "@DIR@");
+
+    if (!at)
+        snprintf (out, 512, "%s", s);
+    else
+        snprintf (out, 512, "%.*s%s%s", (int)(at - s), s, dir, at + 5);
+    return out;
+}
+
+START_TEST (test_hostile)
+{
+    char dir[] = "/tmp/gr-spec-hostile-XXXXXX";
+    sbuf_t sb;
+    char *text, path[300];
+    gr_spec_t *s;
+    gr_expand_t *x = gr_expand_create ();
+    gr_render_ctx_t ctx = {"/tmp/run dir/it's $(x)", 3};
+    gr_task_cmd_t cmd;
+    gr_error_t e;
+    const gr_taskdef_t *ta, *ts, *te;
+
+    ck_assert_ptr_nonnull (mkdtemp (dir));
+    sb_open (&sb);
+    fprintf (sb.f, "name: hostile\ntasks:\n");
+    fprintf (sb.f, "  - name: argv\n    command: [printf, \"%%s\", \"{v}\"]\n");
+    fprintf (sb.f, "    params:\n      v:\n");
+    for (size_t i = 0; i < NHOSTILE; i++) {
+        fprintf (sb.f, "        - ");
+        yaml_dq (sb.f, with_dir (hostile[i], dir));
+        fputc ('\n', sb.f);
+    }
+    fprintf (sb.f, "  - name: sh\n    shell: printf '%%s' {v}\n    params:\n      v:\n");
+    for (size_t i = 0; i < NHOSTILE; i++) {
+        fprintf (sb.f, "        - ");
+        yaml_dq (sb.f, with_dir (hostile[i], dir));
+        fputc ('\n', sb.f);
+    }
+    fprintf (sb.f, "  - name: env\n    command: [true]\n    env: {V: \"<{v}>\"}\n"
+                   "    cwd: \"{v}\"\n    stdout: \"{v}.out\"\n    params:\n      v:\n");
+    for (size_t i = 0; i < NHOSTILE; i++) {
+        fprintf (sb.f, "        - ");
+        yaml_dq (sb.f, with_dir (hostile[i], dir));
+        fputc ('\n', sb.f);
+    }
+    text = sb_close (&sb);
+    s = parse_ok (text);
+    free (text);
+    ta = gr_spec_find (s, "argv");
+    ts = gr_spec_find (s, "sh");
+    te = gr_spec_find (s, "env");
+    ck_assert_uint_eq (ta->count, NHOSTILE);
+
+    for (size_t i = 0; i < NHOSTILE; i++) {
+        const char *want = with_dir (hostile[i], dir);
+        char *out;
+        size_t len;
+        int status;
+
+        /* argv: exactly one element, identical to the value. */
+        ck_assert_int_eq (gr_expand_select (x, ta, i), 0);
+        ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+        ck_assert_str_eq (cmd.argv[0], "printf");
+        ck_assert_str_eq (cmd.argv[1], "%s");
+        ck_assert_str_eq (cmd.argv[2], want);
+        ck_assert_ptr_null (cmd.argv[3]);
+        out = run_capture (cmd.argv, &len, &status);
+        ck_assert_msg (WIFEXITED (status), "argv %zu", i);
+        ck_assert_uint_eq (len, strlen (want));
+        ck_assert_mem_eq (out, want, len);
+        free (out);
+
+        /* shell: /bin/sh prints the value byte for byte. */
+        ck_assert_int_eq (gr_expand_select (x, ts, i), 0);
+        ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+        ck_assert_str_eq (cmd.argv[0], "/bin/sh");
+        ck_assert_str_eq (cmd.argv[1], "-c");
+        ck_assert_ptr_null (cmd.argv[3]);
+        out = run_capture (cmd.argv, &len, &status);
+        ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0, "sh %zu: %s", i,
+                       cmd.argv[2]);
+        ck_assert_msg (len == strlen (want) && memcmp (out, want, len) == 0,
+                       "sh %zu: got '%s' want '%s'", i, out, want);
+        free (out);
+
+        /* env, cwd and paths: literal. */
+        ck_assert_int_eq (gr_expand_select (x, te, i), 0);
+        ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+        {
+            char envwant[600];
+            snprintf (envwant, sizeof (envwant), "V=<%s>", want);
+            ck_assert_str_eq (cmd.env[0], envwant);
+            snprintf (envwant, sizeof (envwant), "%s.out", want);
+            ck_assert_str_eq (cmd.out_path, envwant);
+        }
+        ck_assert_str_eq (cmd.cwd, want);
+        ck_assert_ptr_null (cmd.env[1]);
+    }
+    for (int k = 1; k <= 3; k++) {
+        snprintf (path, sizeof (path), "%s/pwned%d", dir, k);
+        ck_assert_msg (access (path, F_OK) == -1, "%s was created", path);
+    }
+    ck_assert_int_eq (rmdir (dir), 0);
+    gr_expand_destroy (x);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+/* The fixture on disk: the same guarantees for values written in YAML. */
+START_TEST (test_hostile_fixture)
+{
+    gr_spec_t *s = load_ok ("spec-good-hostile.yaml");
+    gr_expand_t *x = gr_expand_create ();
+    gr_task_cmd_t cmd;
+    gr_error_t e;
+
+    for (size_t t = 0; t < s->ntasks; t++) {
+        const gr_taskdef_t *d = &s->tasks[t];
+        ck_assert_uint_eq (d->count, 11);
+        for (uint64_t i = 0; i < d->count; i++) {
+            const char *want = d->params[0].values[i];
+            char *out;
+            size_t len;
+            ck_assert_int_eq (gr_expand_select (x, d, i), 0);
+            ck_assert_str_eq (gr_expand_value (x, 0), want);
+            ck_assert_int_eq (gr_expand_render (x, NULL, &cmd, &e), 0);
+            if (d->argv) {
+                ck_assert_str_eq (cmd.argv[2], want);
+                ck_assert_ptr_null (cmd.argv[3]);
+            }
+            out = run_capture (cmd.argv, &len, NULL);
+            ck_assert_uint_eq (len, strlen (want));
+            ck_assert_mem_eq (out, want, len);
+            free (out);
+        }
+    }
+    ck_assert_str_eq (s->tasks[0].params[0].values[5], "x\ny");
+    ck_assert_str_eq (s->tasks[0].params[0].values[8], "");
+    gr_expand_destroy (x);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_builtins_render)
+{
+    gr_spec_t *s = parse_ok (
+        "name: b\ntasks:\n  - name: t\n"
+        "    shell: printf '%s|%s|%s|%s' {task} {index} {attempt} {run_dir}\n"
+        "    params: {p: [a, b]}\n"
+        "  - name: u\n    command: [x, \"{task}/{index}/{attempt}/{run_dir}\", "
+        "\"{{p}} }}{{ {{{p}}}\"]\n    params: {p: [a, b]}\n");
+    gr_expand_t *x = gr_expand_create ();
+    gr_render_ctx_t ctx = {"/tmp/a b'c", 7};
+    gr_task_cmd_t cmd;
+    gr_error_t e;
+    char *out;
+    size_t len;
+
+    ck_assert_int_eq (gr_expand_select (x, &s->tasks[0], 1), 0);
+    ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+    out = run_capture (cmd.argv, &len, NULL);
+    ck_assert_str_eq (out, "t|1|7|/tmp/a b'c");
+    free (out);
+    ck_assert_int_eq (gr_expand_select (x, &s->tasks[1], 1), 0);
+    ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+    ck_assert_str_eq (cmd.argv[1], "u/1/7//tmp/a b'c");
+    ck_assert_str_eq (cmd.argv[2], "{p} }{ {b}");
+    /* Without a context: attempt 1 and run_dir ".". */
+    ck_assert_int_eq (gr_expand_render (x, NULL, &cmd, &e), 0);
+    ck_assert_str_eq (cmd.argv[1], "u/1/1/.");
+    gr_expand_destroy (x);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_params_string)
+{
+    gr_spec_t *s = parse_ok ("name: q\ntasks:\n  - name: t\n    command: [x]\n"
+                             "    combine: zip\n"
+                             "    params:\n      a: [plain, \"two words\", \"\", "
+                             "'say \"hi\"', \"back\\\\slash\", \"nl\\nx\"]\n"
+                             "      b: {range: [1, 6]}\n");
+    gr_expand_t *x = gr_expand_create ();
+    static const char *const want[] = {
+        "a=plain b=1",         "a=\"two words\" b=2",  "a=\"\" b=3",
+        "a=\"say \\\"hi\\\"\" b=4", "a=\"back\\\\slash\" b=5", "a=\"nl\\nx\" b=6",
+    };
+
+    for (size_t i = 0; i < 6; i++) {
+        ck_assert_int_eq (gr_expand_select (x, &s->tasks[0], i), 0);
+        ck_assert_str_eq (gr_expand_params_string (x), want[i]);
+    }
+    gr_expand_destroy (x);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_shell_quote)
+{
+    static const char *const cases[] = {
+        "", "plain", "a b", "'", "''", "it's", "\"", "\\", "$HOME", "$(id)", "`id`",
+        "*", "?", "[a]", "~", "a\nb", "\t", "!", "#x", "-n", "--", "%s", "a;b|c&d",
+    };
+    char all[256];
+    size_t n = 0;
+
+    for (int c = 1; c < 256; c++)
+        all[n++] = (char)c;
+    all[n] = '\0';
+    for (size_t i = 0; i <= sizeof (cases) / sizeof (cases[0]); i++) {
+        const char *v = i < sizeof (cases) / sizeof (cases[0]) ? cases[i] : all;
+        char *q = gr_shell_quote (v), *cmd, *out;
+        char *argv[4];
+        size_t len;
+
+        ck_assert_ptr_nonnull (q);
+        ck_assert_int_eq (q[0], '\'');
+        cmd = malloc (strlen (q) + 16);
+        sprintf (cmd, "printf '%%s' %s", q);
+        argv[0] = "/bin/sh";
+        argv[1] = "-c";
+        argv[2] = cmd;
+        argv[3] = NULL;
+        out = run_capture (argv, &len, NULL);
+        ck_assert_uint_eq (len, strlen (v));
+        ck_assert_mem_eq (out, v, len);
+        free (out);
+        free (cmd);
+        free (q);
+    }
+    {
+        char *q = gr_shell_quote ("it's");
+        ck_assert_str_eq (q, "'it'\\''s'");
+        free (q);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Templates. */
+
+START_TEST (test_templates)
+{
+    const char *m;
+    gr_spec_t *s;
+    gr_expand_t *x = gr_expand_create ();
+    gr_task_cmd_t cmd;
+    gr_error_t e;
+
+    m = parse_err ("name: t\ntasks:\n  - name: a\n    command: [echo, \"{nope}\"]\n");
+    ck_assert_msg (strstr (m, "mem.yaml:4:22: undefined template parameter '{nope}'"), "%s",
+                   m);
+    m = parse_err ("name: t\ntasks:\n  - name: a\n    shell: echo {x}}\n"
+                   "    params: {x: [1]}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:4:20: unbalanced '}'"), "%s", m);
+    m = parse_err ("name: t\ntasks:\n  - name: a\n    shell: echo }\n");
+    ck_assert_msg (strstr (m, "mem.yaml:4:17: unbalanced '}'"), "%s", m);
+    m = parse_err ("name: t\ntasks:\n  - name: a\n    command: [echo]\n"
+                   "    env: {A: \"x{\"}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:16: unbalanced '{'"), "%s", m);
+    m = parse_err ("name: t\ntasks:\n  - name: a\n    command: [echo]\n"
+                   "    stdout: \"out/{ x }\"\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:18: '{ x }'"), "%s", m);
+    m = parse_err ("name: t\ntasks:\n  - name: a\n    command: [echo]\n"
+                   "    stderr: \"{attempts}\"\n");
+    ck_assert_msg (strstr (m, "did you mean '{attempt}'"), "%s", m);
+    /* A block scalar reports at its start. */
+    m = parse_err ("name: t\ntasks:\n  - name: a\n    shell: |\n      echo {y}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:4:12: undefined"), "%s", m);
+
+    s = parse_ok ("name: t\ntasks:\n  - name: a\n    command: [echo, \"{{x}} {x} }}{{\", "
+                  "\"{{{{\"]\n    params: {x: [1]}\n");
+    ck_assert_int_eq (gr_expand_select (x, &s->tasks[0], 0), 0);
+    ck_assert_int_eq (gr_expand_render (x, NULL, &cmd, &e), 0);
+    ck_assert_str_eq (cmd.argv[1], "{x} 1 }{");
+    ck_assert_str_eq (cmd.argv[2], "{{");
+    gr_spec_destroy (s);
+    gr_expand_destroy (x);
+}
+END_TEST
+
+START_TEST (test_render_too_long)
+{
+    sbuf_t sb;
+    char *text;
+    gr_spec_t *s;
+    gr_expand_t *x = gr_expand_create ();
+    gr_task_cmd_t cmd;
+    gr_error_t e;
+
+    sb_open (&sb);
+    fprintf (sb.f, "name: t\ntasks:\n  - name: a\n    command: [echo, \"{v}{v}\"]\n"
+                   "    params:\n      v: [short, \"");
+    for (int i = 0; i < 70000; i++)
+        fputc ('x', sb.f);
+    fprintf (sb.f, "\"]\n");
+    text = sb_close (&sb);
+    s = parse_ok (text);
+    free (text);
+    ck_assert_int_eq (gr_expand_select (x, &s->tasks[0], 0), 0);
+    ck_assert_int_eq (gr_expand_render (x, NULL, &cmd, &e), 0);
+    ck_assert_str_eq (cmd.argv[1], "shortshort");
+    ck_assert_int_eq (gr_expand_select (x, &s->tasks[0], 1), 0);
+    ck_assert_int_eq (gr_expand_render (x, NULL, &cmd, &e), -1);
+    ck_assert_msg (strstr (e.text, "GR_SPEC_MAX_STRING"), "%s", e.text);
+    /* The scratch space is still usable. */
+    ck_assert_int_eq (gr_expand_select (x, &s->tasks[0], 0), 0);
+    ck_assert_int_eq (gr_expand_render (x, NULL, &cmd, &e), 0);
+    ck_assert_str_eq (cmd.argv[1], "shortshort");
+    gr_expand_destroy (x);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Resources. */
+
+START_TEST (test_check_resources)
+{
+    gr_spec_t *s = load_ok ("spec-good-full.yaml");
+    gr_error_t e;
+
+    ck_assert_int_eq (gr_spec_check_resources (s, 4, 1, 0, &e), 0);
+    ck_assert_int_eq (gr_spec_check_resources (s, 4, 1, 2ull << 30, &e), 0);
+    ck_assert_int_eq (gr_spec_check_resources (s, 2, 1, 0, &e), -1);
+    ck_assert_int_eq (errno, EINVAL);
+    ck_assert_str_eq (e.text, DATA "/spec-good-full.yaml:30:5: task 'train' asks for 4 cpus "
+                              "but the largest worker has 2; lower resources.cpus or give "
+                              "workers more cpus (--cpus-per-worker)");
+    /* prep takes its resources from defaults: the mark is there. */
+    ck_assert_int_eq (gr_spec_check_resources (s, 1, 1, 0, &e), -1);
+    ck_assert_msg (strstr (e.text, "spec-good-full.yaml:13:3: task 'prep' asks for 2 cpus"),
+                   "%s", e.text);
+    ck_assert_int_eq (gr_spec_check_resources (s, 8, 0, 0, &e), -1);
+    ck_assert_msg (strstr (e.text, ":30:5: task 'train' asks for 1 gpus but the largest "
+                                   "worker has 0"),
+                   "%s", e.text);
+    ck_assert_int_eq (gr_spec_check_resources (s, 8, 1, 1ull << 30, &e), -1);
+    ck_assert_msg (strstr (e.text, ":30:5: task 'train' asks for 1610612736 bytes"), "%s",
+                   e.text);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Bad specs: each fails with its position and a phrase. */
+
+static const struct {
+    const char *file;
+    const char *pos;
+    const char *phrase;
+} bad[] = {
+    {"spec-bad-unknown-key.yaml", "4:5", "unknown key 'comand' in a task; did you mean 'command'?"},
+    {"spec-bad-top-key.yaml", "2:1", "did you mean 'tasks'?"},
+    {"spec-bad-cpus-type.yaml", "6:13", "resources.cpus: expected a whole number"},
+    {"spec-bad-undefined-param.yaml", "4:30", "undefined template parameter '{y}'"},
+    {"spec-bad-default-undefined.yaml", "3:14", "undefined template parameter '{x}' in the cwd of task 'b'"},
+    {"spec-bad-cycle.yaml", "5:5", "tasks a -> b -> a form a cycle through after:"},
+    {"spec-bad-cycle-long.yaml", "7:5", "tasks a -> c -> b -> a form a cycle"},
+    {"spec-bad-self-after.yaml", "5:13", "task 'a' lists itself in after:"},
+    {"spec-bad-zip-mismatch.yaml", "5:5", "'x' has 3 and 'y' has 2"},
+    {"spec-bad-empty-list.yaml", "6:10", "param 'x' has an empty list"},
+    {"spec-bad-range-step.yaml", "6:25", "the step must be greater than 0"},
+    {"spec-bad-range-down.yaml", "6:33", "'to' must not be less than 'from'"},
+    {"spec-bad-missing-name.yaml", "5:5", "task 2 has no name:"},
+    {"spec-bad-no-job-name.yaml", "1:1", "the spec has no name:"},
+    {"spec-bad-task-name.yaml", "3:11", "task name 'my task' may only hold"},
+    {"spec-bad-dup-task.yaml", "5:11", "duplicate task name 'a' (first at line 3)"},
+    {"spec-bad-command-string.yaml", "4:14", "use shell: instead"},
+    {"spec-bad-command-and-shell.yaml", "5:5", "has both command: and shell:"},
+    {"spec-bad-unknown-after.yaml", "7:13", "did you mean 'prepare'?"},
+    {"spec-bad-duration.yaml", "5:14", "timeout: expected a duration"},
+    {"spec-bad-size.yaml", "5:22", "resources.mem: expected a size"},
+    {"spec-bad-syntax.yaml", "5:1", "YAML syntax error"},
+    {"spec-bad-tab.yaml", "4:1", "indent with spaces"},
+    {"spec-bad-indent.yaml", "5:4", "check the indentation"},
+    {"spec-bad-missing-file.yaml", "6:11", "no-such-file.txt"},
+    {"spec-bad-reserved-param.yaml", "6:7", "param name 'index' is reserved"},
+    {"spec-bad-noop-duration.yaml", "5:5", "duration: only applies to builtin: noop"},
+    {"spec-bad-retries-list.yaml", "5:14", "got a list"},
+    {"spec-bad-dup-key.yaml", "6:5", "duplicate key 'timeout' (first at line 5)"},
+    {"spec-bad-alias.yaml", "5:14", "YAML aliases (*lol) are not supported"},
+    {"spec-bad-empty.yaml", "1:1", "the spec is empty"},
+    {"spec-bad-top-list.yaml", "1:1", "must be a mapping"},
+    {"spec-bad-unbalanced.yaml", "4:22", "unbalanced '{'"},
+    {"spec-bad-brace-name.yaml", "4:17", "'{print $1}' in the shell command"},
+    {"spec-bad-unquoted-template.yaml", "4:21", "e.g. \"{x}\""},
+    {"spec-bad-overflow.yaml", "5:5", "more than 2^64 tasks"},
+    {"spec-bad-builtin.yaml", "4:14", "the only one is noop"},
+    {"spec-bad-jitter.yaml", "5:31", "retries.jitter: expected a number from 0 to 1"},
+    {"spec-bad-success.yaml", "5:18", "expected a whole number from 0 to 255, got '300'"},
+    {"spec-bad-env-key.yaml", "6:7", "'1BAD' is not a valid variable name"},
+    {"spec-bad-nothing.yaml", "3:5", "has nothing to run"},
+    {"spec-bad-combine.yaml", "5:14", "did you mean 'zip'?"},
+    {"spec-bad-crash-limit.yaml", "6:20", "retries.crash_limit"},
+};
+#define NBAD ((int)(sizeof (bad) / sizeof (bad[0])))
+
+START_TEST (test_bad_fixture)
+{
+    char path[4096], where[4200];
+    gr_spec_t *s = NULL;
+    gr_error_t e = {{0}};
+
+    snprintf (path, sizeof (path), "%s/%s", DATA, bad[_i].file);
+    snprintf (where, sizeof (where), "%s:%s: ", path, bad[_i].pos);
+    ck_assert_msg (gr_spec_load (path, &s, &e) == -1, "%s loaded", bad[_i].file);
+    ck_assert_ptr_null (s);
+    ck_assert_msg (strncmp (e.text, where, strlen (where)) == 0, "%s: want '%s', got '%s'",
+                   bad[_i].file, where, e.text);
+    ck_assert_msg (strstr (e.text, bad[_i].phrase) != NULL, "%s: want '%s' in '%s'",
+                   bad[_i].file, bad[_i].phrase, e.text);
+    /* Every message says what to do after a semicolon. */
+    ck_assert_msg (strchr (e.text + strlen (where), ';') != NULL, "no hint in '%s'", e.text);
+}
+END_TEST
+
+/* Every fixture on disk is covered: good ones load, bad ones are in the
+ * table above, so a new fixture cannot go untested. */
+START_TEST (test_all_fixtures)
+{
+    DIR *d = opendir (DATA);
+    struct dirent *de;
+    int ngood = 0, nbad = 0;
+
+    ck_assert_ptr_nonnull (d);
+    while ((de = readdir (d))) {
+        size_t len = strlen (de->d_name);
+        if (len < 5 || strcmp (de->d_name + len - 5, ".yaml") != 0)
+            continue;
+        if (strncmp (de->d_name, "spec-good-", 10) == 0) {
+            gr_spec_destroy (load_ok (de->d_name));
+            ngood++;
+        }
+        else if (strncmp (de->d_name, "spec-bad-", 9) == 0) {
+            bool found = false;
+            for (int i = 0; i < NBAD; i++)
+                found = found || strcmp (bad[i].file, de->d_name) == 0;
+            ck_assert_msg (found, "%s is not in the table of bad specs", de->d_name);
+            nbad++;
+        }
+    }
+    closedir (d);
+    ck_assert_int_ge (ngood, 5);
+    ck_assert_int_eq (nbad, NBAD);
+}
+END_TEST
+
+START_TEST (test_missing_spec)
+{
+    gr_spec_t *s = NULL;
+    gr_error_t e;
+
+    ck_assert_int_eq (gr_spec_load (DATA "/no-such-spec.yaml", &s, &e), -1);
+    ck_assert_int_eq (errno, ENOENT);
+    ck_assert_msg (strstr (e.text, "no-such-spec.yaml"), "%s", e.text);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Limits and hostile inputs. */
+
+START_TEST (test_limits)
+{
+    sbuf_t sb;
+    char *text;
+    const char *m;
+    gr_spec_t *s = NULL;
+    gr_error_t e;
+
+    /* The spec file itself. */
+    text = calloc (1, GR_SPEC_MAX_BYTES + 2);
+    memset (text, '#', GR_SPEC_MAX_BYTES + 1);
+    ck_assert_int_eq (gr_spec_parse (text, GR_SPEC_MAX_BYTES + 1, "big.yaml", NULL, 0, &s,
+                                     &e),
+                      -1);
+    ck_assert_msg (strstr (e.text, "GR_SPEC_MAX_BYTES"), "%s", e.text);
+    free (text);
+
+    /* Task definitions. */
+    sb_open (&sb);
+    fprintf (sb.f, "name: many\ntasks:\n");
+    for (int i = 0; i <= GR_SPEC_MAX_TASKDEFS; i++)
+        fprintf (sb.f, "  - {name: t%d, builtin: noop}\n", i);
+    text = sb_close (&sb);
+    m = parse_err (text);
+    ck_assert_msg (strstr (m, "mem.yaml:2:1: the spec has 10001 tasks") &&
+                   strstr (m, "GR_SPEC_MAX_TASKDEFS"), "%s", m);
+    free (text);
+
+    /* Params. */
+    sb_open (&sb);
+    fprintf (sb.f, "name: p\ntasks:\n  - name: a\n    builtin: noop\n    params:\n");
+    for (int i = 0; i <= GR_SPEC_MAX_PARAMS; i++)
+        fprintf (sb.f, "      p%d: [1]\n", i);
+    text = sb_close (&sb);
+    m = parse_err (text);
+    ck_assert_msg (strstr (m, "mem.yaml:5:5: ") && strstr (m, "GR_SPEC_MAX_PARAMS"), "%s", m);
+    free (text);
+
+    /* argv. */
+    sb_open (&sb);
+    fprintf (sb.f, "name: p\ntasks:\n  - name: a\n    command: [x");
+    for (int i = 0; i < GR_SPEC_MAX_ARGV; i++)
+        fprintf (sb.f, ", a");
+    fprintf (sb.f, "]\n");
+    text = sb_close (&sb);
+    m = parse_err (text);
+    ck_assert_msg (strstr (m, "mem.yaml:4:5: ") && strstr (m, "GR_SPEC_MAX_ARGV"), "%s", m);
+    free (text);
+
+    /* Deep nesting. */
+    sb_open (&sb);
+    fprintf (sb.f, "name: p\nx: ");
+    for (int i = 0; i < 100; i++)
+        fputc ('[', sb.f);
+    for (int i = 0; i < 100; i++)
+        fputc (']', sb.f);
+    fputc ('\n', sb.f);
+    text = sb_close (&sb);
+    m = parse_err (text);
+    ck_assert_msg (strstr (m, "deeper than"), "%s", m);
+    free (text);
+
+    /* Billion laughs: refused at the first alias, nothing expanded. */
+    m = parse_err ("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                   "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                   "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                   "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                   "name: lol\ntasks: [{name: t, command: *d}]\n");
+    ck_assert_msg (strstr (m, "mem.yaml:2:8: YAML aliases (*a)"), "%s", m);
+
+    /* Two documents, a NUL in the text, a non-scalar key. */
+    m = parse_err ("name: a\ntasks: [{name: t, builtin: noop}]\n---\nname: b\n");
+    ck_assert_msg (strstr (m, "mem.yaml:3:1: a second YAML document"), "%s", m);
+    {
+        static const char nul[] = "name: a\0\ntasks: []\n";
+        ck_assert_int_eq (gr_spec_parse (nul, sizeof (nul) - 1, "nul.yaml", NULL, 0, &s, &e),
+                          -1);
+        ck_assert_msg (strstr (e.text, "nul.yaml:1:8: "), "%s", e.text);
+    }
+    m = parse_err ("name: a\n[x]: 1\ntasks: []\n");
+    ck_assert_msg (strstr (m, "mem.yaml:2:1: a mapping key must be a plain string"), "%s", m);
+
+    /* Counts that overflow in a float range. */
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e, \"{x}\"]\n"
+                   "    params: {x: {range: [0, 1e300, 1e-300]}}\n");
+    ck_assert_msg (strstr (m, "more than 2^64 values"), "%s", m);
+}
+END_TEST
+
+START_TEST (test_more_errors)
+{
+    const char *m;
+
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n    timeout: -5\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:14: timeout: expected a duration"), "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n"
+                   "    params: {x: {range: [0, 1], file: f}}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:17: param 'x' must have exactly one"), "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n"
+                   "    params: {x: {rnage: [0, 1]}}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:18: unknown key 'rnage'") &&
+                   strstr (m, "did you mean 'range'?"), "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n"
+                   "    params: {x: {range: [0, 1, x]}}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:32: range of param 'x': step must be a number"),
+                   "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n"
+                   "    params: {9x: [1]}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:14: param name '9x' is not valid"), "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n    params: {x: 5}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:17: param 'x' has '5'"), "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: []\n");
+    ck_assert_msg (strstr (m, "mem.yaml:4:14: command: is empty"), "%s", m);
+    m = parse_err ("name: a\ndefaults: {name: x}\ntasks:\n  - name: t\n    command: [e]\n");
+    ck_assert_msg (strstr (m, "mem.yaml:2:12: name: cannot be a default"), "%s", m);
+    m = parse_err ("name: a\ndefaults: {cmd: x}\ntasks:\n  - name: t\n    command: [e]\n");
+    ck_assert_msg (strstr (m, "mem.yaml:2:12: unknown key 'cmd' in defaults"), "%s", m);
+    m = parse_err ("name: a\ntasks: []\n");
+    ck_assert_msg (strstr (m, "mem.yaml:2:8: tasks: is empty"), "%s", m);
+    m = parse_err ("name: a b\ntasks: [{name: t, builtin: noop}]\n");
+    ck_assert_msg (strstr (m, "mem.yaml:1:7: job name 'a b'"), "%s", m);
+    m = parse_err ("name: a\ngrace: forever\ntasks: [{name: t, builtin: noop}]\n");
+    ck_assert_msg (strstr (m, "mem.yaml:2:8: grace: expected a duration"), "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n    stdout:\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:12: stdout: has no value"), "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n    cwd: {x}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:10: cwd: expected a string, got a mapping"), "%s",
+                   m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n"
+                   "    after: [u, u]\n  - name: u\n    command: [e]\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:16: task 't' lists 'u' twice"), "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n    success: []\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:14: success: is empty"), "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n"
+                   "    resources: {cpus: 0}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:23: resources.cpus"), "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n"
+                   "    resources: {cpu: 2}\n");
+    ck_assert_msg (strstr (m, "did you mean 'cpus'?"), "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: t\n    command: [e]\n"
+                   "    retries: {max: 1, backof: 2s}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:23: unknown key 'backof' in retries; did you mean "
+                              "'backoff'?"),
+                   "%s", m);
+}
+END_TEST
+
+START_TEST (test_cycles_memory)
+{
+    const char *m;
+    gr_spec_t *s;
+
+    /* A longer cycle hanging off a chain, listed from where it closes. */
+    m = parse_err ("name: c\ntasks:\n"
+                   "  - {name: w, builtin: noop, after: x}\n"
+                   "  - {name: x, builtin: noop, after: y}\n"
+                   "  - {name: y, builtin: noop, after: z}\n"
+                   "  - {name: z, builtin: noop, after: [v]}\n"
+                   "  - {name: v, builtin: noop, after: [x]}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:4:30: tasks x -> y -> z -> v -> x form a cycle"),
+                   "%s", m);
+    /* A diamond is not a cycle. */
+    s = parse_ok ("name: d\ntasks:\n"
+                  "  - {name: a, builtin: noop}\n"
+                  "  - {name: b, builtin: noop, after: a}\n"
+                  "  - {name: c, builtin: noop, after: a}\n"
+                  "  - {name: d, builtin: noop, after: [b, c]}\n");
+    ck_assert_uint_eq (s->tasks[3].nafter, 2);
+    ck_assert_uint_eq (s->tasks[3].after[0], 1);
+    ck_assert_uint_eq (s->tasks[3].after[1], 2);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_examples)
+{
+    /* The example specs users copy must always load. */
+    static const char *const jobs[] = {"demo.yaml", "sweep.yaml", "dag.yaml"};
+    for (size_t i = 0; i < sizeof (jobs) / sizeof (jobs[0]); i++) {
+        char path[4096];
+        gr_spec_t *s = NULL;
+        gr_error_t e;
+        snprintf (path, sizeof (path), "%s/../../jobs/%s", DATA, jobs[i]);
+        ck_assert_msg (gr_spec_load (path, &s, &e) == 0, "%s", e.text);
+        ck_assert_uint_gt (s->total, 0);
+        gr_spec_destroy (s);
+    }
+}
+END_TEST
+
+static Suite *spec_suite (void)
+{
+    Suite *s = suite_create ("spec");
+    TCase *tc;
+
+    tc = tcase_create ("parse");
+    tcase_add_test (tc, test_minimal);
+    tcase_add_test (tc, test_full);
+    tcase_add_test (tc, test_full_render);
+    tcase_add_test (tc, test_missing_spec);
+    tcase_add_test (tc, test_examples);
+    suite_add_tcase (s, tc);
+
+    tc = tcase_create ("sweep");
+    tcase_set_timeout (tc, 30);
+    tcase_add_test (tc, test_product_order);
+    tcase_add_test (tc, test_zip);
+    tcase_add_test (tc, test_float_range);
+    tcase_add_test (tc, test_int_range);
+    tcase_add_test (tc, test_file_param);
+    tcase_add_test (tc, test_huge_sweep);
+    suite_add_tcase (s, tc);
+
+    tc = tcase_create ("keys");
+    tcase_add_test (tc, test_keys_distinct);
+    tcase_add_test (tc, test_keys_pinned);
+    tcase_add_test (tc, test_keys_stable);
+    tcase_add_test (tc, test_pack_without_disk);
+    tcase_add_test (tc, test_hash_normalized);
+    suite_add_tcase (s, tc);
+
+    tc = tcase_create ("templates");
+    tcase_set_timeout (tc, 60);
+    tcase_add_test (tc, test_hostile);
+    tcase_add_test (tc, test_hostile_fixture);
+    tcase_add_test (tc, test_builtins_render);
+    tcase_add_test (tc, test_params_string);
+    tcase_add_test (tc, test_shell_quote);
+    tcase_add_test (tc, test_templates);
+    tcase_add_test (tc, test_render_too_long);
+    suite_add_tcase (s, tc);
+
+    tc = tcase_create ("errors");
+    tcase_set_timeout (tc, 30);
+    tcase_add_test (tc, test_check_resources);
+    tcase_add_loop_test (tc, test_bad_fixture, 0, NBAD);
+    tcase_add_test (tc, test_all_fixtures);
+    tcase_add_test (tc, test_limits);
+    tcase_add_test (tc, test_more_errors);
+    tcase_add_test (tc, test_cycles_memory);
+    suite_add_tcase (s, tc);
+    return s;
+}
+
+int main (void)
+{
+    SRunner *sr = srunner_create (spec_suite ());
+    int failed;
+
+    srunner_set_tap (sr, "-");
+    srunner_run_all (sr, CK_SILENT);
+    failed = srunner_ntests_failed (sr);
+    srunner_free (sr);
+    return failed == 0 ? 0 : 1;
+}
