@@ -316,11 +316,14 @@ static int master_loop (master_t *m, gr_worker_t *self)
             idle = 0;
             continue;
         }
-        /* Nothing happened: back off from 20us to 1ms so an idle master
-         * leaves the cores to the tasks. */
+        /* Nothing happened: back off from 20us to 5ms so an idle master
+         * leaves the cores to the tasks.  Workers hold about
+         * prefetch_window (50 ms) of queued work, so a late answer never
+         * idles a slot.  Alone, the master also runs a worker and keeps
+         * its naps at 1 ms. */
         idle = idle == 0 ? 20e-6 : idle * 2;
-        if (idle > 1e-3)
-            idle = 1e-3;
+        if (idle > (self ? 1e-3 : 5e-3))
+            idle = self ? 1e-3 : 5e-3;
         if (self) {
             int procs;
             double w = gr__worker_idle_wait (self, &procs);

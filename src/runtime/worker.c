@@ -335,6 +335,19 @@ static int open_target (const char *path, const char *cwd, gr_error_t *errp)
         p = buf;
     }
     int fd = open (p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0 && errno == ENOENT) {
+        /* Like GNU Parallel's --results: make the directories the path
+         * names, so "results/{x}/out" works without a setup step. */
+        char dir[PATH_MAX];
+        snprintf (dir, sizeof (dir), "%s", p);
+        char *slash = strrchr (dir, '/');
+        if (slash && slash != dir) {
+            *slash = '\0';
+            if (gr_mkdir_p (dir, 0777, errp) < 0)
+                return -1;
+            fd = open (p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        }
+    }
     if (fd < 0)
         return gr_errprintf (errp, "cannot open output file '%s': %s", p,
                              strerror (errno));

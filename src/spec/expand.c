@@ -431,17 +431,29 @@ static int put_string (gr_expand_t *x, size_t *slot, const char *s)
     return 0;
 }
 
+/* What a template is, for messages: "argument 2" for argv elements.  Only
+ * the error paths format it, so rendering stays free of snprintf. */
+static const char *describe_what (char label[48], const char *what, long argi)
+{
+    if (argi < 0)
+        return what;
+    snprintf (label, 48, "%s %ld", what, argi);
+    return label;
+}
+
 /* Render template t as one string into the arena.  Templates were checked
  * when the spec was loaded, so a malformed one here means the spec was
  * changed behind our back; it is still refused rather than guessed at. */
 static int put_template (gr_expand_t *x, const gr_render_ctx_t *ctx, const char *t,
-                         bool quote, size_t *slot, const char *what, gr_error_t *errp)
+                         bool quote, size_t *slot, const char *what, long argi,
+                         gr_error_t *errp)
 {
     const gr_taskdef_t *def = x->def;
     size_t start = x->arena_len;
     size_t pos = 0;
     gr__tpl_tok_t tok;
     char num[24];
+    char label[48];
 
     for (;;) {
         const char *v = NULL;
@@ -453,7 +465,7 @@ static int put_template (gr_expand_t *x, const gr_render_ctx_t *ctx, const char 
         if (tok.kind == GR__TPL_ERROR) {
             errno = EINVAL;
             return gr_errprintf (errp, "task '%s': %s in the %s template '%s'",
-                                 def->name, tok.why, what, t);
+                                 def->name, tok.why, describe_what (label, what, argi), t);
         }
         if (tok.kind == GR__TPL_TEXT) {
             if (arena_put (x, start, tok.s, tok.len) < 0)
@@ -489,7 +501,8 @@ static int put_template (gr_expand_t *x, const gr_render_ctx_t *ctx, const char 
                     return gr_errprintf (errp,
                                          "task '%s': undefined template parameter "
                                          "'{%.*s}' in the %s template",
-                                         def->name, (int)tok.len, tok.s, what);
+                                         def->name, (int)tok.len, tok.s,
+                                         describe_what (label, what, argi));
             }
             vl = strlen (v);
         }
@@ -506,7 +519,8 @@ fail:
                              "task '%s[%" PRIu64 "]': the expanded %s is longer than "
                              "%u bytes (GR_SPEC_MAX_STRING); shorten the parameter "
                              "values or the template",
-                             def->name, x->index, what, GR_SPEC_MAX_STRING);
+                             def->name, x->index, describe_what (label, what, argi),
+                             GR_SPEC_MAX_STRING);
     }
     return gr_errprintf (errp, "task '%s': out of memory rendering the %s", def->name,
                          what);
@@ -518,7 +532,6 @@ int gr_expand_render (gr_expand_t *x, const gr_render_ctx_t *ctx, gr_task_cmd_t 
     const gr_taskdef_t *def;
     size_t nargv, nstr, k = 0;
     size_t cwd_slot = 0, out_slot = 0, err_slot = 0;
-    char what[48];
 
     if (!x || !x->selected || !cmd) {
         errno = EINVAL;
@@ -537,28 +550,32 @@ int gr_expand_render (gr_expand_t *x, const gr_render_ctx_t *ctx, gr_task_cmd_t 
         if (put_string (x, &x->offs[k++], "/bin/sh") < 0
             || put_string (x, &x->offs[k++], "-c") < 0)
             goto nomem;
-        if (put_template (x, ctx, def->shell, true, &x->offs[k++], "shell command", errp)
+        if (put_template (x, ctx, def->shell, true, &x->offs[k++], "shell command", -1,
+                          errp)
             < 0)
             return -1;
     }
     else if (def->builtin == GR_BUILTIN_NONE) {
         for (size_t i = 0; i < def->argc; i++) {
-            snprintf (what, sizeof (what), "argument %zu", i);
-            if (put_template (x, ctx, def->argv[i], false, &x->offs[k++], what, errp) < 0)
+            if (put_template (x, ctx, def->argv[i], false, &x->offs[k++], "argument",
+                              (long)i, errp)
+                < 0)
                 return -1;
         }
     }
     for (size_t i = 0; i < def->nenv; i++) {
-        if (put_template (x, ctx, def->env[i], false, &x->offs[k++], "env", errp) < 0)
+        if (put_template (x, ctx, def->env[i], false, &x->offs[k++], "env", -1, errp) < 0)
             return -1;
     }
-    if (def->cwd && put_template (x, ctx, def->cwd, false, &cwd_slot, "cwd", errp) < 0)
+    if (def->cwd && put_template (x, ctx, def->cwd, false, &cwd_slot, "cwd", -1, errp) < 0)
         return -1;
     if (def->out_mode == GR_OUT_FILE && def->out_path
-        && put_template (x, ctx, def->out_path, false, &out_slot, "stdout path", errp) < 0)
+        && put_template (x, ctx, def->out_path, false, &out_slot, "stdout path", -1,
+                         errp) < 0)
         return -1;
     if (def->err_mode == GR_OUT_FILE && def->err_path
-        && put_template (x, ctx, def->err_path, false, &err_slot, "stderr path", errp) < 0)
+        && put_template (x, ctx, def->err_path, false, &err_slot, "stderr path", -1,
+                         errp) < 0)
         return -1;
 
     /* The arena no longer moves: turn offsets into pointers. */

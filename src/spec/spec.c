@@ -127,13 +127,12 @@ static int perr_at (pctx_t *c, int line, int col, const char *fmt, ...)
 {
     char buf[GR_ERROR_TEXT_MAX];
     va_list ap;
-    int saved = errno;
 
     va_start (ap, fmt);
     vsnprintf (buf, sizeof (buf), fmt, ap);
     va_end (ap);
     gr_errprintf_at (c->errp, c->file, line, col, "%s", buf);
-    errno = saved ? saved : EINVAL;
+    errno = EINVAL;
     return -1;
 }
 
@@ -145,7 +144,6 @@ static int perr (pctx_t *c, const ynode_t *n, const char *fmt, ...)
     va_start (ap, fmt);
     vsnprintf (buf, sizeof (buf), fmt, ap);
     va_end (ap);
-    errno = EINVAL;
     return perr_at (c, n ? n->mark.line : 1, n ? n->mark.col : 1, "%s", buf);
 }
 
@@ -958,7 +956,7 @@ static int param_file (pctx_t *c, gr_param_t *p, const ynode_t *key, const ynode
     if (v->str[0] == '/' || !c->dir)
         resolved = strdup (v->str);
     else
-        resolved = join3 (c->dir, "/", v->str);
+        resolved = join3 (c->dir, strcmp (c->dir, "/") == 0 ? "" : "/", v->str);
     if (!resolved)
         goto nomem;
     if (c->use_files) {

@@ -40,10 +40,18 @@ pass () {
 # The whole test dies after this many seconds, whatever it is doing.
 test_timeout () {
     local secs=$1 self=$$
-    ( sleep "$secs" && echo "FAIL: $test_name: timed out after ${secs}s" >&2 \
-        && kill -TERM -- -"$self" 2>/dev/null; kill -TERM "$self" ) 2>/dev/null &
+    (
+        # Take the sleep down too when the test ends first.
+        trap 'kill $sp 2>/dev/null; exit 0' TERM
+        sleep "$secs" &
+        sp=$!
+        wait $sp
+        echo "FAIL: $test_name: timed out after ${secs}s" >&2
+        kill -TERM -- -"$self" 2>/dev/null
+        kill -TERM "$self"
+    ) 2>/dev/null &
     watchdog=$!
-    trap 'kill $watchdog 2>/dev/null' EXIT
+    trap 'kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null' EXIT
 }
 
 command -v "$MPIRUN" >/dev/null 2>&1 || skip "no mpirun"

@@ -9,7 +9,7 @@ cat > timeout.yaml <<YAML
 name: timeout
 tasks:
   - name: tree
-    command: ["$GR_TOOL", tree, "$WORK/pids", "300"]
+    command: ["$GR_TOOL", tree, "$WORK/pids", "317"]
     timeout: 1s
     kill_grace: 2s
   - name: stubborn
@@ -37,5 +37,5 @@ for p in $leader $grandchild $(cat stubborn.pid); do
         fail "process $p survived its task's timeout"
     fi
 done
-pgrep -f "sleep 300" >/dev/null && fail "a grandchild 'sleep 300' is still running"
+pgrep -xf "sleep 317" >/dev/null && fail "a grandchild 'sleep 317' is still running"
 pass
