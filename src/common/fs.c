@@ -57,11 +57,12 @@ int gr_mkdir_p (const char *path, mode_t mode, gr_error_t *errp)
     return 0;
 }
 
-int gr_write_all (int fd, const void *buf, size_t len)
+/* Write all of buf: at the file offset when off < 0, else at off. */
+static int write_all_at (int fd, const void *buf, size_t len, off_t off)
 {
     const char *p = buf;
     while (len > 0) {
-        ssize_t n = write (fd, p, len);
+        ssize_t n = off < 0 ? write (fd, p, len) : pwrite (fd, p, len, off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -69,8 +70,24 @@ int gr_write_all (int fd, const void *buf, size_t len)
         }
         p += n;
         len -= (size_t)n;
+        if (off >= 0)
+            off += n;
     }
     return 0;
+}
+
+int gr_write_all (int fd, const void *buf, size_t len)
+{
+    return write_all_at (fd, buf, len, -1);
+}
+
+int gr_pwrite_all (int fd, const void *buf, size_t len, off_t off)
+{
+    if (off < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return write_all_at (fd, buf, len, off);
 }
 
 int gr_fsync_dir_of (const char *path)

@@ -26,6 +26,8 @@ int gr_fsync_dir_of (const char *path);
 
 /* Write all of buf to fd, retrying short writes and EINTR. */
 int gr_write_all (int fd, const void *buf, size_t len);
+/* The same at offset off (pwrite), leaving the file offset alone. */
+int gr_pwrite_all (int fd, const void *buf, size_t len, off_t off);
 
 /* Return a malloc'd absolute, normalized-enough form of path (cwd joined
  * when relative); NULL with errno on failure. */

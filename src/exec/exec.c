@@ -165,6 +165,12 @@ int gr_exec_spawn (gr_exec_t *ex, const gr_spawn_req_t *req, pid_t *pidp,
     posix_spawn_file_actions_adddup2 (&fa, in, 0);
     posix_spawn_file_actions_adddup2 (&fa, out, 1);
     posix_spawn_file_actions_adddup2 (&fa, err, 2);
+#if HAVE_POSIX_SPAWN_FILE_ACTIONS_ADDCLOSEFROM_NP
+    /* MPI opens sockets and shared-memory files without close-on-exec; a
+     * task must not inherit them (it would keep the worker's listening
+     * sockets open), so the task starts with fds 0-2 only. */
+    posix_spawn_file_actions_addclosefrom_np (&fa, 3);
+#endif
 #if HAVE_POSIX_SPAWN_FILE_ACTIONS_ADDCHDIR_NP
     if (req->cwd)
         posix_spawn_file_actions_addchdir_np (&fa, req->cwd);

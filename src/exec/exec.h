@@ -7,7 +7,8 @@
  * orphans are reparented to it and can be reaped and killed too.
  *
  * SIGCHLD is blocked in the worker and waited for with gr_exec_wait(); the
- * spawned processes get an empty signal mask and default dispositions.
+ * spawned processes get an empty signal mask, default dispositions, and no
+ * file descriptors but 0, 1 and 2.
  */
 #ifndef GR_EXEC_EXEC_H
 #define GR_EXEC_EXEC_H

@@ -77,20 +77,12 @@ void gr_outlog_close (gr_outlog_t *ol)
 int gr_outlog_write (gr_outlog_t *ol, const void *buf, size_t len,
                      uint64_t *offp)
 {
-    ssize_t n;
-    const char *p = buf;
     *offp = ol->log_off;
-    while (len > 0) {
-        n = pwrite (ol->log_fd, p, len, (off_t)ol->log_off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        ol->log_off += (uint64_t)n;
-    }
+    /* On failure the offset stays, so the next write covers the torn
+     * bytes instead of leaving them in the log. */
+    if (gr_pwrite_all (ol->log_fd, buf, len, (off_t)ol->log_off) < 0)
+        return -1;
+    ol->log_off += len;
     return 0;
 }
 

@@ -11,11 +11,10 @@ test_name=$(basename "$0" .sh)
 : "${MPIRUN:=mpirun}"
 : "${GR_BUILDDIR:=$(pwd)}"
 
-# mpirun as root (CI and containers) and on machines with fewer cores than
-# ranks.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1
-MPIRUN_FLAGS="--oversubscribe --bind-to none"
+# mpirun through scripts/local-mpirun: root allowed, oversubscribed, and
+# confined to loopback (a private network namespace when root).
+: "${GR_SRCDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
+LOCAL_MPIRUN="$GR_SRCDIR/scripts/local-mpirun"
 
 WORK="$GR_BUILDDIR/tests/integration/work/$test_name"
 rm -rf "$WORK"
@@ -61,7 +60,18 @@ command -v "$MPIRUN" >/dev/null 2>&1 || skip "no mpirun"
 gr_run () {
     local n=$1
     shift
-    timeout -k 5 120 "$MPIRUN" -n "$n" $MPIRUN_FLAGS "$GRIDRUN" run "$@"
+    timeout -k 5 120 "$LOCAL_MPIRUN" -n "$n" "$GRIDRUN" run "$@"
+}
+
+# gr_isolated CMD...: run CMD with network access confined to loopback, as
+# scripts/local-mpirun does (for gridrun started without mpirun, whose MPI
+# singleton start-up also opens listeners).
+gr_isolated () {
+    if [ "$(id -u)" -eq 0 ] && command -v ip > /dev/null && unshare --net true 2> /dev/null; then
+        unshare --net /bin/sh -c 'ip link set lo up && exec "$@"' sh "$@"
+    else
+        "$@"
+    fi
 }
 
 # summary_field RUN_DIR WORD: print the summary line that starts with WORD.

@@ -45,6 +45,14 @@ for n in 1 3; do
     [ "$("$GRIDRUN" output run$n "$key")" = "hello world" ] || fail "output by key $key"
 done
 
+# Without mpirun at all: an MPI singleton is master and worker.
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+    gr_isolated timeout -k 5 60 "$GRIDRUN" run job.yaml --run-dir run0 > out0.txt 2> err0.txt
+rc=$?
+[ $rc -eq 0 ] || fail "without mpirun: exit $rc: $(cat err0.txt)"
+grep -q "4: 4 done, 0 failed" out0.txt || fail "without mpirun: $(cat out0.txt)"
+grep -q "on 1 worker" out0.txt || fail "without mpirun: not one worker: $(cat out0.txt)"
+
 # A run directory is never reused by accident.
 gr_run 1 job.yaml --run-dir run1 > again.out 2>&1
 rc=$?

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "src/common/error.h"
 #include "src/common/fs.h"
 #include "src/common/hash.h"
@@ -178,10 +179,5 @@ int main (void)
     tcase_add_test (tc, test_rng);
     tcase_add_test (tc, test_fs);
     suite_add_tcase (s, tc);
-    SRunner *sr = srunner_create (s);
-    srunner_set_tap (sr, "-");
-    srunner_run_all (sr, CK_SILENT);
-    int failed = srunner_ntests_failed (sr);
-    srunner_free (sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return gr_check_main (s);
 }

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "src/common/gtime.h"
 #include "src/exec/exec.h"
 
@@ -96,6 +97,35 @@ START_TEST (test_spawn_output_env_cwd)
     ck_assert_ptr_nonnull (realpath (tmpdir, real));
     snprintf (expect, sizeof (expect), "%s\nkept new added\n[]\nerr\n", real);
     ck_assert_str_eq (slurp (out), expect);
+    gr_exec_destroy (ex);
+}
+END_TEST
+
+START_TEST (test_no_inherited_fds)
+{
+    gr_error_t e;
+    gr_exec_t *ex = gr_exec_create (&e);
+    char out[128];
+    pid_t pid;
+    ck_assert_ptr_nonnull (ex);
+
+    /* An fd without close-on-exec, as MPI leaves its sockets. */
+    int leak = dup2 (STDERR_FILENO, 100);
+    ck_assert_int_eq (leak, 100);
+    snprintf (out, sizeof (out), "%s/fds", tmpdir);
+    int fd = open (out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge (fd, 0);
+    char *argv[] = {"/bin/sh", "-c", "cd /proc/$$/fd && echo *", NULL};
+    gr_spawn_req_t req = {.argv = argv, .stdin_fd = -1, .stdout_fd = fd, .stderr_fd = fd};
+    ck_assert_int_eq (gr_exec_spawn (ex, &req, &pid, &e), 0);
+    int status = wait_for (pid, NULL);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    close (fd);
+    close (leak);
+    /* The shell lists 0-2, plus the fd it reads the directory with. */
+    const char *fds = slurp (out);
+    ck_assert_msg (strncmp (fds, "0 1 2", 5) == 0, "fds: %s", fds);
+    ck_assert_msg (strstr (fds, "100") == NULL, "fd 100 was inherited: %s", fds);
     gr_exec_destroy (ex);
 }
 END_TEST
@@ -210,14 +240,10 @@ int main (void)
     tcase_add_checked_fixture (tc, setup, teardown);
     tcase_set_timeout (tc, 30);
     tcase_add_test (tc, test_spawn_output_env_cwd);
+    tcase_add_test (tc, test_no_inherited_fds);
     tcase_add_test (tc, test_spawn_errors);
     tcase_add_test (tc, test_group_kill_and_status);
     tcase_add_test (tc, test_wait_wakes);
     suite_add_tcase (s, tc);
-    SRunner *sr = srunner_create (s);
-    srunner_set_tap (sr, "-");
-    srunner_run_all (sr, CK_SILENT);
-    int failed = srunner_ntests_failed (sr);
-    srunner_free (sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return gr_check_main (s);
 }

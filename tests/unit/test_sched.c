@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "src/sched/sched.h"
 #include "src/spec/spec.h"
 
@@ -298,10 +299,5 @@ int main (void)
     tcase_add_test (tc, test_lazy_memory);
     tcase_add_test (tc, test_slowest);
     suite_add_tcase (s, tc);
-    SRunner *sr = srunner_create (s);
-    srunner_set_tap (sr, "-");
-    srunner_run_all (sr, CK_SILENT);
-    int failed = srunner_ntests_failed (sr);
-    srunner_free (sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return gr_check_main (s);
 }

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "src/common/error.h"
 #include "src/common/hash.h"
 #include "src/spec/spec.h"
@@ -1432,12 +1433,5 @@ static Suite *spec_suite (void)
 
 int main (void)
 {
-    SRunner *sr = srunner_create (spec_suite ());
-    int failed;
-
-    srunner_set_tap (sr, "-");
-    srunner_run_all (sr, CK_SILENT);
-    failed = srunner_ntests_failed (sr);
-    srunner_free (sr);
-    return failed == 0 ? 0 : 1;
+    return gr_check_main (spec_suite ());
 }

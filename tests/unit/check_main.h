@@ -1,0 +1,19 @@
+/* The main of every unit test program: run the suite in fork mode, print
+ * TAP for automake's tap driver, and fail the program if a test failed. */
+#ifndef GR_TESTS_CHECK_MAIN_H
+#define GR_TESTS_CHECK_MAIN_H
+
+#include <check.h>
+#include <stdlib.h>
+
+static inline int gr_check_main (Suite *s)
+{
+    SRunner *sr = srunner_create (s);
+    srunner_set_tap (sr, "-");
+    srunner_run_all (sr, CK_SILENT);
+    int failed = srunner_ntests_failed (sr);
+    srunner_free (sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#endif
