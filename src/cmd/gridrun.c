@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mpi.h>
 
@@ -20,12 +21,18 @@
 #include "src/runtime/runtime.h"
 #include "src/spec/spec.h"
 #include "src/topo/topo.h"
+#include "cmd.h"
 
 static const char *usage_text =
     "usage: gridrun COMMAND [OPTIONS] ...\n"
     "\n"
     "Commands:\n"
-    "  run SPEC        run a job (start it with mpirun -n N; rank 0 is the master)\n"
+    "  run SPEC        run a job (start it with mpirun -n N; rank 0 is the master);\n"
+    "                  with --run-dir of an earlier run, resume it (SPEC optional)\n"
+    "  launch MPIRUN-ARGS -- RUN-ARGS\n"
+    "                  run under mpirun with supervision: signals drain the run,\n"
+    "                  lost ranks are survived, and the exit code is the run's\n"
+    "  status RUN      counts, throughput, ETA and failures of a run (--json)\n"
     "  validate SPEC   check a job spec and show the tasks it expands to\n"
     "  output RUN TASK print the output of a task (name like sim[3], or its key)\n"
     "  help            show this text\n"
@@ -42,6 +49,17 @@ static const char *usage_text =
     "      --max-prefetch N     most tasks a worker keeps queued (default 4096)\n"
     "      --output-cap SZ      output kept per task and stream (default 64M)\n"
     "      --seed N             seed for retry jitter (default: time)\n"
+    "      --force              resume although the spec changed (match by key)\n"
+    "      --retry-failed       resume: run tasks that failed for good again\n"
+    "      --grace T            drain: how long running tasks may go on (default:\n"
+    "                           the spec's grace:, else 60s)\n"
+    "      --preempt-signal SIG drains like SIGTERM and SIGINT (default USR2)\n"
+    "      --deadline TIME      end by TIME (+DURATION, epoch seconds, or\n"
+    "                           YYYY-mm-ddTHH:MM[:SS]); default: the Slurm job's end\n"
+    "      --lost-after T       a silent worker is lost after T (default 30s)\n"
+    "      --snapshot-interval T  seconds between run.h5 snapshots (default 60)\n"
+    "      --commit-interval T  journal group commit (default 50ms)\n"
+    "      --no-journal         no journal and no resume (benchmarks only)\n"
     "  -q, --quiet              no summary on stdout\n"
     "  -v, --verbose            more log output (repeat for more)\n"
     "\n"
@@ -80,6 +98,15 @@ enum {
     OPT_MAXPF,
     OPT_OUTCAP,
     OPT_SEED,
+    OPT_FORCE,
+    OPT_RETRY_FAILED,
+    OPT_GRACE,
+    OPT_PREEMPT,
+    OPT_DEADLINE,
+    OPT_LOST,
+    OPT_SNAP,
+    OPT_COMMIT,
+    OPT_NOJOURNAL,
 };
 
 static int parse_u32 (const char *s, const char *what, uint32_t *out)
@@ -136,6 +163,23 @@ static int env_defaults (gr_run_opts_t *o)
     return 0;
 }
 
+/* Slurm tells a job when it ends (SLURM_JOB_END_TIME, epoch seconds, in
+ * Slurm 23.02 and later); drain before it. */
+static int slurm_end_time (double *out)
+{
+    const char *s = getenv ("SLURM_JOB_END_TIME");
+    uint64_t v;
+    if (!s || !*s)
+        return 0;
+    if (gr_parse_u64 (s, &v) < 0) {
+        fprintf (stderr, "gridrun: SLURM_JOB_END_TIME='%s' is not epoch seconds; "
+                 "unset it or give --deadline\n", s);
+        return -1;
+    }
+    *out = (double)v;
+    return 0;
+}
+
 static const struct option run_longopts[] = {
     {"run-dir", required_argument, NULL, 'd'},
     {"cpus-per-worker", required_argument, NULL, OPT_CPUS},
@@ -145,6 +189,15 @@ static const struct option run_longopts[] = {
     {"max-prefetch", required_argument, NULL, OPT_MAXPF},
     {"output-cap", required_argument, NULL, OPT_OUTCAP},
     {"seed", required_argument, NULL, OPT_SEED},
+    {"force", no_argument, NULL, OPT_FORCE},
+    {"retry-failed", no_argument, NULL, OPT_RETRY_FAILED},
+    {"grace", required_argument, NULL, OPT_GRACE},
+    {"preempt-signal", required_argument, NULL, OPT_PREEMPT},
+    {"deadline", required_argument, NULL, OPT_DEADLINE},
+    {"lost-after", required_argument, NULL, OPT_LOST},
+    {"snapshot-interval", required_argument, NULL, OPT_SNAP},
+    {"commit-interval", required_argument, NULL, OPT_COMMIT},
+    {"no-journal", no_argument, NULL, OPT_NOJOURNAL},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -188,6 +241,42 @@ static int cmd_run (int argc, char **argv)
                 if (gr_parse_u64 (optarg, &o.seed) < 0)
                     return usage_error ("--seed '%s' is not a whole number", optarg);
                 break;
+            case OPT_FORCE:
+                o.force = true;
+                break;
+            case OPT_RETRY_FAILED:
+                o.retry_failed = true;
+                break;
+            case OPT_NOJOURNAL:
+                o.no_journal = true;
+                break;
+            case OPT_GRACE:
+                if (gr_parse_duration (optarg, &o.grace) < 0)
+                    return usage_error ("--grace '%s' is not a duration (like 30s or 2m)", optarg);
+                break;
+            case OPT_LOST:
+                if (gr_parse_duration (optarg, &o.lost_after) < 0 || o.lost_after <= 0)
+                    return usage_error ("--lost-after '%s' is not a positive duration", optarg);
+                break;
+            case OPT_SNAP:
+                if (gr_parse_duration (optarg, &o.snapshot_interval) < 0)
+                    return usage_error ("--snapshot-interval '%s' is not a duration", optarg);
+                break;
+            case OPT_COMMIT:
+                if (gr_parse_duration (optarg, &o.commit_interval) < 0)
+                    return usage_error ("--commit-interval '%s' is not a duration", optarg);
+                break;
+            case OPT_PREEMPT:
+                if ((o.preempt_signal = gr_parse_signal (optarg)) <= 0)
+                    return usage_error ("--preempt-signal '%s' is not a signal (like USR2, "
+                                        "SIGUSR2 or 12)", optarg);
+                break;
+            case OPT_DEADLINE:
+                if (gr_parse_deadline (optarg, &o.deadline) < 0)
+                    return usage_error ("--deadline '%s' is not a time: give +DURATION "
+                                        "(+2h), epoch seconds, or YYYY-mm-ddTHH:MM[:SS]",
+                                        optarg);
+                break;
             case 'q':
                 o.quiet = 1;
                 break;
@@ -201,13 +290,18 @@ static int cmd_run (int argc, char **argv)
                 return usage_error ("%s", "bad option for 'run'");
         }
     }
-    if (optind != argc - 1)
-        return usage_error ("%s", "'run' takes one job spec: gridrun run SPEC");
-    o.spec_path = argv[optind];
+    if (optind == argc - 1)
+        o.spec_path = argv[optind];
+    else if (!(optind == argc && o.run_dir))
+        return usage_error ("%s", "'run' takes one job spec: gridrun run SPEC "
+                                  "(or --run-dir DIR alone to resume)");
+    if (o.deadline == 0 && slurm_end_time (&o.deadline) < 0)
+        return GR_EXIT_USAGE;
 
     /* SIGCHLD is blocked before MPI starts any thread, so that every thread
-     * inherits the mask and only the worker's wait ever takes it. */
-    if (gr_exec_init_process () < 0) {
+     * inherits the mask and only the worker's wait ever takes it.  Drain
+     * signals only count, on every rank; the master acts on them. */
+    if (gr_exec_init_process () < 0 || gr_runtime_signals_init (o.preempt_signal) < 0) {
         fprintf (stderr, "gridrun: cannot set up signals: %s\n", strerror (errno));
         return GR_EXIT_INTERNAL;
     }
@@ -222,6 +316,12 @@ static int cmd_run (int argc, char **argv)
         gr_log_set_level (verbose == 1 ? GR_LOG_INFO : verbose == 2 ? GR_LOG_DEBUG
                                                                     : GR_LOG_TRACE);
     rc = gr_run (&o);
+    /* With a lost rank Open MPI can hang in MPI_Finalize; the outcome is
+     * committed by now, so leave without it. */
+    if (!gr_run_should_finalize ()) {
+        fflush (NULL);
+        _exit (rc);
+    }
     MPI_Finalize ();
     return rc;
 }
@@ -437,6 +537,10 @@ int main (int argc, char **argv)
         return cmd_validate (argc - 1, argv + 1);
     if (strcmp (cmd, "output") == 0)
         return cmd_output (argc - 1, argv + 1);
+    if (strcmp (cmd, "status") == 0)
+        return gr_cmd_status (argc - 1, argv + 1);
+    if (strcmp (cmd, "launch") == 0)
+        return gr_cmd_launch (argc - 1, argv + 1);
     if (strcmp (cmd, "help") == 0 || strcmp (cmd, "--help") == 0
         || strcmp (cmd, "-h") == 0) {
         usage (stdout);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "units.h"
 
@@ -129,4 +130,44 @@ const char *gr_fmt_duration (double s, char *buf, int len)
     else
         snprintf (buf, len, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
     return buf;
+}
+
+int gr_parse_deadline (const char *s, double *out)
+{
+    struct tm tm;
+    const char *end;
+    double d;
+    uint64_t v;
+
+    if (!s || !*s)
+        goto inval;
+    if (s[0] == '+') {
+        if (gr_parse_duration (s + 1, &d) < 0)
+            return -1;
+        struct timespec ts;
+        clock_gettime (CLOCK_REALTIME, &ts);
+        *out = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + d;
+        return 0;
+    }
+    if (gr_parse_u64 (s, &v) == 0) {
+        *out = (double)v;
+        return 0;
+    }
+    const char *fmts[] = {"%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M",
+                          "%Y-%m-%d %H:%M"};
+    for (size_t i = 0; i < sizeof (fmts) / sizeof (fmts[0]); i++) {
+        memset (&tm, 0, sizeof (tm));
+        end = strptime (s, fmts[i], &tm);
+        if (end && *end == '\0') {
+            tm.tm_isdst = -1;
+            time_t t = mktime (&tm);
+            if (t == (time_t)-1)
+                goto inval;
+            *out = (double)t;
+            return 0;
+        }
+    }
+inval:
+    errno = EINVAL;
+    return -1;
 }

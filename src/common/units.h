@@ -14,6 +14,10 @@ int gr_parse_size (const char *s, uint64_t *out);
 /* A non-negative integer that fits in 64 bits, nothing else. */
 int gr_parse_u64 (const char *s, uint64_t *out);
 
+/* A point in time as epoch seconds: "+DURATION" from now, plain epoch
+ * seconds, or local "YYYY-mm-ddTHH:MM[:SS]" (a space may replace the T). */
+int gr_parse_deadline (const char *s, double *out);
+
 /* Format seconds for people: "850ms", "12.3s", "4m05s", "2h03m". */
 const char *gr_fmt_duration (double s, char *buf, int len);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -266,4 +267,22 @@ const char *gr_signal_name (int sig, char *buf, int len)
     else
         snprintf (buf, len, "signal %d", sig);
     return buf;
+}
+
+int gr_parse_signal (const char *s)
+{
+    char *end;
+    if (!s || !*s)
+        return -1;
+    long n = strtol (s, &end, 10);
+    if (*end == '\0')
+        return n > 0 && n < NSIG ? (int)n : -1;
+    if (strncasecmp (s, "SIG", 3) == 0)
+        s += 3;
+    for (int sig = 1; sig < NSIG; sig++) {
+        const char *abbrev = sigabbrev_np (sig);
+        if (abbrev && strcasecmp (abbrev, s) == 0)
+            return sig;
+    }
+    return -1;
 }

@@ -63,4 +63,7 @@ int gr_exec_init_process (void);
 /* The name of a signal ("SIGSEGV"), or "signal N". */
 const char *gr_signal_name (int sig, char *buf, int len);
 
+/* A signal from "USR2", "SIGUSR2", "usr2" or "12"; -1 if none. */
+int gr_parse_signal (const char *s);
+
 #endif

@@ -32,6 +32,7 @@ int gr_proto_check_assign (const void *buf, size_t len)
 typedef struct chan_send {
     MPI_Request req;
     void *buf;
+    int dest;
 } chan_send_t;
 
 struct gr_chan {
@@ -105,8 +106,24 @@ int gr_chan_send (gr_chan_t *ch, int dest, int tag, void *buf, size_t len)
         return -1;
     }
     s->buf = buf;
+    s->dest = dest;
     ch->nsends++;
     return 0;
+}
+
+void gr_chan_cancel_dest (gr_chan_t *ch, int dest)
+{
+    int j = 0;
+    for (int i = 0; i < ch->nsends; i++) {
+        chan_send_t *s = &ch->sends[i];
+        if (s->dest != dest) {
+            ch->sends[j++] = *s;
+            continue;
+        }
+        MPI_Cancel (&s->req);
+        MPI_Request_free (&s->req);
+    }
+    ch->nsends = j;
 }
 
 int gr_chan_progress (gr_chan_t *ch)

@@ -32,11 +32,14 @@ enum {
 
 /* ASSIGN flags */
 #define GR_ASSIGN_SHUTDOWN 0x1 /* no more work: finish the queue and leave */
+#define GR_ASSIGN_DRAIN 0x2    /* give back queued tasks; running ones end by
+                                  the header's deadline (SIGTERM, then SIGKILL) */
 
 /* Result flags */
 #define GR_RES_TIMEOUT 0x1    /* killed by gridrun after its timeout */
 #define GR_RES_SPAWN 0x2      /* could not be started (errno in exit_code) */
 #define GR_RES_KILLED 0x4     /* killed by gridrun while draining */
+#define GR_RES_RETURNED 0x8   /* never started: given back while draining */
 
 typedef struct gr_assign_rec {
     uint64_t id;       /* master's handle for this attempt */
@@ -73,6 +76,8 @@ typedef struct gr_assign_hdr {
     uint32_t flags;
     uint32_t ntasks;
     uint32_t pad;
+    double drain_in;       /* GR_ASSIGN_DRAIN: seconds until running tasks
+                              must have ended (relative: clocks differ) */
 } gr_assign_hdr_t;
 
 /* What each worker tells the master at start-up (gathered). */
@@ -112,6 +117,11 @@ void gr_chan_destroy (gr_chan_t *ch, int wait);
 /* Send len bytes of buf to dest with tag.  The channel takes ownership of
  * buf (from malloc) and frees it when the send completes. */
 int gr_chan_send (gr_chan_t *ch, int dest, int tag, void *buf, size_t len);
+
+/* Give up on every outstanding send to dest (a lost peer): the requests
+ * are cancelled and freed.  Their buffers are leaked on purpose, since MPI
+ * may still hold them. */
+void gr_chan_cancel_dest (gr_chan_t *ch, int dest);
 
 /* Complete finished sends; returns how many are still outstanding. */
 int gr_chan_progress (gr_chan_t *ch);

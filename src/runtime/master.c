@@ -4,25 +4,31 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <mpi.h>
 
+#include "src/ckpt/snapshot.h"
 #include "src/common/fs.h"
 #include "src/common/gtime.h"
 #include "src/common/log.h"
 #include "src/common/units.h"
 #include "src/exec/exec.h"
+#include "src/journal/journal.h"
 #include "src/proto/proto.h"
 #include "src/sched/sched.h"
 #include "src/spec/spec.h"
 #include "src/topo/topo.h"
+#include "rundir.h"
 #include "runtime.h"
 
 void gr_run_opts_init (gr_run_opts_t *o)
@@ -33,7 +39,43 @@ void gr_run_opts_init (gr_run_opts_t *o)
     o->flush_interval = 0.02;
     o->heartbeat = 5.0;
     o->output_cap = 64ull * 1024 * 1024;
-    o->seed = 0;
+    o->commit_interval = 0.05;
+    o->grace = -1;
+    o->preempt_signal = SIGUSR2;
+    o->lost_after = 30;
+    o->snapshot_interval = 60;
+}
+
+/* Signal handlers only count. */
+static volatile sig_atomic_t drain_signals;
+static volatile sig_atomic_t last_signal;
+static bool finalize_ok = true;
+
+static void on_drain_signal (int sig)
+{
+    drain_signals++;
+    last_signal = sig;
+}
+
+int gr_runtime_signals_init (int preempt_signal)
+{
+    struct sigaction sa;
+    memset (&sa, 0, sizeof (sa));
+    sa.sa_handler = on_drain_signal;
+    sigemptyset (&sa.sa_mask);
+    /* SIGUSR2 always drains too: it is what gridrun launch forwards,
+     * because mpirun passes it on without killing the ranks. */
+    if (sigaction (SIGTERM, &sa, NULL) < 0 || sigaction (SIGINT, &sa, NULL) < 0
+        || sigaction (SIGUSR2, &sa, NULL) < 0)
+        return -1;
+    if (preempt_signal > 0 && sigaction (preempt_signal, &sa, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+bool gr_run_should_finalize (void)
+{
+    return finalize_ok;
 }
 
 typedef struct wstate {
@@ -42,9 +84,9 @@ typedef struct wstate {
     int64_t want;           /* as of the worker's last READY */
     uint64_t assigned;      /* tasks sent to it */
     uint64_t received;      /* tasks it said it has received */
-    uint64_t inflight;      /* tasks it holds (assigned, no result yet) */
     bool shutdown_sent;
     bool bye;
+    bool lost;
     double last_heard;
 } wstate_t;
 
@@ -56,18 +98,104 @@ typedef struct master {
     gr_chan_t *ch;
     gr_sched_t *sched;
     gr_expand_t *x;
+    gr_journal_t *journal;
+    uint32_t incarnation;
     wstate_t *w;            /* indexed by rank; rank 0 is a worker only alone */
     int nworkers;
     int nbye;
+    int nlost;
     uint64_t total_cpus;
     double t_start;
+    double started_wall;
+    double grace;
+    double deadline;        /* monotonic; 0: none */
+    bool draining;
+    double drain_end;       /* monotonic: running tasks end by then */
+    int signals_seen;
+    double last_snapshot;
+    gr_jend_t ends[GR_PROTO_MAX_BATCH];
+    uint32_t nends;
+    int ends_worker;
+    bool alone;             /* rank 0 runs the only worker itself */
+    pid_t snap_pid;         /* a snapshot writer in progress */
+    double snap_started;
+    double snap_seconds;    /* the last writer's time and peak RSS */
+    double snap_rss_mib;
 } master_t;
 
 static const char *task_label (master_t *m, uint32_t def, uint64_t index)
 {
-    if (gr_expand_select (m->x, &m->spec->tasks[def], index) < 0)
+    if (def >= m->spec->ntasks || index >= m->spec->tasks[def].count
+        || gr_expand_select (m->x, &m->spec->tasks[def], index) < 0)
         return "?";
     return gr_expand_name (m->x);
+}
+
+static int journal_put (master_t *m, const gr_jrec_t *rec)
+{
+    gr_error_t err;
+    if (!m->journal)
+        return 0;
+    if (gr_journal_append (m->journal, rec, &err) < 0) {
+        GR_ERROR ("%s", err.text);
+        return -1;
+    }
+    return 0;
+}
+
+static int journal_sync (master_t *m)
+{
+    gr_error_t err;
+    if (m->journal && gr_journal_sync (m->journal, &err) < 0) {
+        GR_ERROR ("%s", err.text);
+        return -1;
+    }
+    return 0;
+}
+
+static int flush_ends (master_t *m)
+{
+    if (m->nends == 0)
+        return 0;
+    gr_jrec_t rec = {.type = GR_JREC_TASK_END, .time = gr_wallclock ()};
+    rec.end.worker = (uint32_t)m->ends_worker;
+    rec.end.n = m->nends;
+    rec.end.tasks = m->ends;
+    m->nends = 0;
+    return journal_put (m, &rec);
+}
+
+static const uint32_t jout_of[] = {
+    [GR_OUTCOME_DONE] = GR_JOUT_DONE,
+    [GR_OUTCOME_RETRY] = GR_JOUT_RETRY,
+    [GR_OUTCOME_FAILED] = GR_JOUT_FAILED,
+    [GR_OUTCOME_POISON] = GR_JOUT_POISON,
+    [GR_OUTCOME_STALE] = GR_JOUT_REQUEUED,
+    [GR_OUTCOME_REQUEUED] = GR_JOUT_REQUEUED,
+};
+
+static int note_end (master_t *m, int worker, const gr_outcome_t *o,
+                     const gr_result_rec_t *r)
+{
+    if (m->nends == GR_PROTO_MAX_BATCH || (m->nends && m->ends_worker != worker)) {
+        if (flush_ends (m) < 0)
+            return -1;
+    }
+    m->ends_worker = worker;
+    gr_jend_t *e = &m->ends[m->nends++];
+    *e = (gr_jend_t){.key = o->key, .index = o->index, .def = o->def,
+                     .attempt = o->attempt, .exit_code = -1,
+                     .outcome = jout_of[o->kind]};
+    if (r) {
+        e->exit_code = r->exit_code;
+        e->signal = r->signal;
+        e->flags = r->flags;
+        e->wall = r->wall;
+        e->utime = r->utime;
+        e->stime = r->stime;
+        e->maxrss_kb = r->maxrss_kb;
+    }
+    return 0;
 }
 
 static int handle_ready (master_t *m, int src, const void *buf, size_t len,
@@ -81,6 +209,11 @@ static int handle_ready (master_t *m, int src, const void *buf, size_t len,
         return 0;
     }
     w = &m->w[src];
+    if (w->lost) {
+        /* Its tasks were handed out again; what it says now is stale. */
+        GR_DEBUG ("message from lost worker %d ignored", src);
+        return 0;
+    }
     memcpy (&h, buf, sizeof (h));
     const gr_result_rec_t *recs =
         (const gr_result_rec_t *)((const char *)buf + sizeof (h));
@@ -94,7 +227,8 @@ static int handle_ready (master_t *m, int src, const void *buf, size_t len,
             GR_DEBUG ("stale result %016" PRIx64 " from rank %d ignored", r.id, src);
             continue;
         }
-        w->inflight--;
+        if (note_end (m, src, &o, &r) < 0)
+            return -1;
         switch (o.kind) {
             case GR_OUTCOME_RETRY:
                 GR_INFO ("task %s (%016" PRIx64 ") attempt %u: %s; retry in %.1fs",
@@ -116,6 +250,8 @@ static int handle_ready (master_t *m, int src, const void *buf, size_t len,
                 break;
         }
     }
+    if (flush_ends (m) < 0)
+        return -1;
     w->want = h.want;
     w->received = h.received;
     w->last_heard = now;
@@ -127,13 +263,14 @@ static int handle_ready (master_t *m, int src, const void *buf, size_t len,
 }
 
 static int send_assign (master_t *m, wstate_t *w, const gr_assign_rec_t *recs,
-                        uint32_t n, uint32_t flags)
+                        uint32_t n, uint32_t flags, double drain_in)
 {
     size_t len = gr_assign_size (n);
     char *buf = malloc (len);
     if (!buf)
         return -1;
-    gr_assign_hdr_t h = {.version = GR_PROTO_VERSION, .flags = flags, .ntasks = n};
+    gr_assign_hdr_t h = {.version = GR_PROTO_VERSION, .flags = flags, .ntasks = n,
+                         .drain_in = drain_in};
     memcpy (buf, &h, sizeof (h));
     memcpy (buf + sizeof (h), recs, n * sizeof (*recs));
     if (gr_chan_send (m->ch, w->rank, GR_TAG_ASSIGN, buf, len) < 0) {
@@ -141,18 +278,24 @@ static int send_assign (master_t *m, wstate_t *w, const gr_assign_rec_t *recs,
         return -1;
     }
     w->assigned += n;
-    w->inflight += n;
     return 0;
+}
+
+static bool live (const wstate_t *w)
+{
+    return w->rank >= 0 && !w->bye && !w->lost;
 }
 
 static int dispatch (master_t *m, double now)
 {
     gr_assign_rec_t recs[GR_PROTO_MAX_BATCH];
+    gr_jstart_t starts[GR_PROTO_MAX_BATCH];
+    double max_duration = m->deadline > 0 ? m->deadline - now : HUGE_VAL;
     int did = 0;
 
     for (int r = 0; r < m->size; r++) {
         wstate_t *w = &m->w[r];
-        if (w->rank < 0 || w->bye || w->shutdown_sent)
+        if (!live (w) || w->shutdown_sent)
             continue;
         /* Tasks already on their way count against the worker's credit. */
         int64_t credit = w->want - (int64_t)(w->assigned - w->received);
@@ -161,17 +304,23 @@ static int dispatch (master_t *m, double now)
             uint32_t max = credit < GR_PROTO_MAX_BATCH ? (uint32_t)credit
                                                        : GR_PROTO_MAX_BATCH;
             while (n < max) {
-                int rc = gr_sched_next (m->sched, now, r, w->info.cpus,
-                                        w->info.gpus, w->info.mem, &recs[n]);
+                int rc = gr_sched_next (m->sched, now, r, w->info.cpus, w->info.gpus,
+                                        w->info.mem, max_duration, &recs[n]);
                 if (rc < 0)
                     return -1;
                 if (rc == 0)
                     break;
+                starts[n] = (gr_jstart_t){.key = recs[n].key, .index = recs[n].index,
+                                          .def = recs[n].def, .attempt = recs[n].attempt};
                 n++;
             }
             if (n == 0)
                 break;
-            if (send_assign (m, w, recs, n, 0) < 0)
+            gr_jrec_t rec = {.type = GR_JREC_TASK_START, .time = gr_wallclock ()};
+            rec.start.worker = (uint32_t)r;
+            rec.start.n = n;
+            rec.start.tasks = starts;
+            if (journal_put (m, &rec) < 0 || send_assign (m, w, recs, n, 0, 0) < 0)
                 return -1;
             credit -= n;
             did++;
@@ -180,20 +329,271 @@ static int dispatch (master_t *m, double now)
     return did;
 }
 
-static int shutdown_workers (master_t *m)
+/* Whether some worker has asked for work it was not given. */
+static bool any_credit (const master_t *m)
+{
+    for (int r = 0; r < m->size; r++) {
+        const wstate_t *w = &m->w[r];
+        if (live (w) && !w->shutdown_sent
+            && w->want - (int64_t)(w->assigned - w->received) > 0)
+            return true;
+    }
+    return false;
+}
+
+static int send_all (master_t *m, uint32_t flags, double drain_in)
 {
     for (int r = 0; r < m->size; r++) {
         wstate_t *w = &m->w[r];
-        if (w->rank < 0 || w->shutdown_sent)
+        if (!live (w) || w->shutdown_sent)
             continue;
-        if (send_assign (m, w, NULL, 0, GR_ASSIGN_SHUTDOWN) < 0)
+        if (send_assign (m, w, NULL, 0, flags, drain_in) < 0)
             return -1;
-        w->shutdown_sent = true;
+        if (flags & GR_ASSIGN_SHUTDOWN)
+            w->shutdown_sent = true;
     }
     return 0;
 }
 
-static void summary (master_t *m, double wall, FILE *f)
+static int begin_drain (master_t *m, double now, double drain_in, int reason)
+{
+    char b[32], d[32];
+    if (drain_in < 0)
+        drain_in = 0;
+    if (!m->draining) {
+        gr_jrec_t rec = {.type = GR_JREC_DRAIN, .time = gr_wallclock ()};
+        rec.drain.reason = reason;
+        rec.drain.deadline = rec.time + drain_in;
+        if (journal_put (m, &rec) < 0 || journal_sync (m) < 0)
+            return -1;
+        if (reason > 0)
+            GR_WARN ("%s: draining; running tasks have %s to finish",
+                     gr_signal_name (reason, b, sizeof (b)),
+                     gr_fmt_duration (drain_in, d, sizeof (d)));
+        else
+            GR_WARN ("the deadline is near: draining; running tasks have %s",
+                     gr_fmt_duration (drain_in, d, sizeof (d)));
+    }
+    else
+        GR_WARN ("second signal: running tasks are stopped now");
+    m->draining = true;
+    m->drain_end = now + drain_in;
+    return send_all (m, GR_ASSIGN_DRAIN, drain_in);
+}
+
+static void journal_requeued (const gr_outcome_t *o, void *arg)
+{
+    master_t *m = arg;
+    if (note_end (m, o->worker, o, NULL) < 0)
+        GR_ERROR ("cannot journal a requeued task");
+}
+
+static int check_lost (master_t *m, double now)
+{
+    for (int r = 0; r < m->size; r++) {
+        wstate_t *w = &m->w[r];
+        if (!live (w) || r == 0 || now - w->last_heard < m->opts->lost_after)
+            continue;
+        w->lost = true;
+        m->nlost++;
+        finalize_ok = false;
+        gr_chan_cancel_dest (m->ch, r);
+        int n = gr_sched_requeue_worker (m->sched, r, journal_requeued, m);
+        if (n < 0 || flush_ends (m) < 0)
+            return -1;
+        gr_jrec_t rec = {.type = GR_JREC_WORKER_LOST, .time = gr_wallclock ()};
+        rec.lost.rank = (uint32_t)r;
+        if (journal_put (m, &rec) < 0 || journal_sync (m) < 0)
+            return -1;
+        GR_WARN ("worker %d on %s is lost (silent for %.0fs); its %d task%s run "
+                 "elsewhere", r, w->info.host, now - w->last_heard, n, n == 1 ? "" : "s");
+    }
+    return 0;
+}
+
+/* The snapshot: everything the task table knows, plus counts and metrics. */
+static int write_snapshot (master_t *m, const char *state)
+{
+    char path[PATH_MAX];
+    gr_error_t err;
+    const gr_task_row_t *rows;
+    size_t nrows = gr_sched_rows (m->sched, &rows);
+    const gr_sched_stats_t *st = gr_sched_stats (m->sched);
+    gr_snap_meta_t meta = {.job = m->spec->name, .spec_hash = m->spec->hash,
+                           .spec_path = m->spec->path, .run_dir = m->run_dir,
+                           .version = PACKAGE_VERSION, .incarnation = m->incarnation,
+                           .started = m->started_wall, .state = state};
+    enum { BATCH = 1024 };
+    gr_snap_task_t *batch = NULL;
+    char *names = NULL;
+    size_t namecap = BATCH * 96;
+    gr_snap_t *s;
+
+    gr_rundir_file (m->run_dir, "run.h5", path, sizeof (path));
+    if (!(s = gr_snap_begin (path, &meta, &err)))
+        goto error;
+    if (!(batch = calloc (BATCH, sizeof (*batch))) || !(names = malloc (namecap))) {
+        gr_errprintf (&err, "out of memory writing the snapshot");
+        goto error;
+    }
+    for (size_t i = 0; i < nrows; i += BATCH) {
+        size_t n = nrows - i < BATCH ? nrows - i : BATCH;
+        size_t used = 0;
+        size_t offs[BATCH][2];
+        for (size_t k = 0; k < n; k++) {
+            const gr_task_row_t *r = &rows[i + k];
+            const char *name = "?", *params = "";
+            if (r->def < m->spec->ntasks && r->index < m->spec->tasks[r->def].count
+                && gr_expand_select (m->x, &m->spec->tasks[r->def], r->index) == 0) {
+                name = gr_expand_name (m->x);
+                params = gr_expand_params_string (m->x);
+            }
+            size_t nl = strlen (name) + 1, pl = strlen (params) + 1;
+            while (used + nl + pl > namecap) {
+                char *nn = realloc (names, namecap * 2);
+                if (!nn) {
+                    gr_errprintf (&err, "out of memory writing the snapshot");
+                    goto error;
+                }
+                names = nn;
+                namecap *= 2;
+            }
+            offs[k][0] = used;
+            memcpy (names + used, name, nl);
+            used += nl;
+            offs[k][1] = used;
+            memcpy (names + used, params, pl);
+            used += pl;
+            int wk = r->worker < m->size ? r->worker : 0;
+            batch[k] = (gr_snap_task_t){
+                .key = r->key, .state = r->state, .attempts = r->attempts,
+                .exit_code = gr_task_row_exit (r), .signal = r->signal, .wall = r->wall,
+                .maxrss_kb = r->maxrss_kb, .host = m->w[wk].info.host,
+                .worker = r->attempts ? r->worker : -1};
+        }
+        for (size_t k = 0; k < n; k++) {
+            batch[k].name = names + offs[k][0];
+            batch[k].params = names + offs[k][1];
+        }
+        if (gr_snap_add_tasks (s, batch, n, &err) < 0)
+            goto error;
+    }
+    gr_snap_worker_t *ws = calloc ((size_t)m->size, sizeof (*ws));
+    size_t nw = 0;
+    if (!ws) {
+        gr_errprintf (&err, "out of memory writing the snapshot");
+        goto error;
+    }
+    for (int r = 0; r < m->size; r++) {
+        if (m->w[r].rank < 0)
+            continue;
+        ws[nw++] = (gr_snap_worker_t){.rank = r, .host = m->w[r].info.host,
+                                      .cpus = m->w[r].info.cpus,
+                                      .gpus = m->w[r].info.gpus, .lost = m->w[r].lost};
+    }
+    int rc = gr_snap_set_workers (s, ws, nw, &err);
+    free (ws);
+    if (rc < 0)
+        goto error;
+    gr_snap_counts_t c = {.total = st->total, .done = st->done, .failed = st->failed,
+                          .poison = st->poison, .skipped = st->skipped,
+                          .running = st->running, .waiting = st->waiting,
+                          .retries = st->retries, .timeouts = st->timeouts,
+                          .crashes = st->crashes, .attempts = st->attempts,
+                          .duplicates = st->duplicates};
+    double wall = gr_now () - m->t_start;
+    if (gr_snap_set_counts (s, &c, &err) < 0
+        || gr_snap_add_metric (s, "wall_seconds", wall, &err) < 0
+        || gr_snap_add_metric (s, "throughput", wall > 0 ? st->attempts / wall : 0, &err) < 0
+        || gr_snap_add_metric (s, "busy_seconds", st->busy_seconds, &err) < 0
+        || gr_snap_add_metric (s, "cpu_seconds", st->cpu_seconds, &err) < 0
+        || gr_snap_add_metric (s, "utilization",
+                               wall > 0 && m->total_cpus
+                                   ? st->busy_seconds / (wall * (double)m->total_cpus) : 0,
+                               &err) < 0)
+        goto error;
+    if (m->journal) {
+        gr_journal_stats_t js;
+        gr_journal_get_stats (m->journal, &js);
+        if (gr_snap_add_metric (s, "journal_syncs", (double)js.syncs, &err) < 0
+            || gr_snap_add_metric (s, "journal_bytes", (double)js.bytes, &err) < 0)
+            goto error;
+    }
+    free (batch);
+    free (names);
+    batch = NULL;
+    names = NULL;
+    if (gr_snap_commit (s, &err) < 0) {
+        s = NULL; /* commit frees it either way */
+        goto error;
+    }
+    return 0;
+error:
+    GR_ERROR ("snapshot not written: %s", err.text);
+    gr_snap_abort (s);
+    free (batch);
+    free (names);
+    return -1;
+}
+
+/* Collect a finished snapshot writer; with wait, wait for it. */
+static void snapshot_reap (master_t *m, bool wait)
+{
+    int status;
+    struct rusage ru;
+    if (m->snap_pid <= 0)
+        return;
+    pid_t p = wait4 (m->snap_pid, &status, wait ? 0 : WNOHANG, &ru);
+    if (p == 0)
+        return;
+    if (p == m->snap_pid) {
+        m->snap_seconds = gr_now () - m->snap_started;
+        m->snap_rss_mib = (double)ru.ru_maxrss / 1024.0;
+        if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+            GR_ERROR ("the run.h5 snapshot writer failed (%s %d); the previous "
+                      "snapshot is kept", WIFSIGNALED (status) ? "signal" : "status",
+                      WIFSIGNALED (status) ? WTERMSIG (status) : WEXITSTATUS (status));
+    }
+    m->snap_pid = 0;
+}
+
+/* Write run.h5.  A forked child does the writing, from a copy-on-write
+ * view of the task table: the master goes on dispatching, and HDF5's
+ * memory never lands in the master.  The child never calls MPI.  When the
+ * master also runs a worker, whose reaping would take the child, the
+ * snapshot is written in place instead.  With wait, return after it is
+ * committed. */
+static int snapshot (master_t *m, const char *state, bool wait)
+{
+    if (m->snap_pid > 0) {
+        if (!wait)
+            return 0; /* the last one is still being written */
+        snapshot_reap (m, true);
+    }
+    m->last_snapshot = gr_now ();
+    if (m->alone) {
+        double t0 = gr_now ();
+        int rc = write_snapshot (m, state);
+        m->snap_seconds = gr_now () - t0;
+        return rc;
+    }
+    fflush (NULL);
+    pid_t pid = fork ();
+    if (pid < 0) {
+        GR_WARN ("cannot fork the snapshot writer (%s); writing it in place",
+                 strerror (errno));
+        return write_snapshot (m, state);
+    }
+    if (pid == 0)
+        _exit (write_snapshot (m, state) == 0 ? 0 : 1);
+    m->snap_pid = pid;
+    m->snap_started = gr_now ();
+    if (wait)
+        snapshot_reap (m, true);
+    return 0;
+}
+
+static void summary (master_t *m, double wall, int code, FILE *f)
 {
     const gr_sched_stats_t *st = gr_sched_stats (m->sched);
     const gr_slow_task_t *slow;
@@ -204,22 +604,36 @@ static void summary (master_t *m, double wall, FILE *f)
     double util = wall > 0 && m->total_cpus > 0
                       ? 100.0 * st->busy_seconds / (wall * (double)m->total_cpus)
                       : 0;
+    const char *how = code == GR_EXIT_RESUMABLE ? "drained (resumable: run it again)"
+                      : st->failed || st->skipped ? "finished with failures"
+                                                  : "finished";
 
-    fprintf (f, "gridrun: job '%s' %s in %s\n", m->spec->name,
-             st->failed || st->skipped ? "finished with failures" : "finished",
+    fprintf (f, "gridrun: job '%s' %s in %s\n", m->spec->name, how,
              gr_fmt_duration (wall, b1, sizeof (b1)));
     fprintf (f, "  tasks       %" PRIu64 ": %" PRIu64 " done, %" PRIu64 " failed",
              st->total, st->done, st->failed);
     if (st->poison)
         fprintf (f, " (%" PRIu64 " poison)", st->poison);
-    fprintf (f, ", %" PRIu64 " skipped\n", st->skipped);
+    fprintf (f, ", %" PRIu64 " skipped", st->skipped);
+    if (code == GR_EXIT_RESUMABLE)
+        fprintf (f, ", %" PRIu64 " left", st->total - st->done - st->failed - st->skipped);
+    fprintf (f, "\n");
+    if (m->incarnation > 1)
+        fprintf (f, "  resumed     incarnation %u: %" PRIu64 " done before, %" PRIu64
+                 " duplicate completions ignored\n",
+                 m->incarnation, st->resumed_done, st->duplicates);
     fprintf (f, "  attempts    %" PRIu64 ": %" PRIu64 " retried, %" PRIu64
-             " timed out, %" PRIu64 " crashed\n",
+             " timed out, %" PRIu64 " crashed",
              st->attempts, st->retries, st->timeouts, st->crashes);
+    if (st->requeued)
+        fprintf (f, ", %" PRIu64 " requeued", st->requeued);
+    fprintf (f, "\n");
     fprintf (f, "  throughput  %.1f tasks/s on %d worker%s (%" PRIu64
              " cpus), %.0f%% busy\n",
              wall > 0 ? (double)st->attempts / wall : 0.0, m->nworkers,
              m->nworkers == 1 ? "" : "s", m->total_cpus, util);
+    if (m->nlost)
+        fprintf (f, "  lost        %d worker%s\n", m->nlost, m->nlost == 1 ? "" : "s");
     if (nslow > 0) {
         fprintf (f, "  slowest    ");
         for (int i = 0; i < nslow; i++)
@@ -233,9 +647,20 @@ static void summary (master_t *m, double wall, FILE *f)
                  fails[i].reason, fails[i].attempt);
     if (st->failed > 10)
         fprintf (f, "  failed      ... and %" PRIu64 " more\n", st->failed - 10);
+    if (m->journal) {
+        gr_journal_stats_t js;
+        gr_journal_get_stats (m->journal, &js);
+        fprintf (f, "  journal     %" PRIu64 " records, %" PRIu64 " syncs (%.1f/s)\n",
+                 js.records, js.syncs, wall > 0 ? js.syncs / wall : 0.0);
+    }
     struct rusage ru;
     if (getrusage (RUSAGE_SELF, &ru) == 0)
         fprintf (f, "  master      peak RSS %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    fprintf (f, "  snapshot    %s/run.h5 (written in %s", m->run_dir,
+             gr_fmt_duration (m->snap_seconds, b1, sizeof (b1)));
+    if (m->snap_rss_mib > 0)
+        fprintf (f, " by a writer of peak RSS %.1f MiB", m->snap_rss_mib);
+    fprintf (f, ")\n");
     fprintf (f, "  output      %s/out  (gridrun output %s TASK)\n", m->run_dir,
              m->run_dir);
 }
@@ -249,31 +674,45 @@ static int write_summary (master_t *m, double wall, int code)
     FILE *f = open_memstream (&text, &len);
     if (!f)
         return -1;
-    summary (m, wall, f);
+    summary (m, wall, code, f);
     fclose (f);
-    snprintf (path, sizeof (path), "%s/summary.txt", m->run_dir);
-    if (gr_write_file_atomic (path, text, len, 0600, &err) < 0)
+    if (gr_write_file_atomic (gr_rundir_file (m->run_dir, "summary.txt", path, sizeof (path)),
+                              text, len, 0600, &err) < 0)
         GR_ERROR ("%s", err.text);
     if (!m->opts->quiet)
         fwrite (text, 1, len, stdout);
     fflush (stdout);
     free (text);
-    char num[16];
+    return 0;
+}
+
+/* The outcome goes into a file: mpirun's own exit code cannot be trusted
+ * (with --enable-recovery it is always 0). */
+static int write_exit_status (const char *run_dir, int code)
+{
+    char path[PATH_MAX], num[16];
+    gr_error_t err;
     int n = snprintf (num, sizeof (num), "%d\n", code);
-    snprintf (path, sizeof (path), "%s/exit_status", m->run_dir);
-    if (gr_write_file_atomic (path, num, (size_t)n, 0600, &err) < 0) {
+    if (gr_write_file_atomic (gr_rundir_file (run_dir, "exit_status", path, sizeof (path)),
+                              num, (size_t)n, 0600, &err) < 0) {
         GR_ERROR ("%s", err.text);
         return -1;
     }
     return 0;
 }
 
+/* Returns the run's exit code, or -1 on an internal error. */
 static int master_loop (master_t *m, gr_worker_t *self)
 {
     double idle = 0;
     bool finishing = false;
+    double finish_by = 0;
+    gr_error_t err;
 
     m->t_start = gr_now ();
+    m->last_snapshot = m->t_start;
+    for (int r = 0; r < m->size; r++)
+        m->w[r].last_heard = m->t_start;
     for (;;) {
         double now = gr_now ();
         int did = 0;
@@ -291,19 +730,63 @@ static int master_loop (master_t *m, gr_worker_t *self)
                 return -1;
             did++;
         }
-        if (!finishing) {
-            int rc = dispatch (m, now);
-            if (rc < 0)
+        /* A drain signal; a second one cuts the grace to nothing. */
+        int sigs = drain_signals;
+        if (sigs != m->signals_seen && !finishing) {
+            double in = m->signals_seen == 0 ? m->grace : 0;
+            m->signals_seen = sigs;
+            if (begin_drain (m, now, in, last_signal) < 0)
                 return -1;
-            did += rc;
-            if (gr_sched_finished (m->sched)) {
+        }
+        if (m->deadline > 0 && !m->draining && !finishing
+            && now >= m->deadline - m->grace) {
+            if (begin_drain (m, now, m->deadline - now, 0) < 0)
+                return -1;
+        }
+        if (!self && check_lost (m, now) < 0)
+            return -1;
+        if (!finishing) {
+            if (!m->draining) {
+                int rc = dispatch (m, now);
+                if (rc < 0)
+                    return -1;
+                did += rc;
+            }
+            const gr_sched_stats_t *st = gr_sched_stats (m->sched);
+            double nr = gr_sched_next_retry (m->sched);
+            if (gr_sched_finished (m->sched)
+                || (m->draining && (st->running == 0 || now > m->drain_end + 10))) {
                 finishing = true;
-                if (shutdown_workers (m) < 0)
+                finish_by = now + (m->opts->lost_after > 10 ? m->opts->lost_after : 10);
+                if (send_all (m, GR_ASSIGN_SHUTDOWN, 0) < 0)
+                    return -1;
+            }
+            else if (!m->draining && m->deadline > 0 && st->running == 0 && !did
+                     && (nr == 0 || nr <= now) && any_credit (m)) {
+                /* Nothing left can finish before the deadline. */
+                GR_WARN ("no remaining task can finish before the deadline");
+                if (begin_drain (m, now, 0, 0) < 0)
                     return -1;
             }
         }
-        if (finishing && m->nbye == m->nworkers)
+        if (finishing && m->nbye + m->nlost >= m->nworkers)
             break;
+        if (finishing && now > finish_by) {
+            GR_WARN ("%d worker%s did not say goodbye; ending without them",
+                     m->nworkers - m->nbye - m->nlost,
+                     m->nworkers - m->nbye - m->nlost == 1 ? "" : "s");
+            finalize_ok = false;
+            break;
+        }
+        if (m->journal && gr_journal_maybe_sync (m->journal, now, &err) < 0) {
+            GR_ERROR ("%s", err.text);
+            return -1;
+        }
+        if (m->snap_pid > 0)
+            snapshot_reap (m, false);
+        if (m->opts->snapshot_interval > 0
+            && now - m->last_snapshot >= m->opts->snapshot_interval)
+            snapshot (m, "running", false);
         if (gr_chan_progress (m->ch) < 0)
             return -1;
         if (self) {
@@ -324,20 +807,27 @@ static int master_loop (master_t *m, gr_worker_t *self)
         idle = idle == 0 ? 20e-6 : idle * 2;
         if (idle > (self ? 1e-3 : 5e-3))
             idle = self ? 1e-3 : 5e-3;
+        double nap = idle;
+        double due = m->journal ? gr_journal_due (m->journal) : 0;
+        if (due > 0 && due - now < nap)
+            nap = due > now ? due - now : 0;
         if (self) {
             int procs;
             double w = gr__worker_idle_wait (self, &procs);
-            if (w > idle)
-                w = idle;
+            if (w < nap)
+                nap = w;
             if (procs)
-                gr_exec_wait (w);
+                gr_exec_wait (nap);
             else
-                gr_sleep (w);
+                gr_sleep (nap);
         }
         else
-            gr_sleep (idle);
+            gr_sleep (nap);
     }
-    return 0;
+    const gr_sched_stats_t *st = gr_sched_stats (m->sched);
+    if (!gr_sched_finished (m->sched))
+        return GR_EXIT_RESUMABLE;
+    return (st->failed || st->skipped) ? GR_EXIT_FAILED : GR_EXIT_OK;
 }
 
 static int worker_loop (gr_worker_t *w)
@@ -392,61 +882,6 @@ static int pack_setup (const char *run_dir, const gr_spec_t *spec, char **bufp,
     return 0;
 }
 
-static int make_run_dir (const gr_run_opts_t *o, const gr_spec_t *spec,
-                         char **dirp, gr_error_t *errp)
-{
-    char buf[PATH_MAX];
-    const char *dir = o->run_dir;
-    struct stat st;
-
-    if (!dir) {
-        time_t t = time (NULL);
-        struct tm tm;
-        localtime_r (&t, &tm);
-        snprintf (buf, sizeof (buf), "gridrun-%s-%04d%02d%02d-%02d%02d%02d",
-                  spec->name, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                  tm.tm_hour, tm.tm_min, tm.tm_sec);
-        dir = buf;
-    }
-    char *abs = gr_abspath (dir);
-    if (!abs)
-        return gr_errprintf (errp, "cannot resolve run directory '%s': %s", dir,
-                             strerror (errno));
-    /* Every file of the run lives under it, with names of at most 64
-     * bytes, so bounding it here keeps every derived path whole. */
-    if (strlen (abs) > PATH_MAX - 128) {
-        gr_errprintf (errp, "run directory path is too long (%zu bytes; at most %d)",
-                      strlen (abs), PATH_MAX - 128);
-        free (abs);
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    char spath[PATH_MAX];
-    snprintf (spath, sizeof (spath), "%s/spec.yaml", abs);
-    if (stat (spath, &st) == 0) {
-        gr_errprintf (errp,
-                      "run directory '%s' already holds a run; give a new "
-                      "--run-dir (resuming a run is not supported yet)", abs);
-        free (abs);
-        return -1;
-    }
-    if (gr_mkdir_p (abs, 0700, errp) < 0 || chmod (abs, 0700) < 0) {
-        if (errno && errp && !errp->text[0])
-            gr_errprintf (errp, "cannot create '%s': %s", abs, strerror (errno));
-        free (abs);
-        return -1;
-    }
-    char odir[PATH_MAX];
-    snprintf (odir, sizeof (odir), "%s/out", abs);
-    if (gr_mkdir_p (odir, 0700, errp) < 0
-        || gr_write_file_atomic (spath, spec->text, spec->textlen, 0600, errp) < 0) {
-        free (abs);
-        return -1;
-    }
-    *dirp = abs;
-    return 0;
-}
-
 static void local_capacity (const gr_run_opts_t *o, int rank, int size,
                             gr_worker_info_t *info)
 {
@@ -477,9 +912,103 @@ static void local_capacity (const gr_run_opts_t *o, int rank, int size,
     info->mem = o->mem_per_worker ? o->mem_per_worker : caps.mem / (uint64_t)nlocal;
 }
 
+typedef struct replay_ctx {
+    gr_sched_t *sched;
+    uint32_t incarnation;
+    int rc;
+} replay_ctx_t;
+
+static int replay_cb (const gr_jrec_t *rec, void *arg)
+{
+    replay_ctx_t *c = arg;
+    switch (rec->type) {
+        case GR_JREC_RUN_START:
+            if (rec->run_start.incarnation > c->incarnation)
+                c->incarnation = rec->run_start.incarnation;
+            break;
+        case GR_JREC_TASK_START:
+            for (uint32_t i = 0; i < rec->start.n; i++) {
+                if (gr_sched_restore_start (c->sched, &rec->start.tasks[i],
+                                            (int)rec->start.worker) < 0)
+                    return -1;
+            }
+            break;
+        case GR_JREC_TASK_END:
+            for (uint32_t i = 0; i < rec->end.n; i++) {
+                if (gr_sched_restore_end (c->sched, &rec->end.tasks[i],
+                                          (int)rec->end.worker) < 0)
+                    return -1;
+            }
+            break;
+        default:
+            break;
+    }
+    return 0;
+}
+
+/* Rank 0 after the workers are known: resume state, journal, info file. */
+static int master_open (master_t *m, const gr_rundir_t *rd, gr_error_t *errp)
+{
+    char path[PATH_MAX];
+    gr_journal_opts_t jo;
+    uint64_t valid_len = 0;
+
+    m->incarnation = 1;
+    gr_rundir_file (m->run_dir, "journal", path, sizeof (path));
+    if (rd->resume) {
+        gr_journal_info_t info;
+        replay_ctx_t c = {.sched = m->sched};
+        if (gr_journal_replay (path, replay_cb, &c, &info, errp) < 0)
+            return -1;
+        if (info.damage != GR_JDAMAGE_NONE)
+            GR_WARN ("%s", info.damage_text);
+        valid_len = info.valid_len;
+        m->incarnation = c.incarnation + 1;
+        if (gr_sched_restore_finish (m->sched, m->opts->retry_failed) < 0)
+            return gr_errprintf (errp, "out of memory restoring the run");
+        GR_INFO ("resuming '%s': incarnation %u, %" PRIu64 " journal records",
+                 m->run_dir, m->incarnation, info.records);
+    }
+    if (!m->opts->no_journal) {
+        gr_journal_opts_init (&jo);
+        jo.commit_interval = m->opts->commit_interval;
+        if (!(m->journal = gr_journal_open (path, valid_len, &jo, errp)))
+            return -1;
+        gr_jrec_t rec = {.type = GR_JREC_RUN_START, .time = gr_wallclock ()};
+        rec.run_start.spec_hash = m->spec->hash;
+        rec.run_start.incarnation = m->incarnation;
+        rec.run_start.nworkers = (uint32_t)m->nworkers;
+        if (gr_journal_append (m->journal, &rec, errp) < 0)
+            return -1;
+        for (int r = 0; r < m->size; r++) {
+            if (m->w[r].rank < 0)
+                continue;
+            gr_jrec_t wr = {.type = GR_JREC_WORKER, .time = rec.time};
+            wr.worker.rank = (uint32_t)r;
+            wr.worker.cpus = m->w[r].info.cpus;
+            wr.worker.gpus = m->w[r].info.gpus;
+            snprintf (wr.worker.host, sizeof (wr.worker.host), "%s", m->w[r].info.host);
+            if (gr_journal_append (m->journal, &wr, errp) < 0)
+                return -1;
+        }
+        if (gr_journal_sync (m->journal, errp) < 0)
+            return -1;
+    }
+    char info[512], host[64];
+    if (gethostname (host, sizeof (host)) < 0)
+        strcpy (host, "?");
+    host[sizeof (host) - 1] = '\0';
+    int n = snprintf (info, sizeof (info),
+                      "pid %ld\nhost %s\nincarnation %u\nstarted %.3f\nworkers %d\n",
+                      (long)getpid (), host, m->incarnation, m->started_wall, m->nworkers);
+    return gr_write_file_atomic (gr_rundir_file (m->run_dir, "master.info", path, sizeof (path)),
+                                 info, (size_t)n, 0600, errp);
+}
+
 int gr_run (const gr_run_opts_t *opts)
 {
     int rank, size;
+    gr_rundir_t rd = {0};
     gr_spec_t *spec = NULL;
     char *run_dir = NULL;
     char *blob = NULL;
@@ -496,20 +1025,19 @@ int gr_run (const gr_run_opts_t *opts)
     MPI_Comm_size (MPI_COMM_WORLD, &size);
 
     if (rank == 0) {
-        if (gr_spec_load (opts->spec_path, &spec, &err) < 0) {
+        if (gr_rundir_prepare (opts, &rd, &err) < 0) {
             fprintf (stderr, "gridrun: %s\n", err.text);
             len64 = -GR_EXIT_USAGE;
         }
-        else if (make_run_dir (opts, spec, &run_dir, &err) < 0) {
-            fprintf (stderr, "gridrun: %s\n", err.text);
-            len64 = -GR_EXIT_USAGE;
-        }
-        else if (pack_setup (run_dir, spec, &blob, &bloblen) < 0) {
+        else if (pack_setup (rd.path, rd.spec, &blob, &bloblen) < 0) {
             fprintf (stderr, "gridrun: cannot pack the spec: %s\n", strerror (errno));
             len64 = -GR_EXIT_INTERNAL;
         }
-        else
+        else {
             len64 = (int64_t)bloblen;
+            spec = rd.spec;
+            run_dir = rd.path;
+        }
     }
     MPI_Bcast (&len64, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
     if (len64 < 0) {
@@ -590,6 +1118,11 @@ int gr_run (const gr_run_opts_t *opts)
     m.run_dir = run_dir;
     m.size = size;
     m.ch = ch;
+    m.started_wall = gr_wallclock ();
+    m.alone = self != NULL;
+    m.grace = opts->grace >= 0 ? opts->grace : spec->grace;
+    if (opts->deadline > 0)
+        m.deadline = gr_now () + (opts->deadline - gr_wallclock ());
     if (!(m.sched = gr_sched_create (spec, opts->seed ? opts->seed
                                                       : (uint64_t)time (NULL)))
         || !(m.x = gr_expand_create ()) || !(m.w = calloc ((size_t)size, sizeof (wstate_t)))) {
@@ -604,30 +1137,52 @@ int gr_run (const gr_run_opts_t *opts)
             m.total_cpus += infos[r].cpus;
         }
     }
+    if (master_open (&m, &rd, &err) < 0) {
+        fprintf (stderr, "gridrun: %s\n", err.text);
+        MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
+    }
     GR_INFO ("job '%s': %" PRIu64 " tasks, %d worker%s, %" PRIu64 " cpus, run dir %s",
              spec->name, spec->total, m.nworkers, m.nworkers == 1 ? "" : "s",
              m.total_cpus, run_dir);
-    if (master_loop (&m, self) < 0) {
+    code = master_loop (&m, self);
+    if (code < 0) {
         GR_ERROR ("master failed: %s", strerror (errno));
+        journal_sync (&m);
         MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
     }
     double wall = gr_now () - m.t_start;
-    const gr_sched_stats_t *st = gr_sched_stats (m.sched);
-    code = (st->failed || st->skipped) ? GR_EXIT_FAILED : GR_EXIT_OK;
+    gr_jrec_t rec = {.type = GR_JREC_RUN_END, .time = gr_wallclock ()};
+    rec.run_end.exit_code = code;
+    if (journal_put (&m, &rec) < 0 || journal_sync (&m) < 0)
+        code = GR_EXIT_INTERNAL;
+    snapshot (&m, code == GR_EXIT_RESUMABLE ? "drained" : "finished", true);
     if (write_summary (&m, wall, code) < 0)
         code = GR_EXIT_INTERNAL;
-    while (gr_chan_progress (ch) > 0)
+    if (m.journal && gr_journal_close (m.journal, &err) < 0) {
+        GR_ERROR ("%s", err.text);
+        code = GR_EXIT_INTERNAL;
+    }
+    m.journal = NULL;
+    /* Last: a supervisor takes this file as the run's committed outcome. */
+    if (write_exit_status (run_dir, code) < 0)
+        code = GR_EXIT_INTERNAL;
+    double until = gr_now () + 5;
+    while (gr_chan_progress (ch) > 0 && gr_now () < until)
         gr_sleep (1e-4);
 
 done:
     gr__worker_destroy (self);
-    gr_chan_destroy (ch, 1);
+    gr_chan_destroy (ch, finalize_ok);
     gr_sched_destroy (m.sched);
     gr_expand_destroy (m.x);
     free (m.w);
     free (infos);
     free (blob);
-    free (run_dir);
-    gr_spec_destroy (spec);
+    if (rank == 0)
+        gr_rundir_release (&rd);
+    else {
+        free (run_dir);
+        gr_spec_destroy (spec);
+    }
     return code;
 }

@@ -9,6 +9,7 @@
 #ifndef GR_RUNTIME_RUNTIME_H
 #define GR_RUNTIME_RUNTIME_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Exit codes, as documented in gridrun(1). */
@@ -33,7 +34,26 @@ typedef struct gr_run_opts {
     uint64_t output_cap;        /* bytes kept per stream per attempt */
     uint64_t seed;              /* backoff jitter seed */
     int quiet;                  /* no summary on stdout */
+
+    /* Durability and draining. */
+    bool force;                 /* resume even though the spec changed */
+    bool retry_failed;          /* resume: run tasks that failed for good again */
+    bool no_journal;            /* benchmarks only: no journal, no resume */
+    double commit_interval;     /* journal group commit, seconds */
+    double grace;               /* drain grace; < 0: the spec's grace: */
+    int preempt_signal;         /* drains like SIGTERM and SIGINT (SIGUSR2) */
+    double deadline;            /* wall clock the run must end by; 0: none */
+    double lost_after;          /* a silent worker is lost after this long */
+    double snapshot_interval;   /* seconds between run.h5 snapshots */
 } gr_run_opts_t;
+
+/* Signal handling: every rank counts drain signals; only the master acts.
+ * Install before MPI_Init so MPI's threads inherit nothing odd. */
+int gr_runtime_signals_init (int preempt_signal);
+
+/* False when the master must not call MPI_Finalize (a worker was lost, and
+ * Open MPI can hang there); the launcher ends mpirun. */
+bool gr_run_should_finalize (void);
 
 void gr_run_opts_init (gr_run_opts_t *o);
 

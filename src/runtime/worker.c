@@ -31,6 +31,7 @@ typedef struct run {
     bool used;
     bool timed_out;
     bool killed;
+    bool drain_termed;      /* SIGTERM sent because the run is draining */
     gr_assign_rec_t a;
     pid_t pid;              /* 0 for a builtin */
     double start;
@@ -73,6 +74,9 @@ struct gr_worker {
     bool started;
     bool shutdown;
     bool bye;
+    bool draining;
+    double drain_term_at;   /* when running tasks get SIGTERM */
+    double drain_kill_at;   /* and SIGKILL */
 
     char extra[GR_EXTRA_ENV][PATH_MAX + 32];
     char **envp;
@@ -190,7 +194,7 @@ static int send_ready (gr_worker_t *w, double now)
         pf = w->opts->max_prefetch;
     depth = w->cpus + (uint32_t)pf;
     want = depth > w->nrunning + w->qlen ? depth - w->nrunning - (uint32_t)w->qlen : 0;
-    if (w->shutdown)
+    if (w->shutdown || w->draining)
         want = 0;
 
     size_t len = gr_ready_size (w->nres);
@@ -272,6 +276,20 @@ static void release (gr_worker_t *w, run_t *r)
     r->used = false;
 }
 
+/* Whether a task's exit counts as success (drained tasks that still
+ * finish cleanly are done, not requeued). */
+static bool exit_ok (const gr_worker_t *w, const run_t *r, const gr_result_rec_t *res)
+{
+    const gr_taskdef_t *d = &w->spec->tasks[r->a.def];
+    if (res->signal)
+        return false;
+    for (size_t i = 0; i < d->nsuccess; i++) {
+        if (d->success[i] == res->exit_code)
+            return true;
+    }
+    return false;
+}
+
 static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru,
                    double now)
 {
@@ -294,6 +312,8 @@ static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru
         gr_exec_kill_group (r->pid, SIGKILL);
         if (r->timed_out)
             res.flags |= GR_RES_TIMEOUT;
+        else if (r->drain_termed && !exit_ok (w, r, &res))
+            res.flags |= GR_RES_KILLED;
         if (r->out_captured && gr_outlog_take (w->ol, r->out_spool, &oo, &ol) < 0)
             GR_ERROR ("cannot keep task output: %s", strerror (errno));
         if (r->err_captured && gr_outlog_take (w->ol, r->err_spool, &eo, &el) < 0)
@@ -407,7 +427,7 @@ static int start (gr_worker_t *w, run_t *r, uint32_t slot, double now)
     int rc;
 
     r->start = now;
-    r->timed_out = r->killed = false;
+    r->timed_out = r->killed = r->drain_termed = false;
     r->out_captured = r->err_captured = false;
     r->deadline = d->timeout > 0 ? now + d->timeout : 0;
     if (gr_expand_select (w->x, d, r->a.index) < 0
@@ -477,7 +497,7 @@ out:
 static int start_ready (gr_worker_t *w, double now)
 {
     int did = 0;
-    while (w->qlen > 0) {
+    while (w->qlen > 0 && !w->draining) {
         gr_assign_rec_t *a = &w->q[w->qhead];
         const gr_taskdef_t *d = &w->spec->tasks[a->def];
         if (d->builtin == GR_BUILTIN_NOOP && d->noop_duration <= 0) {
@@ -521,6 +541,32 @@ static int start_ready (gr_worker_t *w, double now)
     return did;
 }
 
+/* The master drains the run: give back what has not started, and let what
+ * runs finish until drain_in seconds from now (a second drain may shorten
+ * it), sending SIGTERM shortly before and SIGKILL at the end. */
+static int drain (gr_worker_t *w, double drain_in)
+{
+    double now = gr_now ();
+    double deadline = now + (drain_in > 0 ? drain_in : 0);
+    double term_at = deadline - (drain_in >= 2 ? 1.0 : drain_in / 2);
+
+    if (!w->draining || deadline < w->drain_kill_at) {
+        w->drain_kill_at = deadline;
+        w->drain_term_at = term_at;
+    }
+    w->draining = true;
+    while (w->qlen > 0) {
+        gr_result_rec_t res = {.id = w->q[w->qhead].id, .exit_code = -1,
+                               .flags = GR_RES_RETURNED};
+        w->qhead = (w->qhead + 1) % w->qcap;
+        w->qlen--;
+        if (push_result (w, &res, now) < 0)
+            return -1;
+    }
+    GR_DEBUG ("draining: %u running tasks have %.1fs", w->nrunning, drain_in);
+    return 0;
+}
+
 static int recv_assign (gr_worker_t *w)
 {
     void *buf;
@@ -553,6 +599,8 @@ static int recv_assign (gr_worker_t *w)
         w->received += h.ntasks;
         if (h.flags & GR_ASSIGN_SHUTDOWN)
             w->shutdown = true;
+        if ((h.flags & GR_ASSIGN_DRAIN) && drain (w, h.drain_in) < 0)
+            return -1;
         did++;
     }
     return did;
@@ -591,8 +639,10 @@ static int enforce (gr_worker_t *w, double now)
         if (!r->used)
             continue;
         if (r->pid == 0) {
-            if (now >= r->noop_end) {
-                gr_result_rec_t res = {.id = r->a.id, .wall = now - r->start};
+            bool cut = w->draining && now >= w->drain_kill_at && now < r->noop_end;
+            if (now >= r->noop_end || cut) {
+                gr_result_rec_t res = {.id = r->a.id, .wall = now - r->start,
+                                       .flags = cut ? GR_RES_KILLED : 0};
                 index_record (w, r, &res, 0, 0, 0, 0);
                 release (w, r);
                 if (push_result (w, &res, now) < 0)
@@ -611,6 +661,15 @@ static int enforce (gr_worker_t *w, double now)
         if (r->timed_out && !r->killed && now >= r->kill_at) {
             gr_exec_kill_group (r->pid, SIGKILL);
             r->killed = true;
+        }
+        if (w->draining && !r->drain_termed && !r->timed_out && now >= w->drain_term_at) {
+            gr_exec_kill_group (r->pid, SIGTERM);
+            r->drain_termed = true;
+        }
+        if (w->draining && !r->killed && now >= w->drain_kill_at) {
+            gr_exec_kill_group (r->pid, SIGKILL);
+            r->killed = true;
+            r->drain_termed = true;
         }
     }
     return 0;
@@ -679,6 +738,11 @@ double gr__worker_idle_wait (const gr_worker_t *w, int *has_procs)
             next = r->deadline;
         if (r->timed_out && !r->killed && r->kill_at < next)
             next = r->kill_at;
+        if (w->draining) {
+            double t = r->drain_termed ? w->drain_kill_at : w->drain_term_at;
+            if (!r->killed && t < next)
+                next = t;
+        }
     }
     *has_procs = w->nprocs > 0;
     return next > now ? next - now : 0;

@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "src/ckpt/snapshot.h"
+#include "src/journal/journal.h"
 #include "src/proto/proto.h"
 #include "src/spec/spec.h"
 
@@ -33,6 +35,7 @@ typedef enum {
     GR_OUTCOME_FAILED = 2,  /* failed for good: retries exhausted */
     GR_OUTCOME_POISON = 3,  /* crashed crash_limit times: never retried */
     GR_OUTCOME_STALE = 4,   /* unknown or already-finished attempt id */
+    GR_OUTCOME_REQUEUED = 5,/* not a failure (drain, lost worker): runs again */
 } gr_outcome_kind_t;
 
 typedef struct gr_outcome {
@@ -41,6 +44,7 @@ typedef struct gr_outcome {
     uint64_t index;
     uint64_t key;
     uint32_t attempt;
+    uint32_t row;           /* the task's row in the task table */
     double delay;           /* RETRY: seconds until it may run again */
     int worker;
     char reason[128];       /* failures: "exit 3", "SIGSEGV", "timeout after 5s" */
@@ -57,7 +61,10 @@ typedef struct gr_sched_stats {
     uint64_t crashes;       /* attempts ended by a signal gridrun did not send */
     uint64_t attempts;      /* attempts that reported back */
     uint64_t running;       /* attempts in flight */
-    uint64_t waiting;       /* waiting out a retry backoff */
+    uint64_t waiting;       /* waiting out a retry backoff, or requeued */
+    uint64_t requeued;      /* attempts given back (drain, lost worker) */
+    uint64_t duplicates;    /* extra successful ends found in the journal */
+    uint64_t resumed_done;  /* of done: completed by an earlier incarnation */
     double busy_seconds;    /* sum of attempt wall times */
     double cpu_seconds;     /* sum of user + system time */
 } gr_sched_stats_t;
@@ -81,17 +88,70 @@ gr_sched_t *gr_sched_create (const gr_spec_t *spec, uint64_t seed);
 void gr_sched_destroy (gr_sched_t *s);
 
 /* Pick the next task that fits a worker offering cpus/gpus/mem (mem 0:
- * unknown, not checked) and record it as in flight on `worker`.  Returns 1
- * with rec filled, 0 if nothing can run now, -1 on error. */
+ * unknown, not checked) and whose expected duration (the mean wall time of
+ * its definition's finished tasks, else its timeout, else unknown and
+ * assumed to fit) is at most max_duration (pass a huge value for no
+ * limit), and record it as in flight on `worker`.  Returns 1 with rec
+ * filled, 0 if nothing can run now, -1 on error. */
 int gr_sched_next (gr_sched_t *s, double now, int worker, uint32_t cpus,
-                   uint32_t gpus, uint64_t mem, gr_assign_rec_t *rec);
+                   uint32_t gpus, uint64_t mem, double max_duration,
+                   gr_assign_rec_t *rec);
 
 /* Account the result of an attempt and decide what follows. */
 int gr_sched_complete (gr_sched_t *s, double now, const gr_result_rec_t *res,
                        gr_outcome_t *out);
 
+/* Give back every attempt in flight on `worker` (it was lost): each runs
+ * again, not counted as a failure.  fn, if not NULL, sees each outcome. */
+typedef void (*gr_outcome_f) (const gr_outcome_t *o, void *arg);
+int gr_sched_requeue_worker (gr_sched_t *s, int worker, gr_outcome_f fn,
+                             void *arg);
+
 /* True when every task has ended (done, failed or skipped). */
 bool gr_sched_finished (const gr_sched_t *s);
+
+/* Resume.  Before the first gr_sched_next, feed the task records of the
+ * journal of earlier incarnations, in order, then call
+ * gr_sched_restore_finish.  Per key, the first successful end wins and
+ * later successful ends count as duplicates, never as completions;
+ * attempts continue from the highest one seen; a task that was in flight
+ * or waiting for a retry runs again; one that failed for good stays failed
+ * unless retry_failed.  Keys the current spec does not produce are kept
+ * in the table but not counted. */
+int gr_sched_restore_start (gr_sched_t *s, const gr_jstart_t *t, int worker);
+int gr_sched_restore_end (gr_sched_t *s, const gr_jend_t *t, int worker);
+int gr_sched_restore_finish (gr_sched_t *s, bool retry_failed);
+
+/* The task table: one row per task that has had an attempt (or that the
+ * journal knows), 32 bytes each; tasks not yet started cost nothing.
+ * Rows stay valid and in place until the scheduler is destroyed. */
+typedef struct gr_task_row {
+    uint64_t key;
+    uint64_t index : 40;    /* at most 2^40 tasks per definition */
+    uint64_t def : 24;      /* more than GR_SPEC_MAX_TASKDEFS */
+    float wall;             /* seconds, last attempt */
+    uint32_t maxrss_kb;
+    uint16_t worker;        /* rank of the last attempt */
+    uint16_t attempts;
+    uint8_t exit_code;      /* last attempt's exit status (errno if it could
+                               not start); meaningless with a signal */
+    uint8_t signal;
+    uint8_t state : 4;      /* gr_task_state_t */
+    uint8_t flags : 4;      /* GR_RES_* of the last attempt */
+    uint8_t crashes;
+} gr_task_row_t;
+
+/* The exit code as people read it: -1 for a signal or no attempt yet. */
+static inline int gr_task_row_exit (const gr_task_row_t *r)
+{
+    return r->signal || r->attempts == 0 ? -1 : r->exit_code;
+}
+
+size_t gr_sched_rows (const gr_sched_t *s, const gr_task_row_t **rows);
+
+/* Describe why an attempt failed ("exit 3", "killed by SIGSEGV", ...). */
+void gr_sched_describe (const gr_taskdef_t *d, int exit_code, int signal,
+                        uint32_t flags, char *buf, size_t len);
 
 /* The earliest time a waiting retry becomes ready; 0 if none waits. */
 double gr_sched_next_retry (const gr_sched_t *s);

@@ -84,3 +84,39 @@ summary_line () {
 index_lines () {
     cat "$1"/out/w*.idx | cut -f1-5
 }
+
+# gr_launch N RUN-ARGS...: gridrun launch (the supervisor) over
+# scripts/local-mpirun with N ranks.
+gr_launch () {
+    local n=$1
+    shift
+    GRIDRUN_MPIRUN="$LOCAL_MPIRUN" timeout -k 5 300 "$GRIDRUN" launch -n "$n" -- "$@"
+}
+
+# gr_launch_bg N LOG RUN-ARGS...: the same in a session of its own, in the
+# background; sets $launch_pid (also the session id, for pkill -s).
+gr_launch_bg () {
+    local n=$1 log=$2
+    shift 2
+    GRIDRUN_MPIRUN="$LOCAL_MPIRUN" setsid "$GRIDRUN" launch -n "$n" -- "$@" > "$log" 2>&1 &
+    launch_pid=$!
+}
+
+# kill_session SID: SIGKILL every process of a session (launcher, mpirun,
+# ranks and tasks), then wait until they are gone.
+kill_session () {
+    local sid=$1 i
+    pkill -KILL -s "$sid" 2> /dev/null
+    for i in $(seq 1 100); do
+        pgrep -s "$sid" > /dev/null 2>&1 || return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# rand_between LO HI (tenths of a second) -> seconds, e.g. 0.7
+rand_between () {
+    local lo=$1 hi=$2
+    local t=$(( lo + RANDOM % (hi - lo + 1) ))
+    printf '%d.%d' $((t / 10)) $((t % 10))
+}

@@ -53,11 +53,13 @@ rc=$?
 grep -q "4: 4 done, 0 failed" out0.txt || fail "without mpirun: $(cat out0.txt)"
 grep -q "on 1 worker" out0.txt || fail "without mpirun: not one worker: $(cat out0.txt)"
 
-# A run directory is never reused by accident.
+# The same command on a finished run directory resumes it: nothing is left
+# to run, and nothing runs twice.
 gr_run 1 job.yaml --run-dir run1 > again.out 2>&1
 rc=$?
-[ $rc -eq 2 ] || fail "reusing a run dir: exit $rc"
-grep -q "already holds a run" again.out || fail "reuse message: $(cat again.out)"
+[ $rc -eq 0 ] || fail "resuming a finished run: exit $rc: $(cat again.out)"
+grep -q "4 done before" again.out || fail "resume message: $(cat again.out)"
+grep -q "attempts    0:" again.out || fail "a finished task ran again: $(cat again.out)"
 
 # Output of an unknown task is a clear error.
 "$GRIDRUN" output run1 'nope[3]' 2> nope.err && fail "unknown task gave output"

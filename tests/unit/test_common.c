@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check_main.h"
@@ -75,6 +76,25 @@ START_TEST (test_sizes)
     ck_assert_int_eq (gr_parse_u64 ("18446744073709551616", &v), -1);
     ck_assert_int_eq (gr_parse_u64 ("12a", &v), -1);
     ck_assert_int_eq (gr_parse_u64 (" 1", &v), -1);
+}
+END_TEST
+
+START_TEST (test_deadline)
+{
+    double d, now = (double)time (NULL);
+    ck_assert_int_eq (gr_parse_deadline ("+2h", &d), 0);
+    ck_assert_double_eq_tol (d, now + 7200, 2);
+    ck_assert_int_eq (gr_parse_deadline ("1800000000", &d), 0);
+    ck_assert_double_eq (d, 1800000000);
+    ck_assert_int_eq (gr_parse_deadline ("2030-01-02T03:04:05", &d), 0);
+    struct tm tm = {.tm_year = 130, .tm_mon = 0, .tm_mday = 2, .tm_hour = 3,
+                    .tm_min = 4, .tm_sec = 5, .tm_isdst = -1};
+    ck_assert_double_eq (d, (double)mktime (&tm));
+    ck_assert_int_eq (gr_parse_deadline ("2030-01-02 03:04", &d), 0);
+    const char *bad[] = {"", "+", "+soon", "tomorrow", "2030-13-45T99:00", "12:00",
+                         "2030-01-02T03:04:05Z"};
+    for (size_t i = 0; i < sizeof (bad) / sizeof (bad[0]); i++)
+        ck_assert_msg (gr_parse_deadline (bad[i], &d) == -1, "accepted '%s'", bad[i]);
 }
 END_TEST
 
@@ -174,6 +194,7 @@ int main (void)
     tcase_add_test (tc, test_errprintf);
     tcase_add_test (tc, test_durations);
     tcase_add_test (tc, test_sizes);
+    tcase_add_test (tc, test_deadline);
     tcase_add_test (tc, test_hash_pinned);
     tcase_add_test (tc, test_crc32c);
     tcase_add_test (tc, test_rng);

@@ -210,6 +210,12 @@ START_TEST (test_group_kill_and_status)
     ck_assert_int_gt (ru.ru_maxrss, 0);
     char name[32];
     ck_assert_str_eq (gr_signal_name (SIGSEGV, name, sizeof (name)), "SIGSEGV");
+    ck_assert_int_eq (gr_parse_signal ("USR2"), SIGUSR2);
+    ck_assert_int_eq (gr_parse_signal ("SIGusr1"), SIGUSR1);
+    ck_assert_int_eq (gr_parse_signal ("15"), SIGTERM);
+    ck_assert_int_eq (gr_parse_signal ("SIGNOPE"), -1);
+    ck_assert_int_eq (gr_parse_signal ("0"), -1);
+    ck_assert_int_eq (gr_parse_signal (""), -1);
     gr_exec_destroy (ex);
 }
 END_TEST

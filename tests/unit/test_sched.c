@@ -10,6 +10,8 @@
 #include "src/sched/sched.h"
 #include "src/spec/spec.h"
 
+#define NOLIMIT 1e30
+
 static gr_spec_t *parse (const char *yaml)
 {
     gr_spec_t *spec = NULL;
@@ -66,14 +68,14 @@ START_TEST (test_order_and_fit)
     ck_assert_ptr_nonnull (s);
     /* A 2-cpu worker gets a's three tasks in order, never big. */
     for (int i = 0; i < 3; i++) {
-        ck_assert_int_eq (gr_sched_next (s, 0, 1, 2, 0, 0, &a[i]), 1);
+        ck_assert_int_eq (gr_sched_next (s, 0, 1, 2, 0, 0, NOLIMIT, &a[i]), 1);
         ck_assert_uint_eq (a[i].def, 0);
         ck_assert_uint_eq (a[i].index, (uint64_t)i);
         ck_assert_uint_eq (a[i].attempt, 1);
     }
-    ck_assert_int_eq (gr_sched_next (s, 0, 1, 2, 0, 0, &a[3]), 0);
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 2, 0, 0, NOLIMIT, &a[3]), 0);
     /* A 4-cpu worker gets big. */
-    ck_assert_int_eq (gr_sched_next (s, 0, 2, 4, 0, 0, &a[3]), 1);
+    ck_assert_int_eq (gr_sched_next (s, 0, 2, 4, 0, 0, NOLIMIT, &a[3]), 1);
     ck_assert_uint_eq (a[3].def, 1);
     ck_assert (a[0].key != a[1].key && a[1].key != a[2].key);
     ck_assert (!gr_sched_finished (s));
@@ -106,24 +108,24 @@ START_TEST (test_retry_then_fail)
     gr_sched_t *s = gr_sched_create (spec, 1);
     gr_assign_rec_t a;
     gr_outcome_t o;
-    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, &a), 1);
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, NOLIMIT, &a), 1);
     gr_result_rec_t r = result (&a, 1, 0, 0);
     ck_assert_int_eq (gr_sched_complete (s, 100, &r, &o), 0);
     ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
     ck_assert_double_eq (o.delay, 10);
     ck_assert_str_eq (o.reason, "exit 1");
     /* Not before its backoff has passed. */
-    ck_assert_int_eq (gr_sched_next (s, 105, 1, 1, 0, 0, &a), 0);
+    ck_assert_int_eq (gr_sched_next (s, 105, 1, 1, 0, 0, NOLIMIT, &a), 0);
     ck_assert_double_eq (gr_sched_next_retry (s), 110);
     ck_assert (!gr_sched_finished (s));
-    ck_assert_int_eq (gr_sched_next (s, 110, 1, 1, 0, 0, &a), 1);
+    ck_assert_int_eq (gr_sched_next (s, 110, 1, 1, 0, 0, NOLIMIT, &a), 1);
     ck_assert_uint_eq (a.attempt, 2);
     r = result (&a, 0, 0, GR_RES_TIMEOUT);
     ck_assert_int_eq (gr_sched_complete (s, 120, &r, &o), 0);
     ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
     ck_assert_double_eq (o.delay, 20);
     ck_assert_ptr_nonnull (strstr (o.reason, "timeout"));
-    ck_assert_int_eq (gr_sched_next (s, 140, 1, 1, 0, 0, &a), 1);
+    ck_assert_int_eq (gr_sched_next (s, 140, 1, 1, 0, 0, NOLIMIT, &a), 1);
     ck_assert_uint_eq (a.attempt, 3);
     r = result (&a, 2, 0, 0);
     ck_assert_int_eq (gr_sched_complete (s, 141, &r, &o), 0);
@@ -149,7 +151,7 @@ START_TEST (test_success_codes)
     gr_sched_t *s = gr_sched_create (spec, 1);
     gr_assign_rec_t a;
     gr_outcome_t o;
-    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, &a), 1);
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, NOLIMIT, &a), 1);
     gr_result_rec_t r = result (&a, 4, 0, 0);
     ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
     ck_assert_int_eq (o.kind, GR_OUTCOME_DONE);
@@ -168,17 +170,17 @@ START_TEST (test_poison)
     gr_sched_t *s = gr_sched_create (spec, 1);
     gr_assign_rec_t a;
     gr_outcome_t o;
-    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, &a), 1);
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, NOLIMIT, &a), 1);
     gr_result_rec_t r = result (&a, -1, 11, 0);
     ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
     ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
     ck_assert_str_eq (o.reason, "killed by SIGSEGV");
     /* A timeout kill is not a crash and does not count toward poison. */
-    ck_assert_int_eq (gr_sched_next (s, 2, 1, 1, 0, 0, &a), 1);
+    ck_assert_int_eq (gr_sched_next (s, 2, 1, 1, 0, 0, NOLIMIT, &a), 1);
     r = result (&a, -1, 15, GR_RES_TIMEOUT);
     ck_assert_int_eq (gr_sched_complete (s, 3, &r, &o), 0);
     ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
-    ck_assert_int_eq (gr_sched_next (s, 4, 1, 1, 0, 0, &a), 1);
+    ck_assert_int_eq (gr_sched_next (s, 4, 1, 1, 0, 0, NOLIMIT, &a), 1);
     r = result (&a, -1, 11, 0);
     ck_assert_int_eq (gr_sched_complete (s, 5, &r, &o), 0);
     ck_assert_int_eq (o.kind, GR_OUTCOME_POISON);
@@ -210,26 +212,26 @@ START_TEST (test_dag)
     gr_outcome_t o;
     /* prep (both) and other are ready; main and fin wait. */
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq (gr_sched_next (s, 0, 1, 8, 0, 0, &a[i]), 1);
+        ck_assert_int_eq (gr_sched_next (s, 0, 1, 8, 0, 0, NOLIMIT, &a[i]), 1);
     ck_assert_uint_eq (a[0].def, 0);
     ck_assert_uint_eq (a[1].def, 0);
     ck_assert_uint_eq (a[2].def, 2);
-    ck_assert_int_eq (gr_sched_next (s, 0, 1, 8, 0, 0, &b), 0);
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 8, 0, 0, NOLIMIT, &b), 0);
     gr_result_rec_t r = result (&a[0], 0, 0, 0);
     gr_sched_complete (s, 1, &r, &o);
-    ck_assert_int_eq (gr_sched_next (s, 1, 1, 8, 0, 0, &b), 0);
+    ck_assert_int_eq (gr_sched_next (s, 1, 1, 8, 0, 0, NOLIMIT, &b), 0);
     r = result (&a[1], 0, 0, 0);
     gr_sched_complete (s, 1, &r, &o);
-    ck_assert_int_eq (gr_sched_next (s, 1, 1, 8, 0, 0, &b), 1);
+    ck_assert_int_eq (gr_sched_next (s, 1, 1, 8, 0, 0, NOLIMIT, &b), 1);
     ck_assert_uint_eq (b.def, 1);
     r = result (&b, 0, 0, 0);
     gr_sched_complete (s, 2, &r, &o);
     /* fin still waits for other, which now fails: fin is skipped. */
-    ck_assert_int_eq (gr_sched_next (s, 2, 1, 8, 0, 0, &b), 0);
+    ck_assert_int_eq (gr_sched_next (s, 2, 1, 8, 0, 0, NOLIMIT, &b), 0);
     r = result (&a[2], 1, 0, 0);
     gr_sched_complete (s, 3, &r, &o);
     ck_assert_int_eq (o.kind, GR_OUTCOME_FAILED);
-    ck_assert_int_eq (gr_sched_next (s, 3, 1, 8, 0, 0, &b), 0);
+    ck_assert_int_eq (gr_sched_next (s, 3, 1, 8, 0, 0, NOLIMIT, &b), 0);
     ck_assert (gr_sched_finished (s));
     const gr_sched_stats_t *st = gr_sched_stats (s);
     ck_assert_uint_eq (st->done, 3);
@@ -250,7 +252,7 @@ START_TEST (test_lazy_memory)
     gr_outcome_t o;
     ck_assert_uint_eq (gr_sched_stats (s)->total, 10000000);
     for (int round = 0; round < 1000; round++) {
-        ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, &a), 1);
+        ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, NOLIMIT, &a), 1);
         gr_result_rec_t r = result (&a, 0, 0, 0);
         gr_sched_complete (s, 0, &r, &o);
         ck_assert_int_eq (o.kind, GR_OUTCOME_DONE);
@@ -271,7 +273,7 @@ START_TEST (test_slowest)
     gr_assign_rec_t a;
     gr_outcome_t o;
     for (int i = 0; i < 20; i++) {
-        ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, &a), 1);
+        ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, NOLIMIT, &a), 1);
         gr_result_rec_t r = result (&a, 0, 0, 0);
         r.wall = (double)((i * 7) % 20);
         gr_sched_complete (s, 0, &r, &o);
@@ -281,6 +283,183 @@ START_TEST (test_slowest)
     ck_assert_int_eq (n, GR_SCHED_SLOWEST);
     for (int i = 0; i < n; i++)
         ck_assert_double_eq (slow[i].wall, 19 - i);
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_restore)
+{
+    const char *yaml = "name: t\n"
+                       "tasks:\n"
+                       "  - name: a\n"
+                       "    command: [x]\n"
+                       "    params: {i: {range: [0, 5]}}\n"
+                       "    retries: {max: 3, backoff: 0}\n"
+                       "  - name: b\n"
+                       "    command: [y]\n"
+                       "    after: a\n";
+    gr_spec_t *spec = parse (yaml);
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a[6];
+    gr_outcome_t o;
+    /* A first incarnation hands out all six tasks of a. */
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq (gr_sched_next (s, 0, 1, 8, 0, 0, NOLIMIT, &a[i]), 1);
+    uint64_t keys[6];
+    for (int i = 0; i < 6; i++)
+        keys[i] = a[i].key;
+    gr_sched_destroy (s);
+
+    /* Its journal: 0 done, then done again (a duplicate); 1 done; 2 failed
+     * for good; 3 in flight (start, no end); 4 failed, to be retried;
+     * 5 never started. */
+    s = gr_sched_create (spec, 1);
+    gr_jstart_t st;
+    for (int i = 0; i < 5; i++) {
+        st = (gr_jstart_t){.key = keys[i], .index = (uint64_t)i, .def = 0, .attempt = 1};
+        ck_assert_int_eq (gr_sched_restore_start (s, &st, 1), 0);
+    }
+    gr_jend_t e = {.key = keys[0], .index = 0, .def = 0, .attempt = 1,
+                   .outcome = GR_JOUT_DONE, .wall = 2.0};
+    ck_assert_int_eq (gr_sched_restore_end (s, &e, 1), 0);
+    e.attempt = 2;
+    ck_assert_int_eq (gr_sched_restore_end (s, &e, 2), 0);
+    e = (gr_jend_t){.key = keys[1], .index = 1, .attempt = 1, .outcome = GR_JOUT_DONE};
+    ck_assert_int_eq (gr_sched_restore_end (s, &e, 1), 0);
+    e = (gr_jend_t){.key = keys[2], .index = 2, .attempt = 1, .exit_code = 9,
+                    .outcome = GR_JOUT_FAILED};
+    ck_assert_int_eq (gr_sched_restore_end (s, &e, 1), 0);
+    e = (gr_jend_t){.key = keys[4], .index = 4, .attempt = 1, .exit_code = 1,
+                    .outcome = GR_JOUT_RETRY};
+    ck_assert_int_eq (gr_sched_restore_end (s, &e, 1), 0);
+    ck_assert_int_eq (gr_sched_restore_finish (s, false), 0);
+
+    /* Only 3, 4 and 5 run again; 4 continues at attempt 2. */
+    gr_assign_rec_t b[4];
+    int n = 0;
+    while (n < 4 && gr_sched_next (s, 0, 1, 8, 0, 0, NOLIMIT, &b[n]) == 1)
+        n++;
+    ck_assert_int_eq (n, 3);
+    ck_assert_uint_eq (b[0].index, 3);
+    ck_assert_uint_eq (b[0].attempt, 2);
+    ck_assert_uint_eq (b[1].index, 4);
+    ck_assert_uint_eq (b[1].attempt, 2);
+    ck_assert_uint_eq (b[2].index, 5);
+    ck_assert_uint_eq (b[2].attempt, 1);
+    const gr_sched_stats_t *sst = gr_sched_stats (s);
+    ck_assert_uint_eq (sst->done, 2);
+    ck_assert_uint_eq (sst->resumed_done, 2);
+    ck_assert_uint_eq (sst->duplicates, 1);
+    ck_assert_uint_eq (sst->failed, 1);
+    const gr_outcome_t *f;
+    ck_assert_int_eq (gr_sched_failures (s, &f), 1);
+    ck_assert_str_eq (f[0].reason, "exit 9");
+    for (int i = 0; i < 3; i++) {
+        gr_result_rec_t r = result (&b[i], 0, 0, 0);
+        gr_sched_complete (s, 1, &r, &o);
+        ck_assert_int_eq (o.kind, GR_OUTCOME_DONE);
+    }
+    /* a had a failure, so b is skipped, and the run is over. */
+    ck_assert_int_eq (gr_sched_next (s, 1, 1, 8, 0, 0, NOLIMIT, &b[0]), 0);
+    ck_assert (gr_sched_finished (s));
+    ck_assert_uint_eq (sst->done, 5);
+    ck_assert_uint_eq (sst->skipped, 1);
+    const gr_task_row_t *rows;
+    ck_assert_uint_eq (gr_sched_rows (s, &rows), 6);
+    gr_sched_destroy (s);
+
+    /* With retry_failed, task 2 runs again as attempt 2, and b runs. */
+    s = gr_sched_create (spec, 1);
+    e = (gr_jend_t){.key = keys[2], .index = 2, .attempt = 1, .exit_code = 9,
+                    .outcome = GR_JOUT_FAILED};
+    ck_assert_int_eq (gr_sched_restore_end (s, &e, 1), 0);
+    ck_assert_int_eq (gr_sched_restore_finish (s, true), 0);
+    int seen2 = 0;
+    while (gr_sched_next (s, 0, 1, 8, 0, 0, NOLIMIT, &b[0]) == 1) {
+        if (b[0].index == 2 && b[0].def == 0) {
+            ck_assert_uint_eq (b[0].attempt, 2);
+            seen2++;
+        }
+        gr_result_rec_t r = result (&b[0], 0, 0, 0);
+        gr_sched_complete (s, 1, &r, &o);
+    }
+    ck_assert_int_eq (seen2, 1);
+    ck_assert (gr_sched_finished (s));
+    ck_assert_uint_eq (gr_sched_stats (s)->done, 7);
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_requeue)
+{
+    gr_spec_t *spec = parse ("name: t\ntasks:\n  - name: a\n    command: [x]\n"
+                             "    params: {i: {range: [1, 4]}}\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a[4], b;
+    gr_outcome_t o;
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq (gr_sched_next (s, 0, 1 + i % 2, 8, 0, 0, NOLIMIT, &a[i]), 1);
+    /* Worker 2 is lost: its two tasks come back, not as failures. */
+    ck_assert_int_eq (gr_sched_requeue_worker (s, 2, NULL, NULL), 2);
+    ck_assert_uint_eq (gr_sched_stats (s)->requeued, 2);
+    ck_assert_uint_eq (gr_sched_stats (s)->failed, 0);
+    /* A late result from the lost worker is stale. */
+    gr_result_rec_t r = result (&a[1], 0, 0, 0);
+    gr_sched_complete (s, 1, &r, &o);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_STALE);
+    /* A drain gives back a queued task (no attempt used) and kills one. */
+    r = result (&a[0], 0, 0, GR_RES_RETURNED);
+    gr_sched_complete (s, 1, &r, &o);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_REQUEUED);
+    r = result (&a[2], -1, 15, GR_RES_KILLED);
+    gr_sched_complete (s, 1, &r, &o);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_REQUEUED);
+    ck_assert_uint_eq (gr_sched_stats (s)->failed, 0);
+    int n = 0;
+    uint32_t attempts[4] = {0};
+    while (gr_sched_next (s, 2, 3, 8, 0, 0, NOLIMIT, &b) == 1) {
+        attempts[b.index] = b.attempt;
+        r = result (&b, 0, 0, 0);
+        gr_sched_complete (s, 3, &r, &o);
+        ck_assert_int_eq (o.kind, GR_OUTCOME_DONE);
+        n++;
+    }
+    ck_assert_int_eq (n, 4);
+    ck_assert_uint_eq (attempts[0], 1); /* returned: its attempt did not count */
+    ck_assert_uint_eq (attempts[1], 2);
+    ck_assert_uint_eq (attempts[2], 2);
+    ck_assert_uint_eq (attempts[3], 2);
+    ck_assert (gr_sched_finished (s));
+    ck_assert_uint_eq (gr_sched_stats (s)->done, 4);
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_max_duration)
+{
+    gr_spec_t *spec = parse ("name: t\ntasks:\n"
+                             "  - name: long\n    command: [x]\n    timeout: 100s\n"
+                             "  - name: short\n    command: [y]\n    timeout: 5s\n"
+                             "  - name: unknown\n    command: [z]\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a;
+    gr_outcome_t o;
+    /* With 10 s left only short (timeout 5 s) and unknown start. */
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 8, 0, 0, 10, &a), 1);
+    ck_assert_uint_eq (a.def, 1);
+    gr_result_rec_t r = result (&a, 0, 0, 0);
+    gr_sched_complete (s, 1, &r, &o);
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 8, 0, 0, 10, &a), 1);
+    ck_assert_uint_eq (a.def, 2);
+    r = result (&a, 0, 0, 0);
+    gr_sched_complete (s, 1, &r, &o);
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 8, 0, 0, 10, &a), 0);
+    ck_assert (!gr_sched_finished (s));
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 8, 0, 0, 1000, &a), 1);
+    ck_assert_uint_eq (a.def, 0);
     gr_sched_destroy (s);
     gr_spec_destroy (spec);
 }
@@ -298,6 +477,9 @@ int main (void)
     tcase_add_test (tc, test_dag);
     tcase_add_test (tc, test_lazy_memory);
     tcase_add_test (tc, test_slowest);
+    tcase_add_test (tc, test_restore);
+    tcase_add_test (tc, test_requeue);
+    tcase_add_test (tc, test_max_duration);
     suite_add_tcase (s, tc);
     return gr_check_main (s);
 }

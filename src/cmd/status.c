@@ -1,0 +1,395 @@
+/* gridrun status RUN: what a run is doing or did, from its journal (the
+ * durable truth, up to one group commit behind) and its info files. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "src/common/fs.h"
+#include "src/common/gtime.h"
+#include "src/common/units.h"
+#include "src/journal/journal.h"
+#include "src/runtime/rundir.h"
+#include "src/runtime/runtime.h"
+#include "src/sched/sched.h"
+#include "src/spec/spec.h"
+#include "cmd.h"
+
+#define RATE_WINDOW 60.0
+
+typedef struct status {
+    gr_sched_t *sched;
+    uint32_t incarnation;
+    double inc_start;       /* wall clock of the current incarnation */
+    double first_start;
+    double last_time;
+    uint64_t started_cur, ended_cur;
+    /* Completions over time, for the recent rate. */
+    double *done_times;
+    size_t ndone, capdone;
+    bool ended;
+    int exit_code;
+    bool drained;
+    int lost;
+} status_t;
+
+static int status_cb (const gr_jrec_t *rec, void *arg)
+{
+    status_t *s = arg;
+    s->last_time = rec->time;
+    switch (rec->type) {
+        case GR_JREC_RUN_START:
+            s->incarnation = rec->run_start.incarnation;
+            s->inc_start = rec->time;
+            if (s->first_start == 0)
+                s->first_start = rec->time;
+            s->started_cur = s->ended_cur = 0;
+            s->ended = false;
+            s->drained = false;
+            break;
+        case GR_JREC_TASK_START:
+            s->started_cur += rec->start.n;
+            for (uint32_t i = 0; i < rec->start.n; i++) {
+                if (gr_sched_restore_start (s->sched, &rec->start.tasks[i],
+                                            (int)rec->start.worker) < 0)
+                    return -1;
+            }
+            break;
+        case GR_JREC_TASK_END:
+            s->ended_cur += rec->end.n;
+            for (uint32_t i = 0; i < rec->end.n; i++) {
+                const gr_jend_t *e = &rec->end.tasks[i];
+                if (gr_sched_restore_end (s->sched, e, (int)rec->end.worker) < 0)
+                    return -1;
+                if (e->outcome == GR_JOUT_DONE) {
+                    if (s->ndone == s->capdone) {
+                        size_t nc = s->capdone ? s->capdone * 2 : 1024;
+                        double *p = realloc (s->done_times, nc * sizeof (double));
+                        if (!p)
+                            return -1;
+                        s->done_times = p;
+                        s->capdone = nc;
+                    }
+                    s->done_times[s->ndone++] = rec->time;
+                }
+            }
+            break;
+        case GR_JREC_DRAIN:
+            s->drained = true;
+            break;
+        case GR_JREC_RUN_END:
+            s->ended = true;
+            s->exit_code = rec->run_end.exit_code;
+            break;
+        case GR_JREC_WORKER_LOST:
+            s->lost++;
+            break;
+        default:
+            break;
+    }
+    return 0;
+}
+
+static bool read_int_file (const char *path, int *out)
+{
+    char *buf;
+    size_t len;
+    if (gr_read_file (path, 64, &buf, &len, NULL) < 0)
+        return false;
+    char *end;
+    long v = strtol (buf, &end, 10);
+    bool ok = end != buf;
+    free (buf);
+    *out = (int)v;
+    return ok;
+}
+
+/* Is the master of this run alive?  Only answerable on its own host. */
+static const char *liveness (const char *run_dir, bool *alive)
+{
+    char path[PATH_MAX], *buf, host[64], mhost[64] = "";
+    size_t len;
+    long pid = 0;
+    *alive = false;
+    if (gr_read_file (gr_rundir_file (run_dir, "master.info", path, sizeof (path)),
+                      4096, &buf, &len, NULL) < 0)
+        return "unknown";
+    sscanf (buf, "pid %ld\nhost %63s", &pid, mhost);
+    free (buf);
+    if (gethostname (host, sizeof (host)) < 0)
+        host[0] = '\0';
+    host[sizeof (host) - 1] = '\0';
+    if (strcmp (host, mhost) != 0)
+        return "unknown (its master runs on another host)";
+    if (pid > 0 && kill ((pid_t)pid, 0) == 0) {
+        char cmd[256] = "";
+        snprintf (path, sizeof (path), "/proc/%ld/cmdline", pid);
+        FILE *f = fopen (path, "re");
+        if (f) {
+            size_t n = fread (cmd, 1, sizeof (cmd) - 1, f);
+            cmd[n] = '\0';
+            fclose (f);
+        }
+        if (strstr (cmd, "gridrun")) {
+            *alive = true;
+            return "running";
+        }
+    }
+    return "stopped";
+}
+
+static int parse_state (const char *s)
+{
+    if (strcmp (s, "done") == 0)
+        return GR_TASK_DONE;
+    if (strcmp (s, "failed") == 0)
+        return GR_TASK_FAILED;
+    if (strcmp (s, "poison") == 0)
+        return GR_TASK_POISON;
+    if (strcmp (s, "pending") == 0)
+        return GR_TASK_PENDING;
+    return -1;
+}
+
+static const struct option longopts[] = {
+    {"json", no_argument, NULL, 'j'},
+    {"failed", required_argument, NULL, 'f'},
+    {"list", required_argument, NULL, 'l'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+int gr_cmd_status (int argc, char **argv)
+{
+    int c, json = 0, rc = GR_EXIT_USAGE, list_state = -1;
+    long max_failed = 20;
+    char path[PATH_MAX], *buf = NULL;
+    size_t len;
+    gr_spec_t *spec = NULL;
+    gr_error_t err;
+    gr_expand_t *x = NULL;
+    status_t s = {0};
+    gr_journal_info_t info;
+
+    optind = 1;
+    while ((c = getopt_long (argc, argv, "jf:h", longopts, NULL)) != -1) {
+        switch (c) {
+            case 'j':
+                json = 1;
+                break;
+            case 'f':
+                max_failed = strtol (optarg, NULL, 10);
+                break;
+            case 'l':
+                if ((list_state = parse_state (optarg)) < 0) {
+                    fprintf (stderr, "gridrun: --list '%s': give done, failed, poison "
+                             "or pending\n", optarg);
+                    return GR_EXIT_USAGE;
+                }
+                break;
+            case 'h':
+                printf ("usage: gridrun status [--json] [--failed N] [--list STATE] RUN_DIR\n"
+                        "  --list STATE  print 'name key' of every task in STATE (done,\n"
+                        "                failed, poison, pending: started, not finished)\n");
+                return 0;
+            default:
+                fprintf (stderr, "gridrun: usage: gridrun status [--json] RUN_DIR\n");
+                return GR_EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf (stderr, "gridrun: usage: gridrun status [--json] RUN_DIR\n");
+        return GR_EXIT_USAGE;
+    }
+    const char *run_dir = argv[optind];
+    if (gr_read_file (gr_rundir_file (run_dir, "spec.pack", path, sizeof (path)),
+                      GR_SPEC_MAX_BYTES + GR_SPEC_MAX_PARAM_FILE, &buf, &len, &err) < 0) {
+        fprintf (stderr, "gridrun: '%s' is not a gridrun run directory: %s\n", run_dir,
+                 err.text);
+        return GR_EXIT_USAGE;
+    }
+    if (gr_spec_unpack (buf, len, &spec, &err) < 0) {
+        fprintf (stderr, "gridrun: the spec stored in '%s' does not load: %s\n", run_dir,
+                 err.text);
+        goto out;
+    }
+    if (!(s.sched = gr_sched_create (spec, 1)) || !(x = gr_expand_create ())) {
+        rc = GR_EXIT_INTERNAL;
+        goto out;
+    }
+    if (gr_journal_replay (gr_rundir_file (run_dir, "journal", path, sizeof (path)),
+                           status_cb, &s, &info, &err) < 0) {
+        fprintf (stderr, "gridrun: %s\n", err.text);
+        goto out;
+    }
+
+    uint64_t done = 0, failed = 0, poison = 0;
+    const gr_task_row_t *rows;
+    size_t nrows = gr_sched_rows (s.sched, &rows);
+    if (list_state >= 0) {
+        for (size_t i = 0; i < nrows; i++) {
+            const gr_task_row_t *r = &rows[i];
+            if (r->state != list_state)
+                continue;
+            const char *name = "?";
+            if (r->def < spec->ntasks && r->index < spec->tasks[r->def].count
+                && gr_expand_select (x, &spec->tasks[r->def], r->index) == 0)
+                name = gr_expand_name (x);
+            printf ("%s %016" PRIx64 "\n", name, r->key);
+        }
+        rc = 0;
+        goto out;
+    }
+    for (size_t i = 0; i < nrows; i++) {
+        if (rows[i].state == GR_TASK_DONE)
+            done++;
+        else if (rows[i].state == GR_TASK_FAILED)
+            failed++;
+        else if (rows[i].state == GR_TASK_POISON)
+            poison++;
+    }
+    int exit_status = -1;
+    bool have_exit = read_int_file (gr_rundir_file (run_dir, "exit_status", path, sizeof (path)),
+                                    &exit_status);
+    bool alive;
+    const char *state = liveness (run_dir, &alive);
+    if (have_exit && !alive)
+        state = exit_status == GR_EXIT_RESUMABLE ? "drained (resumable)"
+                : exit_status == GR_EXIT_OK       ? "finished"
+                : exit_status == GR_EXIT_FAILED   ? "finished with failures"
+                                                  : "ended with an error";
+    else if (!alive && strcmp (state, "stopped") == 0)
+        state = "stopped (not running; resume with gridrun run --run-dir)";
+    uint64_t running = alive && s.started_cur > s.ended_cur ? s.started_cur - s.ended_cur : 0;
+    uint64_t remaining = spec->total > done + failed + poison
+                             ? spec->total - done - failed - poison : 0;
+    double now = alive ? gr_wallclock () : s.last_time;
+    double recent = 0;
+    size_t k = s.ndone;
+    while (k > 0 && s.done_times[k - 1] >= now - RATE_WINDOW)
+        k--;
+    double window = now - s.first_start < RATE_WINDOW ? now - s.first_start : RATE_WINDOW;
+    if (window > 0)
+        recent = (double)(s.ndone - k) / window;
+    double overall = s.last_time > s.first_start ? (double)done / (s.last_time - s.first_start) : 0;
+    double eta = recent > 0 ? (double)remaining / recent : -1;
+
+    if (json) {
+        json_t *o = json_object ();
+        json_t *t = json_object ();
+        json_object_set_new (o, "run_dir", json_string (run_dir));
+        json_object_set_new (o, "job", json_string (spec->name));
+        json_object_set_new (o, "state", json_string (state));
+        json_object_set_new (o, "alive", json_boolean (alive));
+        json_object_set_new (o, "exit_status", have_exit ? json_integer (exit_status) : json_null ());
+        json_object_set_new (o, "incarnation", json_integer (s.incarnation));
+        json_object_set_new (t, "total", json_integer ((json_int_t)spec->total));
+        json_object_set_new (t, "done", json_integer ((json_int_t)done));
+        json_object_set_new (t, "failed", json_integer ((json_int_t)(failed + poison)));
+        json_object_set_new (t, "poison", json_integer ((json_int_t)poison));
+        json_object_set_new (t, "running", json_integer ((json_int_t)running));
+        json_object_set_new (t, "remaining", json_integer ((json_int_t)remaining));
+        json_object_set_new (t, "duplicates",
+                             json_integer ((json_int_t)gr_sched_stats (s.sched)->duplicates));
+        json_object_set_new (o, "tasks", t);
+        json_object_set_new (o, "throughput_recent", json_real (recent));
+        json_object_set_new (o, "throughput_overall", json_real (overall));
+        json_object_set_new (o, "eta_seconds", eta >= 0 && alive ? json_real (eta) : json_null ());
+        json_object_set_new (o, "workers_lost", json_integer (s.lost));
+        json_t *jn = json_object ();
+        json_object_set_new (jn, "records", json_integer ((json_int_t)info.records));
+        json_object_set_new (jn, "damage", info.damage ? json_string (info.damage_text) : json_null ());
+        json_object_set_new (o, "journal", jn);
+        json_t *fl = json_array ();
+        for (size_t i = 0; i < nrows; i++) {
+            const gr_task_row_t *r = &rows[i];
+            if (r->state != GR_TASK_FAILED && r->state != GR_TASK_POISON)
+                continue;
+            char reason[160];
+            json_t *f = json_object ();
+            char key[17];
+            snprintf (key, sizeof (key), "%016" PRIx64, r->key);
+            json_object_set_new (f, "key", json_string (key));
+            if (r->def < spec->ntasks && gr_expand_select (x, &spec->tasks[r->def], r->index) == 0) {
+                json_object_set_new (f, "name", json_string (gr_expand_name (x)));
+                json_object_set_new (f, "params", json_string (gr_expand_params_string (x)));
+                gr_sched_describe (&spec->tasks[r->def], gr_task_row_exit (r), r->signal, r->flags,
+                                   reason, sizeof (reason));
+                json_object_set_new (f, "reason", json_string (reason));
+            }
+            json_object_set_new (f, "attempts", json_integer (r->attempts));
+            json_object_set_new (f, "poison", json_boolean (r->state == GR_TASK_POISON));
+            json_array_append_new (fl, f);
+        }
+        json_object_set_new (o, "failed_tasks", fl);
+        char *text = json_dumps (o, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+        json_decref (o);
+        if (!text) {
+            rc = GR_EXIT_INTERNAL;
+            goto out;
+        }
+        puts (text);
+        free (text);
+    }
+    else {
+        char b1[32], b2[32];
+        printf ("run %s: job '%s', %s, incarnation %u\n", run_dir, spec->name, state,
+                s.incarnation);
+        printf ("  tasks       %" PRIu64 ": %" PRIu64 " done, %" PRIu64 " failed",
+                spec->total, done, failed + poison);
+        if (poison)
+            printf (" (%" PRIu64 " poison)", poison);
+        printf (", %" PRIu64 " running, %" PRIu64 " left\n", running, remaining);
+        printf ("  throughput  %.1f tasks/s over the last %s, %.1f overall\n", recent,
+                gr_fmt_duration (window > 0 ? window : 0, b1, sizeof (b1)), overall);
+        if (alive && eta >= 0)
+            printf ("  eta         %s\n", gr_fmt_duration (eta, b2, sizeof (b2)));
+        if (gr_sched_stats (s.sched)->duplicates)
+            printf ("  duplicates  %" PRIu64 " completions of finished tasks ignored\n",
+                    gr_sched_stats (s.sched)->duplicates);
+        if (s.lost)
+            printf ("  lost        %d worker%s\n", s.lost, s.lost == 1 ? "" : "s");
+        if (info.damage)
+            printf ("  journal     %s\n", info.damage_text);
+        long shown = 0;
+        for (size_t i = 0; i < nrows && shown < max_failed; i++) {
+            const gr_task_row_t *r = &rows[i];
+            if (r->state != GR_TASK_FAILED && r->state != GR_TASK_POISON)
+                continue;
+            char reason[160] = "?";
+            const char *name = "?";
+            if (r->def < spec->ntasks && gr_expand_select (x, &spec->tasks[r->def], r->index) == 0) {
+                name = gr_expand_name (x);
+                gr_sched_describe (&spec->tasks[r->def], gr_task_row_exit (r), r->signal, r->flags,
+                                   reason, sizeof (reason));
+            }
+            printf ("  failed      %s (%016" PRIx64 "): %s, %u attempt%s%s\n", name, r->key,
+                    reason, r->attempts, r->attempts == 1 ? "" : "s",
+                    r->state == GR_TASK_POISON ? ", poison" : "");
+            shown++;
+        }
+        if ((long)(failed + poison) > shown)
+            printf ("  failed      ... and %" PRIu64 " more (--failed N shows more)\n",
+                    failed + poison - (uint64_t)shown);
+    }
+    rc = 0;
+out:
+    free (buf);
+    free (s.done_times);
+    gr_expand_destroy (x);
+    gr_sched_destroy (s.sched);
+    gr_spec_destroy (spec);
+    return rc;
+}

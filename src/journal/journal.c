@@ -1,0 +1,853 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "src/common/fs.h"
+#include "src/common/gtime.h"
+#include "src/common/hash.h"
+#include "journal.h"
+
+/* Sizes of the encoded forms, in bytes.  The layout is written out field
+ * by field (see doc/journal-format.md), never copied from a struct, so it
+ * does not depend on the compiler's padding or the host's byte order. */
+#define FRAME_LEN 8                 /* u32 len, u32 crc */
+#define COMMON_LEN 9                /* u8 type, f64 time */
+#define BATCH_HDR_LEN (COMMON_LEN + 8) /* + u32 worker, u32 n */
+#define START_ENTRY_LEN 24
+#define END_ENTRY_LEN 72
+#define RUN_START_LEN (COMMON_LEN + 16)
+#define WORKER_MIN_LEN (COMMON_LEN + 13) /* + 3 x u32, u8 hostlen */
+#define HOST_MAX 63
+#define DRAIN_LEN (COMMON_LEN + 12)
+#define RUN_END_LEN (COMMON_LEN + 4)
+#define LOST_LEN (COMMON_LEN + 4)
+
+/* Replay reads this much at a time; it must hold the largest record. */
+#define READ_CHUNK (8u * 1024 * 1024)
+
+struct gr_journal {
+    int fd;
+    char *path;
+    gr_journal_opts_t opts;
+    uint64_t file_len;      /* bytes committed to the file */
+    unsigned char *buf;     /* encoded records not yet committed */
+    size_t len;
+    size_t cap;
+    uint64_t pending;       /* task entries in buf (see maybe_sync) */
+    double oldest;          /* gr_now() when buf became non-empty */
+    gr_journal_stats_t stats;
+};
+
+/* Little-endian packing. */
+
+static inline unsigned char *put_u8 (unsigned char *p, uint8_t v)
+{
+    *p = v;
+    return p + 1;
+}
+
+static inline unsigned char *put_u32 (unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+    return p + 4;
+}
+
+static inline unsigned char *put_u64 (unsigned char *p, uint64_t v)
+{
+    put_u32 (p, (uint32_t)v);
+    return put_u32 (p + 4, (uint32_t)(v >> 32));
+}
+
+static inline unsigned char *put_i32 (unsigned char *p, int32_t v)
+{
+    return put_u32 (p, (uint32_t)v);
+}
+
+static inline unsigned char *put_i64 (unsigned char *p, int64_t v)
+{
+    return put_u64 (p, (uint64_t)v);
+}
+
+static inline unsigned char *put_f64 (unsigned char *p, double v)
+{
+    uint64_t u;
+    memcpy (&u, &v, sizeof (u));
+    return put_u64 (p, u);
+}
+
+static inline uint32_t get_u32 (const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16
+           | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t get_u64 (const unsigned char *p)
+{
+    return (uint64_t)get_u32 (p) | (uint64_t)get_u32 (p + 4) << 32;
+}
+
+static inline int32_t get_i32 (const unsigned char *p)
+{
+    return (int32_t)get_u32 (p);
+}
+
+static inline int64_t get_i64 (const unsigned char *p)
+{
+    return (int64_t)get_u64 (p);
+}
+
+static inline double get_f64 (const unsigned char *p)
+{
+    uint64_t u = get_u64 (p);
+    double v;
+    memcpy (&v, &u, sizeof (v));
+    return v;
+}
+
+void gr_journal_opts_init (gr_journal_opts_t *o)
+{
+    o->commit_interval = 0.05;
+    o->commit_records = 4096;
+    o->nosync = false;
+}
+
+/* Writer. */
+
+static int reserve (gr_journal_t *j, size_t more)
+{
+    if (j->cap - j->len >= more)
+        return 0;
+    size_t ncap = j->cap ? j->cap : 65536;
+    while (ncap - j->len < more) {
+        if (ncap > SIZE_MAX / 2) {
+            errno = ENOMEM;
+            return -1;
+        }
+        ncap *= 2;
+    }
+    unsigned char *nb = realloc (j->buf, ncap);
+    if (!nb)
+        return -1;
+    j->buf = nb;
+    j->cap = ncap;
+    return 0;
+}
+
+/* Start a record at the end of the buffer; the frame is filled by
+ * end_record once the payload length is known. */
+static unsigned char *begin_record (gr_journal_t *j, const gr_jrec_t *rec)
+{
+    unsigned char *p = j->buf + j->len + FRAME_LEN;
+    p = put_u8 (p, (uint8_t)rec->type);
+    return put_f64 (p, rec->time);
+}
+
+static void end_record (gr_journal_t *j, unsigned char *end)
+{
+    unsigned char *frame = j->buf + j->len;
+    size_t plen = (size_t)(end - frame) - FRAME_LEN;
+    put_u32 (frame, (uint32_t)plen);
+    put_u32 (frame + 4, gr_crc32c (0, frame + FRAME_LEN, plen));
+    j->len += FRAME_LEN + plen;
+    j->stats.records++;
+    j->stats.bytes += FRAME_LEN + plen;
+}
+
+static unsigned char *put_start (unsigned char *p, const gr_jstart_t *t)
+{
+    p = put_u64 (p, t->key);
+    p = put_u64 (p, t->index);
+    p = put_u32 (p, t->def);
+    return put_u32 (p, t->attempt);
+}
+
+static unsigned char *put_end (unsigned char *p, const gr_jend_t *t)
+{
+    p = put_u64 (p, t->key);
+    p = put_u64 (p, t->index);
+    p = put_u32 (p, t->def);
+    p = put_u32 (p, t->attempt);
+    p = put_i32 (p, t->exit_code);
+    p = put_i32 (p, t->signal);
+    p = put_u32 (p, t->flags);
+    p = put_u32 (p, t->outcome);
+    p = put_f64 (p, t->wall);
+    p = put_f64 (p, t->utime);
+    p = put_f64 (p, t->stime);
+    return put_i64 (p, t->maxrss_kb);
+}
+
+/* Encode a batch of task starts or ends.  A batch too large for one record
+ * becomes several records of the same worker: each record stands alone on
+ * replay, so the split changes nothing a reader can rely on. */
+static int append_batch (gr_journal_t *j, const gr_jrec_t *rec)
+{
+    bool is_start = rec->type == GR_JREC_TASK_START;
+    uint32_t worker = is_start ? rec->start.worker : rec->end.worker;
+    uint32_t n = is_start ? rec->start.n : rec->end.n;
+    size_t esize = is_start ? START_ENTRY_LEN : END_ENTRY_LEN;
+    size_t per_rec = (GR_JOURNAL_MAX_RECORD - BATCH_HDR_LEN) / esize;
+    size_t nrec = n == 0 ? 1 : (n + per_rec - 1) / per_rec;
+
+    /* Reserve everything first, so a failure leaves the buffer as it was. */
+    if (reserve (j, nrec * (FRAME_LEN + BATCH_HDR_LEN) + (size_t)n * esize) < 0)
+        return -1;
+    size_t done = 0;
+    do {
+        size_t k = n - done < per_rec ? n - done : per_rec;
+        unsigned char *p = begin_record (j, rec);
+        p = put_u32 (p, worker);
+        p = put_u32 (p, (uint32_t)k);
+        for (size_t i = 0; i < k; i++) {
+            if (is_start)
+                p = put_start (p, &rec->start.tasks[done + i]);
+            else
+                p = put_end (p, &rec->end.tasks[done + i]);
+        }
+        end_record (j, p);
+        done += k;
+    } while (done < n);
+    j->pending += n;
+    return 0;
+}
+
+int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp)
+{
+    unsigned char *p;
+    size_t hostlen = 0;
+
+    if (!j || !rec) {
+        errno = EINVAL;
+        return gr_errprintf (errp, "journal append: no journal or record");
+    }
+    bool was_empty = j->len == 0;
+    switch (rec->type) {
+        case GR_JREC_TASK_START:
+        case GR_JREC_TASK_END: {
+            const void *tasks = rec->type == GR_JREC_TASK_START
+                                    ? (const void *)rec->start.tasks
+                                    : (const void *)rec->end.tasks;
+            uint32_t n = rec->type == GR_JREC_TASK_START ? rec->start.n
+                                                         : rec->end.n;
+            if (n > 0 && !tasks) {
+                errno = EINVAL;
+                return gr_errprintf (errp, "journal append: a batch of %" PRIu32
+                                     " tasks with no task array", n);
+            }
+            if (append_batch (j, rec) < 0)
+                return gr_errprintf (errp, "out of memory buffering journal "
+                                     "records for '%s'", j->path);
+            break;
+        }
+        case GR_JREC_WORKER:
+            hostlen = strnlen (rec->worker.host, sizeof (rec->worker.host));
+            if (hostlen > HOST_MAX) {
+                errno = EINVAL;
+                return gr_errprintf (errp, "journal append: the host name of "
+                                     "worker %" PRIu32 " is not terminated",
+                                     rec->worker.rank);
+            }
+            /* fall through */
+        case GR_JREC_RUN_START:
+        case GR_JREC_DRAIN:
+        case GR_JREC_RUN_END:
+        case GR_JREC_WORKER_LOST:
+            if (reserve (j, FRAME_LEN + WORKER_MIN_LEN + HOST_MAX) < 0)
+                return gr_errprintf (errp, "out of memory buffering journal "
+                                     "records for '%s'", j->path);
+            p = begin_record (j, rec);
+            if (rec->type == GR_JREC_RUN_START) {
+                p = put_u64 (p, rec->run_start.spec_hash);
+                p = put_u32 (p, rec->run_start.incarnation);
+                p = put_u32 (p, rec->run_start.nworkers);
+            }
+            else if (rec->type == GR_JREC_WORKER) {
+                p = put_u32 (p, rec->worker.rank);
+                p = put_u32 (p, rec->worker.cpus);
+                p = put_u32 (p, rec->worker.gpus);
+                p = put_u8 (p, (uint8_t)hostlen);
+                memcpy (p, rec->worker.host, hostlen);
+                p += hostlen;
+            }
+            else if (rec->type == GR_JREC_DRAIN) {
+                p = put_i32 (p, rec->drain.reason);
+                p = put_f64 (p, rec->drain.deadline);
+            }
+            else if (rec->type == GR_JREC_RUN_END)
+                p = put_i32 (p, rec->run_end.exit_code);
+            else
+                p = put_u32 (p, rec->lost.rank);
+            end_record (j, p);
+            j->pending++;
+            break;
+        default:
+            errno = EINVAL;
+            return gr_errprintf (errp, "journal append: unknown record type %d",
+                                 (int)rec->type);
+    }
+    if (was_empty)
+        j->oldest = gr_now ();
+    return 0;
+}
+
+/* Write the buffer at the end of the committed data and make it durable.
+ * On failure the file is cut back to what was committed, so a torn batch
+ * never sits in front of records a retry writes, and the buffer stays for
+ * that retry.  A failed fdatasync is handled the same way: after one, the
+ * kernel may have dropped the dirty pages, so the data must be written
+ * again rather than synced again. */
+static int commit (gr_journal_t *j, gr_error_t *errp)
+{
+    if (j->len == 0)
+        return 0;
+    double t0 = gr_now ();
+    if (gr_pwrite_all (j->fd, j->buf, j->len, (off_t)j->file_len) < 0
+        || (!j->opts.nosync && fdatasync (j->fd) < 0)) {
+        int saved = errno;
+        if (ftruncate (j->fd, (off_t)j->file_len) < 0) {
+            /* Nothing more to do: the retry overwrites the torn bytes
+             * anyway, since it writes at file_len, not at the end. */
+        }
+        j->stats.sync_seconds += gr_now () - t0;
+        errno = saved;
+        return gr_errprintf (errp, "cannot write journal '%s': %s; %zu bytes "
+                             "of records are not durable and stay buffered "
+                             "for a retry; the journal up to them is intact, "
+                             "so the run can be resumed from it",
+                             j->path, strerror (saved), j->len);
+    }
+    j->stats.sync_seconds += gr_now () - t0;
+    /* Under nosync this counts the commits that would have synced, which is
+     * what a benchmark of the write path wants to see. */
+    j->stats.syncs++;
+    j->file_len += j->len;
+    j->len = 0;
+    j->pending = 0;
+    j->oldest = 0;
+    return 0;
+}
+
+int gr_journal_maybe_sync (gr_journal_t *j, double now, gr_error_t *errp)
+{
+    if (!j || j->len == 0)
+        return 0;
+    if (now - j->oldest < j->opts.commit_interval
+        && j->pending < j->opts.commit_records)
+        return 0;
+    if (commit (j, errp) < 0)
+        return -1;
+    return 1;
+}
+
+int gr_journal_sync (gr_journal_t *j, gr_error_t *errp)
+{
+    if (!j) {
+        errno = EINVAL;
+        return gr_errprintf (errp, "journal sync: no journal");
+    }
+    return commit (j, errp);
+}
+
+double gr_journal_due (const gr_journal_t *j)
+{
+    if (!j || j->len == 0)
+        return 0;
+    return j->oldest + j->opts.commit_interval;
+}
+
+void gr_journal_get_stats (const gr_journal_t *j, gr_journal_stats_t *st)
+{
+    if (j)
+        *st = j->stats;
+    else
+        memset (st, 0, sizeof (*st));
+}
+
+/* The first bytes of a journal: the magic, whose last byte is the format
+ * version, so that a future version is named as such rather than taken
+ * for a foreign file. */
+static int check_header (const char *path, const unsigned char *hdr,
+                         size_t n, gr_error_t *errp)
+{
+    errno = EINVAL;
+    if (n < GR_JOURNAL_HDR_LEN
+        || memcmp (hdr, GR_JOURNAL_MAGIC, GR_JOURNAL_HDR_LEN - 1) != 0)
+        return gr_errprintf (errp, "'%s' is not a gridrun journal", path);
+    if (hdr[GR_JOURNAL_HDR_LEN - 1]
+        != (unsigned char)GR_JOURNAL_MAGIC[GR_JOURNAL_HDR_LEN - 1])
+        return gr_errprintf (errp, "'%s' is a gridrun journal of format "
+                             "version %u, which this gridrun cannot read",
+                             path, (unsigned)hdr[GR_JOURNAL_HDR_LEN - 1]);
+    return 0;
+}
+
+static void journal_free (gr_journal_t *j)
+{
+    int saved = errno;
+    if (j->fd >= 0)
+        close (j->fd);
+    free (j->buf);
+    free (j->path);
+    free (j);
+    errno = saved;
+}
+
+/* fd is what open() gave for path: check that it opened a regular file
+ * and stat it.  Errors name the path. */
+static int check_opened (int fd, const char *path, struct stat *st, gr_error_t *errp)
+{
+    if (fd < 0)
+        return gr_errprintf (errp, "cannot open journal '%s': %s", path,
+                             strerror (errno));
+    if (fstat (fd, st) < 0)
+        return gr_errprintf (errp, "cannot stat journal '%s': %s", path,
+                             strerror (errno));
+    if (!S_ISREG (st->st_mode)) {
+        errno = EINVAL;
+        return gr_errprintf (errp, "journal '%s' is not a regular file", path);
+    }
+    return 0;
+}
+
+gr_journal_t *gr_journal_open (const char *path, uint64_t valid_len,
+                               const gr_journal_opts_t *opts, gr_error_t *errp)
+{
+    gr_journal_t *j = NULL;
+    struct stat st;
+    unsigned char hdr[GR_JOURNAL_HDR_LEN];
+
+    if (!path) {
+        errno = EINVAL;
+        gr_errprintf (errp, "journal open: no path");
+        return NULL;
+    }
+    if (!(j = calloc (1, sizeof (*j))) || !(j->path = strdup (path))) {
+        free (j);
+        errno = ENOMEM;
+        gr_errprintf (errp, "out of memory opening journal '%s'", path);
+        return NULL;
+    }
+    j->fd = -1;
+    if (opts)
+        j->opts = *opts;
+    else
+        gr_journal_opts_init (&j->opts);
+
+    j->fd = open (path, O_RDWR | O_CLOEXEC);
+    if (j->fd < 0 && errno == ENOENT) {
+        /* Create the file whole, header included, by rename: a crash while
+         * creating leaves no journal rather than one without a header,
+         * which resume would refuse. */
+        if (gr_write_file_atomic (path, GR_JOURNAL_MAGIC, GR_JOURNAL_HDR_LEN,
+                                  0600, errp) < 0)
+            goto error;
+        j->fd = open (path, O_RDWR | O_CLOEXEC);
+    }
+    if (check_opened (j->fd, path, &st, errp) < 0)
+        goto error;
+    ssize_t n;
+    do
+        n = pread (j->fd, hdr, sizeof (hdr), 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        gr_errprintf (errp, "cannot read journal '%s': %s", path,
+                      strerror (errno));
+        goto error;
+    }
+    if (check_header (path, hdr, (size_t)n, errp) < 0)
+        goto error;
+    j->file_len = (uint64_t)st.st_size;
+    if (valid_len > 0) {
+        if (valid_len < GR_JOURNAL_HDR_LEN || valid_len > j->file_len) {
+            errno = EINVAL;
+            gr_errprintf (errp, "journal '%s' is %" PRIu64 " bytes long, but "
+                          "%" PRIu64 " bytes were to be kept; replay it "
+                          "again before appending", path, j->file_len,
+                          valid_len);
+            goto error;
+        }
+        if (valid_len < j->file_len) {
+            if (ftruncate (j->fd, (off_t)valid_len) < 0 || fdatasync (j->fd) < 0) {
+                gr_errprintf (errp, "cannot cut the damaged tail off journal "
+                              "'%s': %s", path, strerror (errno));
+                goto error;
+            }
+            j->file_len = valid_len;
+        }
+    }
+    return j;
+error:
+    journal_free (j);
+    return NULL;
+}
+
+int gr_journal_close (gr_journal_t *j, gr_error_t *errp)
+{
+    int rc = 0;
+    if (!j)
+        return 0;
+    if (commit (j, errp) < 0)
+        rc = gr_errprintf (errp, "cannot write journal '%s': %s; the records "
+                           "since its last commit are lost, but the journal "
+                           "up to them is intact, so the run can be resumed "
+                           "from it", j->path, strerror (errno));
+    if (close (j->fd) < 0 && rc == 0)
+        rc = gr_errprintf (errp, "cannot close journal '%s': %s", j->path,
+                           strerror (errno));
+    j->fd = -1;
+    journal_free (j);
+    return rc;
+}
+
+/* Replay. */
+
+typedef struct {
+    int fd;
+    unsigned char *buf;
+    size_t cap;
+    size_t pos;             /* next unparsed byte in buf */
+    size_t end;             /* end of the bytes read into buf */
+    uint64_t buf_off;       /* file offset of buf[0] */
+    uint64_t file_len;      /* bytes to read, from fstat */
+    uint64_t read_off;      /* file offset of buf[end] */
+    void *tasks;            /* decoded batch, reused */
+    size_t tasks_cap;       /* bytes */
+} reader_t;
+
+/* Make at least need bytes available at pos, reading more of the file if
+ * there is more.  Returns the bytes available, which is less than need only
+ * at the end of the file; -1 on a read error. */
+static ssize_t fill (reader_t *r, size_t need)
+{
+    if (r->end - r->pos >= need)
+        return (ssize_t)need;
+    if (r->pos > 0) {
+        memmove (r->buf, r->buf + r->pos, r->end - r->pos);
+        r->buf_off += r->pos;
+        r->end -= r->pos;
+        r->pos = 0;
+    }
+    while (r->end < r->cap && r->read_off < r->file_len) {
+        uint64_t left = r->file_len - r->read_off;
+        size_t want = r->cap - r->end;
+        if (want > left)
+            want = (size_t)left;
+        ssize_t n = read (r->fd, r->buf + r->end, want);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0) {
+            /* The file shrank under us: what was read is all there is. */
+            r->file_len = r->read_off;
+            break;
+        }
+        r->end += (size_t)n;
+        r->read_off += (uint64_t)n;
+        if (r->end - r->pos >= need)
+            break;
+    }
+    return (ssize_t)(r->end - r->pos < need ? r->end - r->pos : need);
+}
+
+/* Whether the visible start of a record that runs past the end of the file
+ * agrees with its length.  A torn write leaves a prefix of a real record,
+ * which does; a length that was damaged usually no longer matches the type
+ * and count that follow it, and is then reported as a bad length, not as a
+ * harmless torn tail. */
+static bool prefix_agrees (const unsigned char *p, size_t have, uint32_t len)
+{
+    if (have < 1)
+        return true;
+    switch (p[0]) {
+        case GR_JREC_RUN_START:
+            return len == RUN_START_LEN;
+        case GR_JREC_DRAIN:
+            return len == DRAIN_LEN;
+        case GR_JREC_RUN_END:
+            return len == RUN_END_LEN;
+        case GR_JREC_WORKER_LOST:
+            return len == LOST_LEN;
+        case GR_JREC_WORKER:
+            if (len < WORKER_MIN_LEN || len > WORKER_MIN_LEN + HOST_MAX)
+                return false;
+            return have < WORKER_MIN_LEN
+                   || len == WORKER_MIN_LEN + (uint32_t)p[WORKER_MIN_LEN - 1];
+        case GR_JREC_TASK_START:
+        case GR_JREC_TASK_END: {
+            uint64_t esize = p[0] == GR_JREC_TASK_START ? START_ENTRY_LEN
+                                                        : END_ENTRY_LEN;
+            if (len < BATCH_HDR_LEN || (len - BATCH_HDR_LEN) % esize != 0)
+                return false;
+            return have < BATCH_HDR_LEN
+                   || len == BATCH_HDR_LEN + esize * get_u32 (p + COMMON_LEN + 4);
+        }
+        default:
+            return false;
+    }
+}
+
+/* Decode one payload whose CRC matched.  Returns 0, or -1 with *why set
+ * when it does not parse. */
+static int decode (reader_t *r, const unsigned char *p, uint32_t len,
+                   gr_jrec_t *rec, const char **why)
+{
+    const unsigned char *q = p + COMMON_LEN;
+    uint32_t rest = len - COMMON_LEN;
+
+    memset (rec, 0, sizeof (*rec));
+    rec->type = (gr_jrec_type_t)p[0];
+    rec->time = get_f64 (p + 1);
+    switch (p[0]) {
+        case GR_JREC_RUN_START:
+            if (len != RUN_START_LEN)
+                goto badsize;
+            rec->run_start.spec_hash = get_u64 (q);
+            rec->run_start.incarnation = get_u32 (q + 8);
+            rec->run_start.nworkers = get_u32 (q + 12);
+            return 0;
+        case GR_JREC_WORKER: {
+            if (len < WORKER_MIN_LEN)
+                goto badsize;
+            uint32_t hostlen = q[12];
+            if (hostlen > HOST_MAX) {
+                *why = "a host name longer than 63 bytes";
+                return -1;
+            }
+            if (len != WORKER_MIN_LEN + hostlen)
+                goto badsize;
+            if (memchr (q + 13, '\0', hostlen)) {
+                *why = "a NUL byte inside a host name";
+                return -1;
+            }
+            rec->worker.rank = get_u32 (q);
+            rec->worker.cpus = get_u32 (q + 4);
+            rec->worker.gpus = get_u32 (q + 8);
+            memcpy (rec->worker.host, q + 13, hostlen);
+            rec->worker.host[hostlen] = '\0';
+            return 0;
+        }
+        case GR_JREC_TASK_START:
+        case GR_JREC_TASK_END: {
+            bool is_start = p[0] == GR_JREC_TASK_START;
+            size_t esize = is_start ? START_ENTRY_LEN : END_ENTRY_LEN;
+            size_t tsize = is_start ? sizeof (gr_jstart_t) : sizeof (gr_jend_t);
+            if (rest < 8)
+                goto badsize;
+            uint32_t worker = get_u32 (q);
+            uint32_t n = get_u32 (q + 4);
+            /* 64-bit product: n is as large as the file wants. */
+            if ((uint64_t)rest - 8 != (uint64_t)n * esize)
+                goto badsize;
+            q += 8;
+            if ((size_t)n * tsize > r->tasks_cap) {
+                void *nt = realloc (r->tasks, (size_t)n * tsize);
+                if (!nt)
+                    return -2;
+                r->tasks = nt;
+                r->tasks_cap = (size_t)n * tsize;
+            }
+            if (is_start) {
+                gr_jstart_t *t = r->tasks;
+                for (uint32_t i = 0; i < n; i++, q += START_ENTRY_LEN) {
+                    t[i].key = get_u64 (q);
+                    t[i].index = get_u64 (q + 8);
+                    t[i].def = get_u32 (q + 16);
+                    t[i].attempt = get_u32 (q + 20);
+                }
+                rec->start.worker = worker;
+                rec->start.n = n;
+                rec->start.tasks = t;
+            }
+            else {
+                gr_jend_t *t = r->tasks;
+                for (uint32_t i = 0; i < n; i++, q += END_ENTRY_LEN) {
+                    t[i].key = get_u64 (q);
+                    t[i].index = get_u64 (q + 8);
+                    t[i].def = get_u32 (q + 16);
+                    t[i].attempt = get_u32 (q + 20);
+                    t[i].exit_code = get_i32 (q + 24);
+                    t[i].signal = get_i32 (q + 28);
+                    t[i].flags = get_u32 (q + 32);
+                    t[i].outcome = get_u32 (q + 36);
+                    t[i].wall = get_f64 (q + 40);
+                    t[i].utime = get_f64 (q + 48);
+                    t[i].stime = get_f64 (q + 56);
+                    t[i].maxrss_kb = get_i64 (q + 64);
+                    /* The runtime indexes by outcome; only known ones pass. */
+                    if (t[i].outcome > GR_JOUT_REQUEUED) {
+                        *why = "an unknown task outcome";
+                        return -1;
+                    }
+                }
+                rec->end.worker = worker;
+                rec->end.n = n;
+                rec->end.tasks = t;
+            }
+            return 0;
+        }
+        case GR_JREC_DRAIN:
+            if (len != DRAIN_LEN)
+                goto badsize;
+            rec->drain.reason = get_i32 (q);
+            rec->drain.deadline = get_f64 (q + 4);
+            return 0;
+        case GR_JREC_RUN_END:
+            if (len != RUN_END_LEN)
+                goto badsize;
+            rec->run_end.exit_code = get_i32 (q);
+            return 0;
+        case GR_JREC_WORKER_LOST:
+            if (len != LOST_LEN)
+                goto badsize;
+            rec->lost.rank = get_u32 (q);
+            return 0;
+        default:
+            *why = "an unknown record type";
+            return -1;
+    }
+badsize:
+    *why = "a size that does not fit its record type";
+    return -1;
+}
+
+static void set_damage (gr_journal_info_t *info, const char *path,
+                        gr_jdamage_t kind, uint64_t off, const char *what)
+{
+    info->damage = kind;
+    info->damage_offset = off;
+    snprintf (info->damage_text, sizeof (info->damage_text),
+              "journal '%s' is damaged at byte %" PRIu64 " (%s); the %" PRIu64
+              " records before it are kept", path, off, what, info->records);
+}
+
+int gr_journal_replay (const char *path, gr_journal_rec_f fn, void *arg,
+                       gr_journal_info_t *info, gr_error_t *errp)
+{
+    reader_t r = { .fd = -1 };
+    gr_journal_info_t local;
+    struct stat st;
+    char what[128];
+
+    if (!info)
+        info = &local;
+    memset (info, 0, sizeof (*info));
+    if (!path) {
+        errno = EINVAL;
+        return gr_errprintf (errp, "journal replay: no path");
+    }
+    r.fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (check_opened (r.fd, path, &st, errp) < 0) {
+        if (r.fd < 0)
+            return -1;
+        goto error;
+    }
+    r.file_len = (uint64_t)st.st_size;
+    r.cap = r.file_len < READ_CHUNK ? (size_t)r.file_len + 1 : READ_CHUNK;
+    if (!(r.buf = malloc (r.cap))) {
+        gr_errprintf (errp, "out of memory replaying journal '%s'", path);
+        goto error;
+    }
+    (void)posix_fadvise (r.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+
+    ssize_t have = fill (&r, GR_JOURNAL_HDR_LEN);
+    if (have < 0)
+        goto readerr;
+    if (check_header (path, r.buf, (size_t)have, errp) < 0)
+        goto error;
+    r.pos = GR_JOURNAL_HDR_LEN;
+    info->valid_len = GR_JOURNAL_HDR_LEN;
+
+    for (;;) {
+        uint64_t off = r.buf_off + r.pos;
+        if ((have = fill (&r, FRAME_LEN)) < 0)
+            goto readerr;
+        if (have == 0)
+            break;
+        if ((size_t)have < FRAME_LEN) {
+            set_damage (info, path, GR_JDAMAGE_TORN, off,
+                        "the file ends inside a record's frame: a torn write");
+            break;
+        }
+        uint32_t len = get_u32 (r.buf + r.pos);
+        uint32_t crc = get_u32 (r.buf + r.pos + 4);
+        if (len < COMMON_LEN || len > GR_JOURNAL_MAX_RECORD) {
+            snprintf (what, sizeof (what), "an impossible record length of "
+                      "%" PRIu32 " bytes", len);
+            set_damage (info, path, GR_JDAMAGE_LENGTH, off, what);
+            break;
+        }
+        if ((have = fill (&r, FRAME_LEN + (size_t)len)) < 0)
+            goto readerr;
+        const unsigned char *p = r.buf + r.pos + FRAME_LEN;
+        if ((size_t)have < FRAME_LEN + len) {
+            if (prefix_agrees (p, (size_t)have - FRAME_LEN, len))
+                set_damage (info, path, GR_JDAMAGE_TORN, off,
+                            "a record that runs past the end of the file: "
+                            "a torn write");
+            else {
+                snprintf (what, sizeof (what), "a record length of %" PRIu32
+                          " bytes that does not fit its contents", len);
+                set_damage (info, path, GR_JDAMAGE_LENGTH, off, what);
+            }
+            break;
+        }
+        if (gr_crc32c (0, p, len) != crc) {
+            set_damage (info, path, GR_JDAMAGE_CRC, off,
+                        "a record whose CRC does not match its contents");
+            break;
+        }
+        gr_jrec_t rec;
+        const char *why = NULL;
+        int rc = decode (&r, p, len, &rec, &why);
+        if (rc == -2) {
+            gr_errprintf (errp, "out of memory replaying journal '%s'", path);
+            goto error;
+        }
+        if (rc < 0) {
+            snprintf (what, sizeof (what), "a record that does not parse: %s",
+                      why);
+            set_damage (info, path, GR_JDAMAGE_FORMAT, off, what);
+            break;
+        }
+        if (fn) {
+            errno = 0;
+            if (fn (&rec, arg) < 0) {
+                if (errno == 0)
+                    errno = ECANCELED;
+                gr_errprintf (errp, "replay of journal '%s' was stopped at "
+                              "byte %" PRIu64 " by its reader", path, off);
+                goto error;
+            }
+        }
+        r.pos += FRAME_LEN + len;
+        info->records++;
+        info->valid_len = off + FRAME_LEN + len;
+    }
+    info->file_len = r.file_len;
+    close (r.fd);
+    free (r.buf);
+    free (r.tasks);
+    return 0;
+readerr:
+    gr_errprintf (errp, "cannot read journal '%s': %s", path, strerror (errno));
+error:;
+    int saved = errno;
+    info->file_len = r.file_len;
+    close (r.fd);
+    free (r.buf);
+    free (r.tasks);
+    errno = saved;
+    return -1;
+}

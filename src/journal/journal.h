@@ -1,0 +1,194 @@
+/* The run journal: an append-only file of CRC-framed records that lets a
+ * killed run resume with no completed task lost or counted twice.
+ *
+ * File layout (all integers little-endian):
+ *
+ *   header   8 bytes  "GRJNL\0\0\1"  (magic + format version 1)
+ *   record*  u32 len | u32 crc | payload[len]
+ *
+ * len counts the payload only; crc is gr_crc32c over the payload.  The
+ * payload starts with a u8 record type and a f64 wall-clock time; the rest
+ * depends on the type (see gr_jrec_t).  Task records come in batches (one
+ * record holds the starts of one ASSIGN message, or the ends of one READY
+ * message), which keeps the CRC and write cost per task low.
+ *
+ * Writing is group commit: records are appended to a memory buffer and
+ * written with one write() and one fdatasync() when commit_interval has
+ * passed since the oldest uncommitted record, or commit_records are
+ * pending, or gr_journal_sync() is called.  A record is durable only after
+ * the sync that covers it.
+ *
+ * Replay reads records in order and stops at the first damaged one: a
+ * short tail (a torn write), a length that runs past the end, an
+ * impossible length, or a CRC mismatch.  Everything before the damage is
+ * delivered; the damage is reported with its offset, and the writer can
+ * truncate it away before appending.
+ *
+ * Only the master writes the journal.
+ */
+#ifndef GR_JOURNAL_JOURNAL_H
+#define GR_JOURNAL_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "src/common/error.h"
+
+#define GR_JOURNAL_MAGIC "GRJNL\0\0\1"
+#define GR_JOURNAL_HDR_LEN 8
+/* No record is larger than this; a larger length is damage. */
+#define GR_JOURNAL_MAX_RECORD (4u * 1024 * 1024)
+
+typedef enum {
+    GR_JREC_RUN_START = 1,  /* a run (or a resume of it) begins */
+    GR_JREC_WORKER = 2,     /* a worker of this incarnation: rank and host */
+    GR_JREC_TASK_START = 3, /* a batch of attempts handed to one worker */
+    GR_JREC_TASK_END = 4,   /* a batch of attempt results from one worker */
+    GR_JREC_DRAIN = 5,      /* the run began to drain */
+    GR_JREC_RUN_END = 6,    /* the run ended; exit code */
+    GR_JREC_WORKER_LOST = 7,/* a worker was declared lost */
+} gr_jrec_type_t;
+
+/* Outcome of an attempt, as the master decided it (sched's outcome kinds). */
+typedef enum {
+    GR_JOUT_DONE = 0,
+    GR_JOUT_RETRY = 1,      /* failed; will be retried */
+    GR_JOUT_FAILED = 2,     /* failed for good */
+    GR_JOUT_POISON = 3,     /* crashed too often: failed for good */
+    GR_JOUT_REQUEUED = 4,   /* not a failure: lost worker or drain; runs again */
+} gr_jout_t;
+
+typedef struct gr_jstart {
+    uint64_t key;
+    uint64_t index;
+    uint32_t def;
+    uint32_t attempt;
+} gr_jstart_t;
+
+typedef struct gr_jend {
+    uint64_t key;
+    uint64_t index;
+    uint32_t def;
+    uint32_t attempt;
+    int32_t exit_code;
+    int32_t signal;
+    uint32_t flags;        /* GR_RES_* of proto.h */
+    uint32_t outcome;      /* gr_jout_t */
+    double wall;
+    double utime;
+    double stime;
+    int64_t maxrss_kb;
+} gr_jend_t;
+
+typedef struct gr_jrec {
+    gr_jrec_type_t type;
+    double time;           /* wall clock, seconds since the epoch */
+    union {
+        struct {
+            uint64_t spec_hash;
+            uint32_t incarnation; /* 1 for the first run, +1 per resume */
+            uint32_t nworkers;
+        } run_start;
+        struct {
+            uint32_t rank;
+            uint32_t cpus;
+            uint32_t gpus;
+            char host[64];        /* NUL-terminated */
+        } worker;
+        struct {
+            uint32_t worker;
+            uint32_t n;
+            const gr_jstart_t *tasks; /* n entries; borrowed */
+        } start;
+        struct {
+            uint32_t worker;
+            uint32_t n;
+            const gr_jend_t *tasks;   /* n entries; borrowed */
+        } end;
+        struct {
+            int32_t reason;       /* the signal number, or 0 for a deadline */
+            double deadline;      /* wall clock by which running tasks end */
+        } drain;
+        struct {
+            int32_t exit_code;
+        } run_end;
+        struct {
+            uint32_t rank;
+        } lost;
+    };
+} gr_jrec_t;
+
+typedef struct gr_journal_opts {
+    double commit_interval;   /* seconds; default 0.05 */
+    uint32_t commit_records;  /* default 4096 task entries */
+    bool nosync;              /* write but never fsync (benchmarks only) */
+} gr_journal_opts_t;
+
+void gr_journal_opts_init (gr_journal_opts_t *o);
+
+typedef struct gr_journal gr_journal_t;
+
+/* Open path for appending, creating it (mode 0600, with the header) if
+ * missing.  valid_len, when not 0, is the length replay found good: the
+ * file is truncated to it first, dropping a damaged tail.  A file that
+ * exists but does not start with the header is refused. */
+gr_journal_t *gr_journal_open (const char *path, uint64_t valid_len,
+                               const gr_journal_opts_t *opts, gr_error_t *errp);
+
+/* Write what is buffered, fdatasync, and close.  NULL is fine. */
+int gr_journal_close (gr_journal_t *j, gr_error_t *errp);
+
+/* Append a record to the buffer (copies what rec points to). */
+int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp);
+
+/* Commit if the group-commit rule says so; now is gr_now() (monotonic).
+ * Returns 1 if it synced, 0 if not due, -1 on error (errp set; the
+ * buffered records stay buffered so a later call can retry). */
+int gr_journal_maybe_sync (gr_journal_t *j, double now, gr_error_t *errp);
+
+/* Write and fdatasync everything appended so far. */
+int gr_journal_sync (gr_journal_t *j, gr_error_t *errp);
+
+/* The monotonic time by which the oldest unsynced record must be synced,
+ * or 0 if nothing is pending (for the caller's sleep). */
+double gr_journal_due (const gr_journal_t *j);
+
+typedef struct gr_journal_stats {
+    uint64_t records;         /* appended since open */
+    uint64_t bytes;           /* appended since open */
+    uint64_t syncs;           /* fdatasync calls */
+    double sync_seconds;      /* total time spent in write + fdatasync */
+} gr_journal_stats_t;
+
+void gr_journal_get_stats (const gr_journal_t *j, gr_journal_stats_t *st);
+
+/* Replay. */
+typedef enum {
+    GR_JDAMAGE_NONE = 0,
+    GR_JDAMAGE_TORN = 1,      /* the file ends inside a record */
+    GR_JDAMAGE_CRC = 2,       /* a record's CRC does not match */
+    GR_JDAMAGE_LENGTH = 3,    /* an impossible record length */
+    GR_JDAMAGE_FORMAT = 4,    /* a record that does not parse (bad type/size) */
+} gr_jdamage_t;
+
+typedef struct gr_journal_info {
+    uint64_t records;         /* good records delivered */
+    uint64_t valid_len;       /* bytes up to the end of the last good record */
+    uint64_t file_len;
+    gr_jdamage_t damage;
+    uint64_t damage_offset;   /* where the first bad record starts */
+    char damage_text[256];    /* a sentence for people, empty if none */
+} gr_journal_info_t;
+
+/* Called for each good record, in order; rec and what it points to are
+ * valid only during the call.  Return -1 to stop the replay with an error. */
+typedef int (*gr_journal_rec_f) (const gr_jrec_t *rec, void *arg);
+
+/* Replay path.  A missing file is an error (ENOENT); damage is not: it ends
+ * the replay and is described in info.  Returns 0, or -1 with errp set
+ * (unreadable file, no header, or fn returned -1). */
+int gr_journal_replay (const char *path, gr_journal_rec_f fn, void *arg,
+                       gr_journal_info_t *info, gr_error_t *errp);
+
+#endif

@@ -1,0 +1,275 @@
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "src/common/fs.h"
+#include "rundir.h"
+
+const char *gr_rundir_file (const char *run_dir, const char *name, char *buf,
+                            size_t len)
+{
+    snprintf (buf, len, "%s/%s", run_dir, name);
+    return buf;
+}
+
+static bool exists (const char *run_dir, const char *name)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    return stat (gr_rundir_file (run_dir, name, p, sizeof (p)), &st) == 0;
+}
+
+int gr_rundir_store_spec (const gr_rundir_t *rd, gr_error_t *errp)
+{
+    char p[PATH_MAX];
+    void *pack = NULL;
+    size_t plen;
+    int rc;
+
+    if (gr_spec_pack (rd->spec, &pack, &plen) < 0)
+        return gr_errprintf (errp, "cannot pack the spec: %s", strerror (errno));
+    rc = gr_write_file_atomic (gr_rundir_file (rd->path, "spec.pack", p, sizeof (p)),
+                               pack, plen, 0600, errp);
+    free (pack);
+    if (rc < 0)
+        return -1;
+    return gr_write_file_atomic (gr_rundir_file (rd->path, "spec.yaml", p, sizeof (p)),
+                                 rd->spec->text, rd->spec->textlen, 0600, errp);
+}
+
+static int load_stored (const char *run_dir, gr_spec_t **specp, gr_error_t *errp)
+{
+    char p[PATH_MAX];
+    char *buf;
+    size_t len;
+    gr_error_t e;
+
+    gr_rundir_file (run_dir, "spec.pack", p, sizeof (p));
+    if (gr_read_file (p, GR_SPEC_MAX_BYTES + GR_SPEC_MAX_PARAM_FILE, &buf, &len, &e) < 0)
+        return gr_errprintf (errp, "cannot resume '%s': %s", run_dir, e.text);
+    int rc = gr_spec_unpack (buf, len, specp, &e);
+    free (buf);
+    if (rc < 0)
+        return gr_errprintf (errp, "cannot resume '%s': its stored spec does not "
+                             "load: %s", run_dir, e.text);
+    return 0;
+}
+
+static void add (char *buf, size_t len, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+static void add (char *buf, size_t len, const char *fmt, ...)
+{
+    size_t n = strlen (buf);
+    if (n + 1 >= len)
+        return;
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (buf + n, len - n, fmt, ap);
+    va_end (ap);
+}
+
+static bool str_eq (const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp (a, b) == 0);
+}
+
+static bool strv_eq (char **a, char **b)
+{
+    if (!a || !b)
+        return a == b;
+    for (; *a && *b; a++, b++) {
+        if (strcmp (*a, *b) != 0)
+            return false;
+    }
+    return *a == *b;
+}
+
+static bool params_eq (const gr_taskdef_t *a, const gr_taskdef_t *b)
+{
+    if (a->nparams != b->nparams || a->zip != b->zip || a->count != b->count)
+        return false;
+    for (size_t i = 0; i < a->nparams; i++) {
+        const gr_param_t *p = &a->params[i], *q = &b->params[i];
+        if (strcmp (p->name, q->name) != 0 || p->kind != q->kind || p->count != q->count)
+            return false;
+        if (p->kind == GR_PARAM_RANGE) {
+            if (p->from != q->from || p->step != q->step)
+                return false;
+        }
+        else {
+            for (uint64_t j = 0; j < p->count; j++) {
+                if (strcmp (p->values[j], q->values[j]) != 0)
+                    return false;
+            }
+        }
+    }
+    return true;
+}
+
+void gr_spec_describe_changes (const gr_spec_t *a, const gr_spec_t *b, char *buf,
+                               size_t len)
+{
+    buf[0] = '\0';
+    if (strcmp (a->name, b->name) != 0)
+        add (buf, len, "\n  job name: '%s' became '%s'", a->name, b->name);
+    for (size_t i = 0; i < a->ntasks; i++) {
+        const gr_taskdef_t *o = &a->tasks[i];
+        const gr_taskdef_t *n = gr_spec_find (b, o->name);
+        if (!n) {
+            add (buf, len, "\n  task '%s' was removed", o->name);
+            continue;
+        }
+        if (!strv_eq (o->argv, n->argv) || !str_eq (o->shell, n->shell)
+            || o->builtin != n->builtin || o->noop_duration != n->noop_duration)
+            add (buf, len, "\n  task '%s': its command changed", o->name);
+        if (!params_eq (o, n))
+            add (buf, len, "\n  task '%s': its params changed (%llu tasks, was %llu)",
+                 o->name, (unsigned long long)n->count, (unsigned long long)o->count);
+        if (!strv_eq (o->env, n->env) || !str_eq (o->cwd, n->cwd))
+            add (buf, len, "\n  task '%s': its env or cwd changed", o->name);
+        if (o->cpus != n->cpus || o->gpus != n->gpus || o->mem != n->mem)
+            add (buf, len, "\n  task '%s': its resources changed", o->name);
+        if (o->timeout != n->timeout || o->kill_grace != n->kill_grace
+            || memcmp (&o->retry, &n->retry, sizeof (o->retry)) != 0
+            || o->nsuccess != n->nsuccess
+            || (o->nsuccess && memcmp (o->success, n->success, o->nsuccess * sizeof (int))))
+            add (buf, len, "\n  task '%s': its timeout, retries or success codes changed",
+                 o->name);
+        if (o->nafter != n->nafter || o->out_mode != n->out_mode
+            || o->err_mode != n->err_mode || !str_eq (o->out_path, n->out_path)
+            || !str_eq (o->err_path, n->err_path))
+            add (buf, len, "\n  task '%s': its after: or output settings changed", o->name);
+    }
+    for (size_t i = 0; i < b->ntasks; i++) {
+        if (!gr_spec_find (a, b->tasks[i].name))
+            add (buf, len, "\n  task '%s' was added", b->tasks[i].name);
+    }
+    if (!buf[0])
+        add (buf, len, "\n  (the job-level settings, or the contents of a param file)");
+}
+
+static char *default_dir (const gr_spec_t *spec)
+{
+    char buf[PATH_MAX];
+    time_t t = time (NULL);
+    struct tm tm;
+    localtime_r (&t, &tm);
+    snprintf (buf, sizeof (buf), "gridrun-%s-%04d%02d%02d-%02d%02d%02d", spec->name,
+              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+              tm.tm_sec);
+    return gr_abspath (buf);
+}
+
+int gr_rundir_prepare (const gr_run_opts_t *o, gr_rundir_t *rd, gr_error_t *errp)
+{
+    gr_spec_t *given = NULL, *stored = NULL;
+    char p[PATH_MAX];
+
+    memset (rd, 0, sizeof (*rd));
+    if (o->spec_path && gr_spec_load (o->spec_path, &given, errp) < 0)
+        return -1;
+    if (o->run_dir)
+        rd->path = gr_abspath (o->run_dir);
+    else if (given)
+        rd->path = default_dir (given);
+    else {
+        gr_errprintf (errp, "give a job spec, or --run-dir of a run to resume");
+        goto error;
+    }
+    if (!rd->path) {
+        gr_errprintf (errp, "cannot resolve the run directory: %s", strerror (errno));
+        goto error;
+    }
+    /* Every file of the run lives under it, with names of at most 64
+     * bytes, so bounding it here keeps every derived path whole. */
+    if (strlen (rd->path) > PATH_MAX - 128) {
+        errno = ENAMETOOLONG;
+        gr_errprintf (errp, "run directory path is too long (%zu bytes; at most %d)",
+                      strlen (rd->path), PATH_MAX - 128);
+        goto error;
+    }
+
+    if (exists (rd->path, "journal")) {
+        if (o->no_journal) {
+            gr_errprintf (errp, "run directory '%s' holds a run; --no-journal runs "
+                          "need a new directory", rd->path);
+            goto error;
+        }
+        if (load_stored (rd->path, &stored, errp) < 0)
+            goto error;
+        rd->resume = true;
+        if (!given) {
+            rd->spec = stored;
+            stored = NULL;
+        }
+        else if (given->hash == stored->hash) {
+            rd->spec = given;
+            given = NULL;
+        }
+        else if (!o->force) {
+            char changes[1024];
+            gr_spec_describe_changes (stored, given, changes, sizeof (changes));
+            gr_errprintf (errp, "'%s' is not the spec run '%s' was started with; what "
+                          "changed:%s\nResume with the original spec, or give --force "
+                          "to go on with this one (tasks are matched by key: finished "
+                          "ones are kept, new ones run)", o->spec_path, rd->path, changes);
+            goto error;
+        }
+        else {
+            rd->spec = given;
+            rd->spec_changed = true;
+            given = NULL;
+        }
+        gr_spec_destroy (stored);
+        stored = NULL;
+        /* A stale outcome must not be mistaken for this run's. */
+        unlink (gr_rundir_file (rd->path, "exit_status", p, sizeof (p)));
+        if (rd->spec_changed && gr_rundir_store_spec (rd, errp) < 0)
+            goto error;
+        return 0;
+    }
+    if (!given) {
+        gr_errprintf (errp, "'%s' holds no run to resume (no journal); give a job spec",
+                      rd->path);
+        goto error;
+    }
+    if (exists (rd->path, "spec.yaml")) {
+        gr_errprintf (errp, "run directory '%s' already holds a run that cannot be "
+                      "resumed (it has no journal); give a new --run-dir", rd->path);
+        goto error;
+    }
+    rd->spec = given;
+    given = NULL;
+    if (gr_mkdir_p (rd->path, 0700, errp) < 0)
+        goto error;
+    if (chmod (rd->path, 0700) < 0) {
+        gr_errprintf (errp, "cannot set the mode of '%s': %s", rd->path, strerror (errno));
+        goto error;
+    }
+    if (gr_mkdir_p (gr_rundir_file (rd->path, "out", p, sizeof (p)), 0700, errp) < 0
+        || gr_rundir_store_spec (rd, errp) < 0)
+        goto error;
+    return 0;
+error:
+    gr_spec_destroy (given);
+    gr_spec_destroy (stored);
+    gr_rundir_release (rd);
+    return -1;
+}
+
+void gr_rundir_release (gr_rundir_t *rd)
+{
+    int saved = errno;
+    free (rd->path);
+    gr_spec_destroy (rd->spec);
+    memset (rd, 0, sizeof (*rd));
+    errno = saved;
+}

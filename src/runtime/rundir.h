@@ -1,0 +1,41 @@
+/* The run directory: creating it, recognizing a run to resume, and the
+ * files the master keeps there.
+ *
+ *   RUN/ (0700)  spec.yaml  spec.pack  journal  run.h5  master.info
+ *                summary.txt  exit_status  out/
+ */
+#ifndef GR_RUNTIME_RUNDIR_H
+#define GR_RUNTIME_RUNDIR_H
+
+#include <stdbool.h>
+
+#include "src/common/error.h"
+#include "src/spec/spec.h"
+#include "runtime.h"
+
+typedef struct gr_rundir {
+    char *path;          /* absolute */
+    gr_spec_t *spec;     /* the spec this incarnation runs */
+    bool resume;         /* the directory holds a run to continue */
+    bool spec_changed;   /* resuming with --force and a different spec */
+} gr_rundir_t;
+
+/* Prepare the run directory for opts: create it for a new run, or check
+ * that a resume may go on (same spec, unless opts->force).  opts->spec_path
+ * may be NULL when resuming: the stored spec is used.  Errors are for
+ * people (exit 2). */
+int gr_rundir_prepare (const gr_run_opts_t *opts, gr_rundir_t *rd, gr_error_t *errp);
+void gr_rundir_release (gr_rundir_t *rd);
+
+/* Write spec.yaml and spec.pack for rd->spec. */
+int gr_rundir_store_spec (const gr_rundir_t *rd, gr_error_t *errp);
+
+/* "RUN/name" into buf. */
+const char *gr_rundir_file (const char *run_dir, const char *name, char *buf,
+                            size_t len);
+
+/* Describe how spec b differs from spec a, in a few short lines. */
+void gr_spec_describe_changes (const gr_spec_t *a, const gr_spec_t *b, char *buf,
+                               size_t len);
+
+#endif
