@@ -25,3 +25,9 @@ gr_build_tree () {
 if [ "$(id -u)" -eq 0 ]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
+
+# median: the median of the numbers on stdin, one a line (benchmarks).
+median () {
+    sort -g | awk '{ a[NR] = $1 }
+        END { printf "%.3f\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}

@@ -48,9 +48,45 @@ static void crc32c_init (void)
     crc32c_ready = 1;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define GR_HAVE_CRC32_INSN 1
+/* SSE4.2 has CRC-32C as an instruction: about ten times the table's speed,
+ * which matters because every journal record is checksummed. */
+__attribute__ ((target ("sse4.2")))
+static uint32_t crc32c_insn (uint32_t crc, const unsigned char *p, size_t len)
+{
+    uint64_t c = ~crc;
+    while (len >= 8) {
+        uint64_t w;
+        memcpy (&w, p, 8);
+        c = __builtin_ia32_crc32di (c, w);
+        p += 8;
+        len -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (len--)
+        c32 = __builtin_ia32_crc32qi (c32, *p++);
+    return ~c32;
+}
+#endif
+
+static uint32_t crc32c_table_sw (uint32_t crc, const unsigned char *p, size_t len);
+
 uint32_t gr_crc32c (uint32_t crc, const void *data, size_t len)
 {
-    const unsigned char *p = data;
+#if GR_HAVE_CRC32_INSN
+    static int have = -1;
+    if (have < 0)
+        have = __builtin_cpu_supports ("sse4.2") ? 1 : 0;
+    if (have)
+        return crc32c_insn (crc, data, len);
+#endif
+    return crc32c_table_sw (crc, data, len);
+}
+
+/* The portable version: slicing by 8. */
+static uint32_t crc32c_table_sw (uint32_t crc, const unsigned char *p, size_t len)
+{
     if (!crc32c_ready)
         crc32c_init ();
     crc = ~crc;
@@ -100,4 +136,9 @@ uint64_t gr_rng_next (gr_rng_t *rng)
 double gr_rng_uniform (gr_rng_t *rng)
 {
     return (double)(gr_rng_next (rng) >> 11) * 0x1.0p-53;
+}
+
+uint32_t gr__crc32c_sw (uint32_t crc, const void *data, size_t len)
+{
+    return crc32c_table_sw (crc, data, len);
 }

@@ -18,8 +18,11 @@ static inline uint64_t gr_hash64 (const void *data, size_t len)
     return gr_hash64_final (gr_hash64_update (GR_HASH64_INIT, data, len));
 }
 
-/* CRC-32C (Castagnoli); crc starts at 0 and chains across calls. */
+/* CRC-32C (Castagnoli); crc starts at 0 and chains across calls.  Uses the
+ * SSE4.2 instruction where the CPU has it. */
 uint32_t gr_crc32c (uint32_t crc, const void *data, size_t len);
+/* The portable table version, for tests that compare the two. */
+uint32_t gr__crc32c_sw (uint32_t crc, const void *data, size_t len);
 
 /* A small, fast PRNG (xoshiro256**) for jitter; seeded explicitly so tests
  * can repeat a sequence. */

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -43,6 +44,19 @@ struct gr_journal {
     uint64_t pending;       /* task entries in buf (see maybe_sync) */
     double oldest;          /* gr_now() when buf became non-empty */
     gr_journal_stats_t stats;
+
+    /* Background mode: the writer thread commits wbuf while the caller
+     * fills buf.  mu guards wbuf/wlen, busy, werr, file_len and stats while
+     * the thread runs. */
+    bool thread_up;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned char *wbuf;
+    size_t wlen, wcap;
+    bool busy;              /* wbuf holds a commit the thread has not done */
+    bool stop;
+    int werr;               /* errno of a failed background commit */
 };
 
 /* Little-endian packing. */
@@ -119,6 +133,7 @@ void gr_journal_opts_init (gr_journal_opts_t *o)
     o->commit_interval = 0.05;
     o->commit_records = 4096;
     o->nosync = false;
+    o->background = false;
 }
 
 /* Writer. */
@@ -306,35 +321,154 @@ int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp)
  * that retry.  A failed fdatasync is handled the same way: after one, the
  * kernel may have dropped the dirty pages, so the data must be written
  * again rather than synced again. */
-static int commit (gr_journal_t *j, gr_error_t *errp)
+static int write_out (gr_journal_t *j, const unsigned char *data, size_t len)
 {
-    if (j->len == 0)
-        return 0;
     double t0 = gr_now ();
-    if (gr_pwrite_all (j->fd, j->buf, j->len, (off_t)j->file_len) < 0
+    int rc = 0;
+    if (gr_pwrite_all (j->fd, data, len, (off_t)j->file_len) < 0
         || (!j->opts.nosync && fdatasync (j->fd) < 0)) {
         int saved = errno;
         if (ftruncate (j->fd, (off_t)j->file_len) < 0) {
             /* Nothing more to do: the retry overwrites the torn bytes
              * anyway, since it writes at file_len, not at the end. */
         }
-        j->stats.sync_seconds += gr_now () - t0;
         errno = saved;
-        return gr_errprintf (errp, "cannot write journal '%s': %s; %zu bytes "
-                             "of records are not durable and stay buffered "
-                             "for a retry; the journal up to them is intact, "
-                             "so the run can be resumed from it",
-                             j->path, strerror (saved), j->len);
+        rc = -1;
+    }
+    else {
+        /* Under nosync this counts the commits that would have synced,
+         * which is what a benchmark of the write path wants to see. */
+        j->stats.syncs++;
+        j->file_len += len;
     }
     j->stats.sync_seconds += gr_now () - t0;
-    /* Under nosync this counts the commits that would have synced, which is
-     * what a benchmark of the write path wants to see. */
-    j->stats.syncs++;
-    j->file_len += j->len;
+    return rc;
+}
+
+static int write_error (gr_journal_t *j, int err, size_t len, gr_error_t *errp)
+{
+    errno = err;
+    return gr_errprintf (errp, "cannot write journal '%s': %s; %zu bytes "
+                         "of records are not durable and stay buffered "
+                         "for a retry; the journal up to them is intact, "
+                         "so the run can be resumed from it",
+                         j->path, strerror (err), len);
+}
+
+static void *writer_main (void *arg)
+{
+    gr_journal_t *j = arg;
+    pthread_mutex_lock (&j->mu);
+    for (;;) {
+        while (!j->busy && !j->stop)
+            pthread_cond_wait (&j->cv, &j->mu);
+        if (!j->busy)
+            break;
+        unsigned char *data = j->wbuf;
+        size_t len = j->wlen;
+        /* Only this thread touches the file while busy. */
+        pthread_mutex_unlock (&j->mu);
+        double t0 = gr_now ();
+        int rc = gr_pwrite_all (j->fd, data, len, (off_t)j->file_len);
+        if (rc == 0 && !j->opts.nosync)
+            rc = fdatasync (j->fd);
+        int err = rc < 0 ? errno : 0;
+        if (rc < 0 && ftruncate (j->fd, (off_t)j->file_len) < 0) {
+            /* As in write_out: a retry overwrites the torn bytes. */
+        }
+        pthread_mutex_lock (&j->mu);
+        j->stats.sync_seconds += gr_now () - t0;
+        if (err == 0) {
+            j->stats.syncs++;
+            j->file_len += len;
+            j->wlen = 0;
+        }
+        j->werr = err;
+        j->busy = false;
+        pthread_cond_broadcast (&j->cv);
+    }
+    pthread_mutex_unlock (&j->mu);
+    return NULL;
+}
+
+/* Background mode: wait until the writer is idle.  A failed background
+ * commit is retried here, in this thread; its bytes come before buf's. */
+static int writer_idle (gr_journal_t *j, gr_error_t *errp)
+{
+    if (!j->thread_up)
+        return 0;
+    pthread_mutex_lock (&j->mu);
+    while (j->busy)
+        pthread_cond_wait (&j->cv, &j->mu);
+    pthread_mutex_unlock (&j->mu);
+    if (j->wlen > 0) {
+        if (write_out (j, j->wbuf, j->wlen) < 0)
+            return write_error (j, errno, j->wlen + j->len, errp);
+        j->wlen = 0;
+        j->werr = 0;
+    }
+    return 0;
+}
+
+/* Write the buffer at the end of the committed data and make it durable.
+ * On failure the file is cut back to what was committed, so a torn batch
+ * never sits in front of records a retry writes, and the buffer stays for
+ * that retry.  A failed fdatasync is handled the same way: after one, the
+ * kernel may have dropped the dirty pages, so the data must be written
+ * again rather than synced again. */
+static int commit (gr_journal_t *j, gr_error_t *errp)
+{
+    if (writer_idle (j, errp) < 0)
+        return -1;
+    if (j->len == 0)
+        return 0;
+    if (write_out (j, j->buf, j->len) < 0)
+        return write_error (j, errno, j->len, errp);
     j->len = 0;
     j->pending = 0;
     j->oldest = 0;
     return 0;
+}
+
+/* Background mode: hand buf to the writer thread and take its empty
+ * buffer in exchange.  Returns 1 if handed over, 0 if the writer is busy. */
+static int commit_background (gr_journal_t *j, gr_error_t *errp)
+{
+    if (!j->thread_up) {
+        if (pthread_mutex_init (&j->mu, NULL) != 0 || pthread_cond_init (&j->cv, NULL) != 0
+            || pthread_create (&j->thread, NULL, writer_main, j) != 0) {
+            /* No thread: commit in this one. */
+            j->opts.background = false;
+            return commit (j, errp) < 0 ? -1 : 1;
+        }
+        j->thread_up = true;
+    }
+    pthread_mutex_lock (&j->mu);
+    bool busy = j->busy;
+    int werr = j->werr;
+    pthread_mutex_unlock (&j->mu);
+    if (busy)
+        return 0;
+    if (werr || j->wlen > 0) {
+        /* The last background commit failed: retry it here, reporting. */
+        if (writer_idle (j, errp) < 0)
+            return -1;
+    }
+    unsigned char *b = j->wbuf;
+    size_t c = j->wcap;
+    pthread_mutex_lock (&j->mu);
+    j->wbuf = j->buf;
+    j->wcap = j->cap;
+    j->wlen = j->len;
+    j->busy = true;
+    pthread_cond_signal (&j->cv);
+    pthread_mutex_unlock (&j->mu);
+    j->buf = b;
+    j->cap = c;
+    j->len = 0;
+    j->pending = 0;
+    j->oldest = 0;
+    return 1;
 }
 
 int gr_journal_maybe_sync (gr_journal_t *j, double now, gr_error_t *errp)
@@ -344,6 +478,8 @@ int gr_journal_maybe_sync (gr_journal_t *j, double now, gr_error_t *errp)
     if (now - j->oldest < j->opts.commit_interval
         && j->pending < j->opts.commit_records)
         return 0;
+    if (j->opts.background)
+        return commit_background (j, errp);
     if (commit (j, errp) < 0)
         return -1;
     return 1;
@@ -367,10 +503,15 @@ double gr_journal_due (const gr_journal_t *j)
 
 void gr_journal_get_stats (const gr_journal_t *j, gr_journal_stats_t *st)
 {
-    if (j)
-        *st = j->stats;
-    else
+    if (!j) {
         memset (st, 0, sizeof (*st));
+        return;
+    }
+    if (j->thread_up)
+        pthread_mutex_lock ((pthread_mutex_t *)&j->mu);
+    *st = j->stats;
+    if (j->thread_up)
+        pthread_mutex_unlock ((pthread_mutex_t *)&j->mu);
 }
 
 /* The first bytes of a journal: the magic, whose last byte is the format
@@ -394,8 +535,18 @@ static int check_header (const char *path, const unsigned char *hdr,
 static void journal_free (gr_journal_t *j)
 {
     int saved = errno;
+    if (j->thread_up) {
+        pthread_mutex_lock (&j->mu);
+        j->stop = true;
+        pthread_cond_broadcast (&j->cv);
+        pthread_mutex_unlock (&j->mu);
+        pthread_join (j->thread, NULL);
+        pthread_cond_destroy (&j->cv);
+        pthread_mutex_destroy (&j->mu);
+    }
     if (j->fd >= 0)
         close (j->fd);
+    free (j->wbuf);
     free (j->buf);
     free (j->path);
     free (j);

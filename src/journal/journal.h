@@ -123,6 +123,11 @@ typedef struct gr_journal_opts {
     double commit_interval;   /* seconds; default 0.05 */
     uint32_t commit_records;  /* default 4096 task entries */
     bool nosync;              /* write but never fsync (benchmarks only) */
+    bool background;          /* maybe_sync starts the commit on a writer
+                                 thread and returns at once; records
+                                 appended meanwhile go into a second buffer.
+                                 gr_journal_sync and close still wait.
+                                 Default false. */
 } gr_journal_opts_t;
 
 void gr_journal_opts_init (gr_journal_opts_t *o);
@@ -143,8 +148,10 @@ int gr_journal_close (gr_journal_t *j, gr_error_t *errp);
 int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp);
 
 /* Commit if the group-commit rule says so; now is gr_now() (monotonic).
- * Returns 1 if it synced, 0 if not due, -1 on error (errp set; the
- * buffered records stay buffered so a later call can retry). */
+ * Returns 1 if it synced (in background mode: started the commit), 0 if not
+ * due (or, in background mode, the previous commit is still running), -1
+ * on error (errp set; the buffered records stay buffered so a later call
+ * can retry; a background commit's failure is reported by the next call). */
 int gr_journal_maybe_sync (gr_journal_t *j, double now, gr_error_t *errp);
 
 /* Write and fdatasync everything appended so far. */

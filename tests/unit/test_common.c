@@ -124,6 +124,13 @@ START_TEST (test_crc32c)
     uint32_t whole = gr_crc32c (0, big, sizeof (big));
     uint32_t parts = gr_crc32c (gr_crc32c (0, big, 333), big + 333, 667);
     ck_assert_uint_eq (whole, parts);
+    /* The instruction and the table agree on every length and alignment. */
+    ck_assert_uint_eq (gr__crc32c_sw (0, "123456789", 9), 0xe3069283u);
+    for (size_t off = 0; off < 8; off++) {
+        for (size_t len = 0; len + off <= sizeof (big); len += 37)
+            ck_assert_uint_eq (gr_crc32c (7, big + off, len),
+                               gr__crc32c_sw (7, big + off, len));
+    }
 }
 END_TEST
 
