@@ -89,6 +89,25 @@ static char *find_run_dir (char **args, int n, bool *added)
     return gr_abspath (buf);
 }
 
+/* The master's pid, when master.info says it runs on this host; 0 if
+ * unknown (not written yet, or another host). */
+static pid_t master_pid (const char *run_dir)
+{
+    char path[PATH_MAX], *buf, host[64], mhost[64] = "";
+    size_t len;
+    long pid = 0;
+    if (gr_read_file (gr_rundir_file (run_dir, "master.info", path, sizeof (path)), 4096,
+                      &buf, &len, NULL) < 0)
+        return 0;
+    if (sscanf (buf, "pid %ld\nhost %63s", &pid, mhost) != 2)
+        pid = 0;
+    free (buf);
+    if (gethostname (host, sizeof (host)) < 0)
+        return 0;
+    host[sizeof (host) - 1] = '\0';
+    return strcmp (host, mhost) == 0 ? (pid_t)pid : 0;
+}
+
 static bool read_exit_status (const char *run_dir, int *code)
 {
     char path[PATH_MAX], *buf;
@@ -197,8 +216,12 @@ int gr_cmd_launch (int argc, char **argv)
     }
 
     int status = 0, code = -1;
-    bool exited = false, have_code = false;
+    bool exited = false, have_code = false, master_died = false;
     double committed_at = 0, termed_at = 0;
+    pid_t mpid = 0;
+    /* master.info is from this incarnation only once the master rewrote
+     * it: remember the old one's pid to tell them apart. */
+    pid_t stale = master_pid (run_dir);
     while (!exited) {
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
         int sig = sigtimedwait (&set, NULL, &ts);
@@ -214,6 +237,25 @@ int gr_cmd_launch (int argc, char **argv)
         if (!have_code && read_exit_status (run_dir, &code)) {
             have_code = true;
             committed_at = gr_now ();
+        }
+        /* With --enable-recovery nothing ends the job when the master dies:
+         * the workers wait for it forever.  Notice it here. */
+        if (!have_code && !master_died) {
+            if (mpid <= 0) {
+                pid_t p = master_pid (run_dir);
+                if (p > 0 && p != stale)
+                    mpid = p;
+            }
+            else if (kill (mpid, 0) < 0 && errno == ESRCH
+                     && !read_exit_status (run_dir, &code)) {
+                fprintf (stderr, "gridrun: launch: the master (pid %d) died before "
+                         "committing an outcome; stopping mpirun.  Run the same "
+                         "command again to resume.\n", (int)mpid);
+                master_died = true;
+                have_code = true;
+                code = GR_EXIT_INTERNAL;
+                committed_at = gr_now () - finalize_grace + 2;
+            }
         }
         if (!exited && have_code) {
             double now = gr_now ();

@@ -21,6 +21,18 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 cd "$WORK" || exit 1
 
+# Open MPI's session directories (with its shared-memory files) go into a
+# directory of this test's, removed at the end: runs killed with SIGKILL
+# would otherwise leave them in /tmp.  Kept short: it holds sockets.
+OMPI_TMP=$(mktemp -d /tmp/grt.XXXXXX) || exit 1
+export OMPI_MCA_orte_tmpdir_base="$OMPI_TMP"
+watchdog=""
+cleanup () {
+    [ -n "$watchdog" ] && kill "$watchdog" 2> /dev/null && wait "$watchdog" 2> /dev/null
+    rm -rf "$OMPI_TMP"
+}
+trap cleanup EXIT
+
 fail () {
     echo "FAIL: $test_name: $*" >&2
     exit 1
@@ -50,7 +62,6 @@ test_timeout () {
         kill -TERM "$self"
     ) 2>/dev/null &
     watchdog=$!
-    trap 'kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null' EXIT
 }
 
 command -v "$MPIRUN" >/dev/null 2>&1 || skip "no mpirun"
@@ -119,4 +130,15 @@ rand_between () {
     local lo=$1 hi=$2
     local t=$(( lo + RANDOM % (hi - lo + 1) ))
     printf '%d.%d' $((t / 10)) $((t % 10))
+}
+
+# master_pid RUN: wait (up to 10 s) for the master of RUN to start, and
+# print its pid.
+master_pid () {
+    local i
+    for i in $(seq 1 100); do
+        [ -s "$1/master.info" ] && break
+        sleep 0.1
+    done
+    sed -n 's/^pid //p' "$1/master.info"
 }

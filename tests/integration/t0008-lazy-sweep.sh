@@ -21,7 +21,7 @@ gr_run 3 big.yaml --run-dir run --max-prefetch 8192 > out.txt 2> err.txt
 rc=$?
 [ $rc -eq 0 ] || fail "exit $rc: $(cat err.txt)"
 grep -q "1000000: 1000000 done, 0 failed" out.txt || fail "counts: $(cat out.txt)"
-rss=$(sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' out.txt)
+rss=$(sed -n 's/.*master      peak RSS \([0-9.]*\) MiB.*/\1/p' out.txt)
 [ -n "$rss" ] || fail "no master RSS in summary"
 awk -v r="$rss" 'BEGIN { exit !(r <= 64) }' || fail "master peak RSS ${rss} MiB > 64 MiB"
 
@@ -45,6 +45,6 @@ rc=$?
 grep -q "10000000: " runhuge/summary.txt || fail "summary: $(cat runhuge/summary.txt)"
 done=$(sed -n 's/.*10000000: \([0-9]*\) done.*/\1/p' runhuge/summary.txt)
 [ "$done" -gt 0 ] || fail "the 10M sweep did not start: $(cat runhuge/summary.txt)"
-rss2=$(sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' runhuge/summary.txt)
+rss2=$(sed -n 's/.*master      peak RSS \([0-9.]*\) MiB.*/\1/p' runhuge/summary.txt)
 awk -v r="$rss2" 'BEGIN { exit !(r <= 40) }' || fail "10M sweep: master RSS ${rss2} MiB after $done tasks"
 pass "1M tasks: master peak RSS ${rss} MiB; 10M sweep stopped after $done tasks at ${rss2} MiB"

@@ -13,12 +13,8 @@ tasks:
     params: {i: {range: [1, 200]}}
 YAML
 GRIDRUN_FINALIZE_GRACE=3 gr_launch_bg 4 launch.log job.yaml --run-dir run --lost-after 3s
-for i in $(seq 1 100); do
-    [ -s run/master.info ] && break
-    sleep 0.1
-done
+master=$(master_pid run)
 sleep 1.5
-master=$(sed -n 's/^pid //p' run/master.info)
 # A rank, not the launcher (also named gridrun) and not the master.
 victim=$(pgrep -s "$launch_pid" -x gridrun | grep -vx "$master" | grep -vx "$launch_pid" | head -1)
 [ -n "$victim" ] || fail "no worker rank found"
