@@ -88,6 +88,7 @@ typedef struct wstate {
     bool bye;
     bool lost;
     double last_heard;
+    double last_sent;       /* anything sent to it: the master's heartbeat */
 } wstate_t;
 
 typedef struct master {
@@ -262,6 +263,11 @@ static int handle_ready (master_t *m, int src, const void *buf, size_t len,
     return 0;
 }
 
+static bool live (const wstate_t *w)
+{
+    return w->rank >= 0 && !w->bye && !w->lost;
+}
+
 static int send_assign (master_t *m, wstate_t *w, const gr_assign_rec_t *recs,
                         uint32_t n, uint32_t flags, double drain_in)
 {
@@ -278,12 +284,21 @@ static int send_assign (master_t *m, wstate_t *w, const gr_assign_rec_t *recs,
         return -1;
     }
     w->assigned += n;
+    w->last_sent = gr_now ();
     return 0;
 }
 
-static bool live (const wstate_t *w)
+/* Workers that heard nothing from the master for a while get an empty
+ * ASSIGN, so that they can tell a quiet master from a dead one. */
+static int heartbeats (master_t *m, double now)
 {
-    return w->rank >= 0 && !w->bye && !w->lost;
+    for (int r = 1; r < m->size; r++) {
+        wstate_t *w = &m->w[r];
+        if (live (w) && !w->shutdown_sent && now - w->last_sent >= gr__heartbeat (m->opts)
+            && send_assign (m, w, NULL, 0, 0, 0) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 static int dispatch (master_t *m, double now)
@@ -712,7 +727,7 @@ static int master_loop (master_t *m, gr_worker_t *self)
     m->t_start = gr_now ();
     m->last_snapshot = m->t_start;
     for (int r = 0; r < m->size; r++)
-        m->w[r].last_heard = m->t_start;
+        m->w[r].last_heard = m->w[r].last_sent = m->t_start;
     for (;;) {
         double now = gr_now ();
         int did = 0;
@@ -743,7 +758,7 @@ static int master_loop (master_t *m, gr_worker_t *self)
             if (begin_drain (m, now, m->deadline - now, 0) < 0)
                 return -1;
         }
-        if (!self && check_lost (m, now) < 0)
+        if (!self && (check_lost (m, now) < 0 || heartbeats (m, now) < 0))
             return -1;
         if (!finishing) {
             if (!m->draining) {
@@ -837,6 +852,10 @@ static int worker_loop (gr_worker_t *w)
         int rc = gr__worker_step (w);
         if (rc < 0)
             return -1;
+        if (rc == 0 && gr__worker_master_lost (w)) {
+            finalize_ok = false;
+            return -2;
+        }
         if (rc > 0) {
             idle = 0;
             continue;
@@ -1109,7 +1128,13 @@ int gr_run (const gr_run_opts_t *opts)
             MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
     }
     if (rank != 0) {
-        code = worker_loop (self) < 0 ? GR_EXIT_INTERNAL : GR_EXIT_OK;
+        int wl = worker_loop (self);
+        if (wl == -2) {
+            /* The master is gone: leave without MPI (it could hang). */
+            code = GR_EXIT_INTERNAL;
+            goto done;
+        }
+        code = wl < 0 ? GR_EXIT_INTERNAL : GR_EXIT_OK;
         if (code != GR_EXIT_OK)
             MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
         while (gr_chan_progress (ch) > 0)

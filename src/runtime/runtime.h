@@ -57,6 +57,14 @@ bool gr_run_should_finalize (void);
 
 void gr_run_opts_init (gr_run_opts_t *o);
 
+/* The heartbeat both sides use: often enough that a peer is never taken
+ * for lost while it is alive, whatever --lost-after says. */
+static inline double gr__heartbeat (const gr_run_opts_t *o)
+{
+    double third = o->lost_after / 3;
+    return third > 0 && third < o->heartbeat ? third : o->heartbeat;
+}
+
 /* Run the job; returns the process exit code. */
 int gr_run (const gr_run_opts_t *opts);
 
@@ -73,6 +81,9 @@ void gr__worker_destroy (gr_worker_t *w);
 int gr__worker_step (gr_worker_t *w);
 /* True once the worker has said goodbye. */
 int gr__worker_done (const gr_worker_t *w);
+/* True (and its tasks are killed) when the master has been silent for
+ * longer than lost_after: it died, and nothing else would end this rank. */
+bool gr__worker_master_lost (gr_worker_t *w);
 /* How long the worker may sleep before it has work due (timeouts, noop
  * ends, flush); and whether it has child processes to wait for. */
 double gr__worker_idle_wait (const gr_worker_t *w, int *has_procs);

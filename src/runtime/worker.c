@@ -68,6 +68,7 @@ struct gr_worker {
     double oldest_res;
 
     uint64_t received;
+    double last_from_master;
     double avg_wall;        /* EWMA of task wall time, sizes the prefetch */
     bool have_avg;
     double last_send;
@@ -108,6 +109,7 @@ gr_worker_t *gr__worker_create (const gr_spec_t *spec, const char *run_dir,
     w->gpus = w->free_gpus = gpus;
     w->opts = opts;
     w->ch = ch;
+    w->last_from_master = gr_now ();
     snprintf (w->out_dir, sizeof (w->out_dir), "%s/out", run_dir);
     snprintf (path, sizeof (path), "%s/.spool", w->out_dir);
     if (gr_mkdir_p (path, 0700, &err) < 0) {
@@ -597,6 +599,7 @@ static int recv_assign (gr_worker_t *w)
                 return -1;
         }
         w->received += h.ntasks;
+        w->last_from_master = gr_now ();
         if (h.flags & GR_ASSIGN_SHUTDOWN)
             w->shutdown = true;
         if ((h.flags & GR_ASSIGN_DRAIN) && drain (w, h.drain_in) < 0)
@@ -707,7 +710,7 @@ int gr__worker_step (gr_worker_t *w)
         || (w->nres > 0 && (w->qlen < w->cpus || idle
                             || now - w->oldest_res >= w->opts->flush_interval))
         || (w->shutdown && idle)
-        || now - w->last_send >= w->opts->heartbeat) {
+        || now - w->last_send >= gr__heartbeat (w->opts)) {
         if (send_ready (w, now) < 0)
             return -1;
         did++;
@@ -722,10 +725,25 @@ int gr__worker_done (const gr_worker_t *w)
     return w->bye;
 }
 
+bool gr__worker_master_lost (gr_worker_t *w)
+{
+    /* The master writes at least every heartbeat; rank 0 is its own. */
+    if (w->rank == 0 || gr_now () - w->last_from_master < w->opts->lost_after)
+        return false;
+    GR_ERROR ("no word from the master for %.0fs: it is lost; stopping this "
+              "worker's %u task%s (run the same command again to resume)",
+              gr_now () - w->last_from_master, w->nrunning, w->nrunning == 1 ? "" : "s");
+    for (uint32_t i = 0; i < w->cpus; i++) {
+        if (w->runs[i].used && w->runs[i].pid > 0)
+            gr_exec_kill_group (w->runs[i].pid, SIGKILL);
+    }
+    return true;
+}
+
 double gr__worker_idle_wait (const gr_worker_t *w, int *has_procs)
 {
     double now = gr_now ();
-    double next = w->last_send + w->opts->heartbeat;
+    double next = w->last_send + gr__heartbeat (w->opts);
     if (w->nres > 0 && w->oldest_res + w->opts->flush_interval < next)
         next = w->oldest_res + w->opts->flush_interval;
     for (uint32_t i = 0; i < w->cpus; i++) {

@@ -32,4 +32,21 @@ rc=$?
 "$GRIDRUN" status --list done run | cut -d' ' -f1 | sort > done
 [ "$(wc -l < done)" -eq 100 ] || fail "$(wc -l < done) done, want 100"
 [ -z "$(uniq -d done)" ] || fail "a task counted twice"
-pass "launcher noticed in ${el}s"
+
+# Without the launcher (or with the master on another host than it), the
+# workers notice by themselves: no word from the master for --lost-after.
+rm -rf run2
+( timeout -k 5 120 "$LOCAL_MPIRUN" -n 3 --enable-recovery "$GRIDRUN" run job.yaml \
+    --run-dir run2 --lost-after 3s > direct.log 2>&1 ) &
+sub=$!
+master=$(master_pid run2)
+sleep 1
+t0=$(date +%s)
+kill -KILL "$master"
+wait $sub
+el2=$(( $(date +%s) - t0 ))
+[ $el2 -le 15 ] || fail "the workers took ${el2}s to leave after the master died"
+grep -q "no word from the master" direct.log || fail "workers: $(tail -5 direct.log)"
+gr_launch 3 job.yaml --run-dir run2 > resume2.log 2>&1 || fail "resume 2: $(tail -5 resume2.log)"
+[ "$("$GRIDRUN" status --list done run2 | wc -l)" -eq 100 ] || fail "resume 2: not 100 done"
+pass "launcher noticed in ${el}s; workers alone in ${el2}s"
