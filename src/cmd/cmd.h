@@ -6,5 +6,6 @@
  * process exit code. */
 int gr_cmd_status (int argc, char **argv);
 int gr_cmd_launch (int argc, char **argv);
+int gr_cmd_topo (int argc, char **argv);
 
 #endif

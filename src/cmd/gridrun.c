@@ -35,6 +35,8 @@ static const char *usage_text =
     "  status RUN      counts, throughput, ETA and failures of a run (--json)\n"
     "  validate SPEC   check a job spec and show the tasks it expands to\n"
     "  output RUN TASK print the output of a task (name like sim[3], or its key)\n"
+    "  topo            show failure domains: zones, racks, nodes, and this node's\n"
+    "                  packages, NUMA nodes, cores and GPUs (--xml, --site, --hosts)\n"
     "  help            show this text\n"
     "  version         show the version\n"
     "\n"
@@ -541,6 +543,8 @@ int main (int argc, char **argv)
         return gr_cmd_status (argc - 1, argv + 1);
     if (strcmp (cmd, "launch") == 0)
         return gr_cmd_launch (argc - 1, argv + 1);
+    if (strcmp (cmd, "topo") == 0)
+        return gr_cmd_topo (argc - 1, argv + 1);
     if (strcmp (cmd, "help") == 0 || strcmp (cmd, "--help") == 0
         || strcmp (cmd, "-h") == 0) {
         usage (stdout);

@@ -299,7 +299,8 @@ int gr_cmd_status (int argc, char **argv)
         json_object_set_new (t, "done", json_integer ((json_int_t)done));
         json_object_set_new (t, "failed", json_integer ((json_int_t)(failed + poison)));
         json_object_set_new (t, "poison", json_integer ((json_int_t)poison));
-        json_object_set_new (t, "running", json_integer ((json_int_t)running));
+        /* Handed to workers, running or queued there. */
+        json_object_set_new (t, "in_flight", json_integer ((json_int_t)running));
         json_object_set_new (t, "remaining", json_integer ((json_int_t)remaining));
         json_object_set_new (t, "duplicates",
                              json_integer ((json_int_t)gr_sched_stats (s.sched)->duplicates));
@@ -351,7 +352,7 @@ int gr_cmd_status (int argc, char **argv)
                 spec->total, done, failed + poison);
         if (poison)
             printf (" (%" PRIu64 " poison)", poison);
-        printf (", %" PRIu64 " running, %" PRIu64 " left\n", running, remaining);
+        printf (", %" PRIu64 " in flight, %" PRIu64 " left\n", running, remaining);
         printf ("  throughput  %.1f tasks/s over the last %s, %.1f overall\n", recent,
                 gr_fmt_duration (window > 0 ? window : 0, b1, sizeof (b1)), overall);
         if (alive && eta >= 0)

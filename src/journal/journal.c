@@ -447,10 +447,11 @@ static int commit_background (gr_journal_t *j, gr_error_t *errp)
     bool busy = j->busy;
     int werr = j->werr;
     pthread_mutex_unlock (&j->mu);
-    if (busy)
+    if (busy && j->len < GR_JOURNAL_MAX_PENDING)
         return 0;
-    if (werr || j->wlen > 0) {
-        /* The last background commit failed: retry it here, reporting. */
+    if (busy || werr || j->wlen > 0) {
+        /* Too much is waiting for a busy writer: wait for it.  Or the last
+         * background commit failed: retry it here, reporting. */
         if (writer_idle (j, errp) < 0)
             return -1;
     }

@@ -37,6 +37,8 @@
 
 #define GR_JOURNAL_MAGIC "GRJNL\0\0\1"
 #define GR_JOURNAL_HDR_LEN 8
+/* Background mode: the most bytes buffered while the writer is busy. */
+#define GR_JOURNAL_MAX_PENDING (8u * 1024 * 1024)
 /* No record is larger than this; a larger length is damage. */
 #define GR_JOURNAL_MAX_RECORD (4u * 1024 * 1024)
 
@@ -126,7 +128,11 @@ typedef struct gr_journal_opts {
     bool background;          /* maybe_sync starts the commit on a writer
                                  thread and returns at once; records
                                  appended meanwhile go into a second buffer.
-                                 gr_journal_sync and close still wait.
+                                 gr_journal_sync and close still wait.  When
+                                 GR_JOURNAL_MAX_PENDING bytes are waiting
+                                 for a busy writer, maybe_sync waits for it:
+                                 the caller is slowed to the disk's pace
+                                 rather than buffering without bound.
                                  Default false. */
 } gr_journal_opts_t;
 

@@ -1266,6 +1266,65 @@ START_TEST (test_perf)
 }
 END_TEST
 
+
+/* Background mode: commits hand buffers to the writer thread, and when
+ * too much waits for it the caller waits.  Whatever the interleaving,
+ * every record reaches the file once and in order. */
+static int count_ends (const gr_jrec_t *rec, void *arg)
+{
+    uint64_t *next = arg;
+    if (rec->type != GR_JREC_TASK_END)
+        return 0;
+    for (uint32_t i = 0; i < rec->end.n; i++) {
+        if (rec->end.tasks[i].key != *next)
+            return -1;
+        (*next)++;
+    }
+    return 0;
+}
+
+START_TEST (test_background)
+{
+    gr_error_t e;
+    gr_journal_opts_t o;
+    gr_journal_opts_init (&o);
+    o.background = true;
+    o.commit_interval = 0;
+    gr_journal_t *j = gr_journal_open (jpath, 0, &o, &e);
+    ck_assert_ptr_nonnull (j);
+    enum { BATCH = 256, ROUNDS = 4000 };
+    gr_jend_t ends[BATCH];
+    memset (ends, 0, sizeof (ends));
+    uint64_t key = 0;
+    int started = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < BATCH; i++)
+            ends[i].key = key++;
+        gr_jrec_t rec = {.type = GR_JREC_TASK_END, .time = 1};
+        rec.end.worker = 1;
+        rec.end.n = BATCH;
+        rec.end.tasks = ends;
+        ck_assert_int_eq (gr_journal_append (j, &rec, &e), 0);
+        int rc = gr_journal_maybe_sync (j, gr_now () + 1, &e);
+        ck_assert_int_ge (rc, 0);
+        started += rc;
+    }
+    ck_assert_int_eq (gr_journal_sync (j, &e), 0);
+    gr_journal_stats_t st;
+    gr_journal_get_stats (j, &st);
+    ck_assert_int_gt (started, 1);
+    ck_assert_uint_ge (st.syncs, 2);
+    ck_assert_int_eq (gr_journal_close (j, &e), 0);
+    uint64_t next = 0;
+    gr_journal_info_t info;
+    ck_assert_int_eq (gr_journal_replay (jpath, count_ends, &next, &info, &e), 0);
+    ck_assert_uint_eq (next, (uint64_t)BATCH * ROUNDS);
+    ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
+    fprintf (stdout, "# background: %d commits started, %" PRIu64 " syncs, %zu MB\n",
+             started, st.syncs, (size_t)(info.valid_len >> 20));
+}
+END_TEST
+
 int main (void)
 {
     Suite *s = suite_create ("journal");
@@ -1289,6 +1348,7 @@ int main (void)
     tcase_add_test (tc, test_write_failure);
     tcase_add_test (tc, test_fixture_v1);
     tcase_add_test (tc, test_perf);
+    tcase_add_test (tc, test_background);
     suite_add_tcase (s, tc);
     return gr_check_main (s);
 }

@@ -1,0 +1,1116 @@
+/* The site topology file: YAML through libyaml into gr_site_t.
+ *
+ * As for job specs, libyaml's events feed a small tree of our own that
+ * keeps each value's position, so aliases are refused where they stand,
+ * depth and size are capped, and duplicate keys (which libyaml accepts)
+ * are found.  The tree is then checked and turned into gr_site_t.  Every
+ * error names FILE:LINE:COL (1-based), says what is wrong and, after a
+ * semicolon, what to do.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "src/common/error.h"
+#include "src/common/fs.h"
+#include "site_load.h"
+
+/* A site file never nests deeper than zones > racks > nodes > labels. */
+#define MAX_DEPTH 16
+#define MAX_YAML_NODES 1000000
+#define MAX_STRING 1024
+
+/* ------------------------------------------------------------------ */
+/* Host lists. */
+
+typedef struct range {
+    unsigned long lo, hi;
+    int width;
+} range_t;
+
+/* One bracket group of a name: its ranges. */
+typedef struct group {
+    range_t *r;
+    size_t n;
+    unsigned long count;
+} group_t;
+
+static bool host_char (char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')
+           || ch == '-' || ch == '.' || ch == '_';
+}
+
+static int hl_err (gr_error_t *errp, const char *list, const char *why)
+{
+    errno = EINVAL;
+    return gr_errprintf (errp, "host list '%.200s': %s; write names like n001 or ranges "
+                               "like n[001-008,012]",
+                         list, why);
+}
+
+/* Parse the digits at *p (at most 9) into *v and their count into *len. */
+static int parse_num (const char **p, unsigned long *v, int *len)
+{
+    const char *s = *p;
+    unsigned long x = 0;
+    int k = 0;
+
+    while (*s >= '0' && *s <= '9') {
+        if (++k > 9)
+            return -1;
+        x = x * 10 + (unsigned long)(*s - '0');
+        s++;
+    }
+    if (k == 0)
+        return -1;
+    *p = s;
+    *v = x;
+    *len = k;
+    return 0;
+}
+
+/* Parse the group that starts after '[' at *p up to and past ']'. */
+static int parse_group (const char *list, const char **p, group_t *g, gr_error_t *errp)
+{
+    const char *s = *p;
+    size_t cap = 0;
+
+    g->r = NULL;
+    g->n = 0;
+    g->count = 0;
+    for (;;) {
+        range_t r;
+        int llo, lhi;
+
+        if (*s == ']' || *s == ',' || *s == '\0')
+            return hl_err (errp, list, *s == '\0' ? "a '[' has no matching ']'"
+                                                  : "an empty range inside [...]");
+        if (parse_num (&s, &r.lo, &llo) < 0)
+            return hl_err (errp, list, "a range inside [...] must be numbers of at most "
+                                       "9 digits, like 1-4 or 007");
+        r.hi = r.lo;
+        r.width = llo > 1 && s[-llo] == '0' ? llo : 0;
+        if (*s == '-') {
+            s++;
+            if (parse_num (&s, &r.hi, &lhi) < 0)
+                return hl_err (errp, list, "a range 'a-b' needs a number after '-'");
+            if (r.hi < r.lo)
+                return hl_err (errp, list, "a range goes down (the end is below the "
+                                           "start)");
+        }
+        if (g->n == cap) {
+            size_t nc = cap ? cap * 2 : 4;
+            range_t *nr = realloc (g->r, nc * sizeof (*nr));
+            if (!nr) {
+                errno = ENOMEM;
+                return gr_errprintf (errp, "out of memory");
+            }
+            g->r = nr;
+            cap = nc;
+        }
+        g->r[g->n++] = r;
+        g->count += r.hi - r.lo + 1;
+        if (g->count > 1000000000UL)
+            g->count = 1000000000UL;
+        if (*s == ',') {
+            s++;
+            continue;
+        }
+        if (*s == ']') {
+            *p = s + 1;
+            return 0;
+        }
+        return hl_err (errp, list, *s == '\0' ? "a '[' has no matching ']'"
+                                              : "inside [...] only numbers, '-' and ',' "
+                                                "may appear");
+    }
+}
+
+typedef struct hl {
+    char **names;
+    size_t n, cap, max;
+} hl_t;
+
+static int hl_push (hl_t *h, char *name)
+{
+    if (h->n == h->cap) {
+        size_t nc = h->cap ? h->cap * 2 : 16;
+        char **nn = realloc (h->names, nc * sizeof (*nn));
+        if (!nn) {
+            free (name);
+            errno = ENOMEM;
+            return -1;
+        }
+        h->names = nn;
+        h->cap = nc;
+    }
+    h->names[h->n++] = name;
+    return 0;
+}
+
+/* Expand one name (no top-level commas) of len bytes at item. */
+static int expand_item (const char *list, const char *item, size_t len, hl_t *h,
+                        gr_error_t *errp)
+{
+    /* Segments alternate: literal text, then a group, ... */
+    const char *lit[64];
+    size_t litlen[64];
+    group_t groups[63];
+    size_t ngroups = 0, total = 1, outlen = 0;
+    const char *s = item, *end = item + len;
+    size_t *idx = NULL;
+    unsigned long *cur = NULL;
+    char *buf = NULL;
+    int rc = -1;
+
+    if (len == 0)
+        return hl_err (errp, list, "an empty name (two commas in a row, or one at an end)");
+    for (;;) {
+        const char *start = s;
+        while (s < end && *s != '[') {
+            if (*s == ']') {
+                rc = hl_err (errp, list, "a ']' without '['");
+                goto out;
+            }
+            if (!host_char (*s)) {
+                char why[96];
+                snprintf (why, sizeof (why), "'%c' cannot appear in a host name",
+                          *s);
+                rc = hl_err (errp, list, why);
+                goto out;
+            }
+            s++;
+        }
+        lit[ngroups] = start;
+        litlen[ngroups] = (size_t)(s - start);
+        outlen += litlen[ngroups];
+        if (s == end)
+            break;
+        if (ngroups == 63) {
+            rc = hl_err (errp, list, "too many [...] groups in one name");
+            goto out;
+        }
+        s++;
+        if (parse_group (list, &s, &groups[ngroups], errp) < 0) {
+            ngroups++;
+            goto out;
+        }
+        if (s > end) {
+            ngroups++;
+            rc = hl_err (errp, list, "a '[' has no matching ']'");
+            goto out;
+        }
+        outlen += 10;
+        if (groups[ngroups].count > h->max || total > h->max / groups[ngroups].count) {
+            ngroups++;
+            goto toomany;
+        }
+        total *= groups[ngroups].count;
+        ngroups++;
+    }
+    if (total > h->max - h->n)
+        goto toomany;
+    if (!(idx = calloc (ngroups + 1, sizeof (*idx)))
+        || !(cur = calloc (ngroups + 1, sizeof (*cur))) || !(buf = malloc (outlen + 1)))
+        goto nomem;
+    for (size_t g = 0; g < ngroups; g++)
+        cur[g] = groups[g].r[0].lo;
+    for (;;) {
+        size_t o = 0;
+        char *name;
+
+        for (size_t g = 0; g <= ngroups; g++) {
+            memcpy (buf + o, lit[g], litlen[g]);
+            o += litlen[g];
+            if (g < ngroups)
+                o += (size_t)sprintf (buf + o, "%0*lu", groups[g].r[idx[g]].width, cur[g]);
+        }
+        buf[o] = '\0';
+        if (!(name = strdup (buf)) || hl_push (h, name) < 0)
+            goto nomem;
+        /* Advance the odometer, the last group fastest. */
+        size_t g = ngroups;
+        while (g > 0) {
+            group_t *gr = &groups[g - 1];
+            if (cur[g - 1] < gr->r[idx[g - 1]].hi) {
+                cur[g - 1]++;
+                break;
+            }
+            if (idx[g - 1] + 1 < gr->n) {
+                idx[g - 1]++;
+                cur[g - 1] = gr->r[idx[g - 1]].lo;
+                break;
+            }
+            idx[g - 1] = 0;
+            cur[g - 1] = gr->r[0].lo;
+            g--;
+        }
+        if (g == 0)
+            break;
+    }
+    rc = 0;
+    goto out;
+toomany:
+    errno = E2BIG;
+    rc = gr_errprintf (errp, "host list '%.200s' expands to more than %zu names; split "
+                             "it, or list fewer nodes",
+                       list, h->max);
+    goto out;
+nomem:
+    errno = ENOMEM;
+    rc = gr_errprintf (errp, "out of memory");
+out:
+    for (size_t g = 0; g < ngroups; g++)
+        free (groups[g].r);
+    free (idx);
+    free (cur);
+    free (buf);
+    return rc;
+}
+
+void gr_hostlist_free (char **names, size_t n)
+{
+    int saved = errno;
+
+    if (names) {
+        for (size_t i = 0; i < n; i++)
+            free (names[i]);
+        free (names);
+    }
+    errno = saved;
+}
+
+int gr_hostlist_expand (const char *list, size_t max, char ***namesp, size_t *np,
+                        gr_error_t *errp)
+{
+    hl_t h = {.max = max};
+    const char *s = list;
+
+    if (!list || !namesp || !np) {
+        errno = EINVAL;
+        return gr_errprintf (errp, "gr_hostlist_expand: invalid arguments");
+    }
+    for (;;) {
+        const char *start = s;
+        int depth = 0;
+
+        /* Commas inside brackets separate ranges, not names. */
+        while (*s && (depth > 0 || *s != ',')) {
+            if (*s == '[')
+                depth++;
+            else if (*s == ']' && depth > 0)
+                depth--;
+            s++;
+        }
+        if (expand_item (list, start, (size_t)(s - start), &h, errp) < 0)
+            goto error;
+        if (*s == '\0')
+            break;
+        s++;
+    }
+    *namesp = h.names;
+    *np = h.n;
+    return 0;
+error:
+    gr_hostlist_free (h.names, h.n);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* The YAML tree. */
+
+typedef enum { YN_SCALAR, YN_SEQ, YN_MAP } ytype_t;
+
+typedef struct ynode {
+    ytype_t type;
+    bool plain;
+    int line, col;
+    char *str;
+    size_t len;
+    struct ynode *first, *last, *next;
+    size_t n;             /* children; a map alternates key, value */
+    struct ynode *all;    /* every node, for freeing */
+} ynode_t;
+
+typedef struct pctx {
+    const char *file;
+    gr_error_t *errp;
+    ynode_t *root;
+    ynode_t *all;
+    size_t nnodes;
+    gr_site_t *site;
+    size_t zcap, rcap, ncap;
+} pctx_t;
+
+static int perr_at (pctx_t *c, int line, int col, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+static int perr (pctx_t *c, const ynode_t *n, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int perr_at (pctx_t *c, int line, int col, const char *fmt, ...)
+{
+    char buf[GR_ERROR_TEXT_MAX];
+    va_list ap;
+
+    va_start (ap, fmt);
+    vsnprintf (buf, sizeof (buf), fmt, ap);
+    va_end (ap);
+    gr_errprintf_at (c->errp, c->file, line, col, "%s", buf);
+    errno = EINVAL;
+    return -1;
+}
+
+static int perr (pctx_t *c, const ynode_t *n, const char *fmt, ...)
+{
+    char buf[GR_ERROR_TEXT_MAX];
+    va_list ap;
+
+    va_start (ap, fmt);
+    vsnprintf (buf, sizeof (buf), fmt, ap);
+    va_end (ap);
+    return perr_at (c, n ? n->line : 1, n ? n->col : 1, "%s", buf);
+}
+
+static int nomem (pctx_t *c)
+{
+    errno = ENOMEM;
+    return gr_errprintf (c->errp, "%s: out of memory", c->file);
+}
+
+static void tree_free (pctx_t *c)
+{
+    while (c->all) {
+        ynode_t *next = c->all->all;
+        free (c->all->str);
+        free (c->all);
+        c->all = next;
+    }
+}
+
+static ynode_t *new_node (pctx_t *c, ytype_t type, const yaml_mark_t *m)
+{
+    ynode_t *n;
+
+    if (++c->nnodes > MAX_YAML_NODES) {
+        perr_at (c, (int)m->line + 1, (int)m->column + 1,
+                 "the site file holds more than %d YAML values; use host ranges like "
+                 "n[0001-4096] for long lists of nodes",
+                 MAX_YAML_NODES);
+        return NULL;
+    }
+    if (!(n = calloc (1, sizeof (*n)))) {
+        nomem (c);
+        return NULL;
+    }
+    n->type = type;
+    n->line = (int)m->line + 1;
+    n->col = (int)m->column + 1;
+    n->all = c->all;
+    c->all = n;
+    return n;
+}
+
+static int yaml_error (pctx_t *c, const yaml_parser_t *p)
+{
+    const char *hint = "check the indentation and quoting near this point";
+
+    if (p->error == YAML_MEMORY_ERROR)
+        return nomem (c);
+    if (p->error == YAML_READER_ERROR)
+        return perr_at (c, 1, 1, "YAML cannot read the file: %s at byte %zu; a site file "
+                                 "must be UTF-8 text",
+                        p->problem ? p->problem : "invalid input", p->problem_offset);
+    if (p->problem && strstr (p->problem, "cannot start any token"))
+        hint = "indent with spaces, not tabs, and quote values that start with '`', '@' "
+               "or '%'";
+    else if (p->problem && strstr (p->problem, "did not find expected"))
+        hint = "check the indentation: keys of one mapping must line up, and list items "
+               "start with '- '";
+    return perr_at (c, (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1,
+                    "YAML syntax error: %s; %s", p->problem ? p->problem : "unknown problem",
+                    hint);
+}
+
+/* libyaml accepts a key twice; a rack with two nodes: lists is a
+ * mistake worth stopping for.  Maps here are small, so a quadratic scan
+ * does. */
+static int check_duplicate_keys (pctx_t *c, const ynode_t *map)
+{
+    for (const ynode_t *k = map->first; k; k = k->next->next) {
+        for (const ynode_t *j = map->first; j != k; j = j->next->next) {
+            if (j->len == k->len && memcmp (j->str, k->str, k->len) == 0)
+                return perr (c, k, "duplicate key '%s' (first at line %d); remove one of "
+                                   "them",
+                             k->str, j->line);
+        }
+    }
+    return 0;
+}
+
+static int build_tree (pctx_t *c, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    bool have_ev = false, done = false;
+    ynode_t *stack[MAX_DEPTH];
+    int depth = 0, ndocs = 0;
+
+    if (!yaml_parser_initialize (&parser))
+        return nomem (c);
+    yaml_parser_set_input_string (&parser, (const unsigned char *)text, len);
+    while (!done) {
+        ynode_t *n = NULL;
+
+        if (!yaml_parser_parse (&parser, &ev)) {
+            yaml_error (c, &parser);
+            goto error;
+        }
+        have_ev = true;
+        switch (ev.type) {
+            case YAML_STREAM_END_EVENT:
+                done = true;
+                break;
+            case YAML_DOCUMENT_START_EVENT:
+                if (ndocs++ > 0) {
+                    perr_at (c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+                             "a second YAML document; a site file is one document, so "
+                             "remove this '---' and what follows");
+                    goto error;
+                }
+                break;
+            case YAML_ALIAS_EVENT:
+                perr_at (c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+                         "YAML aliases (*%s) are not supported; write the value out",
+                         (const char *)ev.data.alias.anchor);
+                goto error;
+            case YAML_SCALAR_EVENT:
+                if (!(n = new_node (c, YN_SCALAR, &ev.start_mark)))
+                    goto error;
+                if (!(n->str = malloc (ev.data.scalar.length + 1))) {
+                    nomem (c);
+                    goto error;
+                }
+                memcpy (n->str, ev.data.scalar.value, ev.data.scalar.length);
+                n->str[ev.data.scalar.length] = '\0';
+                n->len = ev.data.scalar.length;
+                n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+                break;
+            case YAML_SEQUENCE_START_EVENT:
+                if (!(n = new_node (c, YN_SEQ, &ev.start_mark)))
+                    goto error;
+                break;
+            case YAML_MAPPING_START_EVENT:
+                if (!(n = new_node (c, YN_MAP, &ev.start_mark)))
+                    goto error;
+                break;
+            case YAML_SEQUENCE_END_EVENT:
+            case YAML_MAPPING_END_EVENT:
+                if (depth > 0) {
+                    ynode_t *top = stack[--depth];
+                    if (top->type == YN_MAP && check_duplicate_keys (c, top) < 0)
+                        goto error;
+                }
+                break;
+            default:
+                break;
+        }
+        if (n) {
+            if (depth > 0) {
+                ynode_t *parent = stack[depth - 1];
+                if (parent->type == YN_MAP && parent->n % 2 == 0 && n->type != YN_SCALAR) {
+                    perr (c, n, "a mapping key must be a plain string; quote it or "
+                                "restructure the mapping");
+                    goto error;
+                }
+                if (parent->last)
+                    parent->last->next = n;
+                else
+                    parent->first = n;
+                parent->last = n;
+                parent->n++;
+            }
+            else
+                c->root = n;
+            if (n->type != YN_SCALAR) {
+                if (depth == MAX_DEPTH) {
+                    perr (c, n, "the YAML nests deeper than %d levels; a site file never "
+                                "needs that much, so check the brackets and indentation",
+                          MAX_DEPTH);
+                    goto error;
+                }
+                stack[depth++] = n;
+            }
+        }
+        yaml_event_delete (&ev);
+        have_ev = false;
+    }
+    yaml_parser_delete (&parser);
+    return 0;
+error:
+    if (have_ev)
+        yaml_event_delete (&ev);
+    yaml_parser_delete (&parser);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers over the tree. */
+
+static ynode_t *map_get (const ynode_t *map, const char *key, ynode_t **keyp)
+{
+    for (ynode_t *k = map->first; k; k = k->next->next) {
+        if (strlen (key) == k->len && strcmp (k->str, key) == 0) {
+            if (keyp)
+                *keyp = k;
+            return k->next;
+        }
+    }
+    return NULL;
+}
+
+static size_t edit_distance (const char *a, const char *b)
+{
+    size_t la = strlen (a), lb = strlen (b);
+    size_t row[65];
+
+    if (la > 64 || lb > 64)
+        return 99;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Every key of map must be one of valid (NULL-terminated); the closest
+ * within an edit distance of 2 is offered for a typo. */
+static int check_keys (pctx_t *c, const ynode_t *map, const char *const *valid,
+                       const char *where)
+{
+    for (const ynode_t *k = map->first; k; k = k->next->next) {
+        const char *best = NULL;
+        size_t bestd = 3;
+        char list[256];
+        size_t len = 0;
+        bool ok = false;
+
+        for (size_t i = 0; valid[i]; i++) {
+            size_t d;
+            if (strcmp (k->str, valid[i]) == 0) {
+                ok = true;
+                break;
+            }
+            if ((d = edit_distance (k->str, valid[i])) < bestd) {
+                bestd = d;
+                best = valid[i];
+            }
+        }
+        if (ok)
+            continue;
+        if (best)
+            return perr (c, k, "unknown key '%s' in %s; did you mean '%s'?", k->str, where,
+                         best);
+        list[0] = '\0';
+        for (size_t i = 0; valid[i] && len < sizeof (list); i++)
+            len += (size_t)snprintf (list + len, sizeof (list) - len, "%s%s", i ? ", " : "",
+                                     valid[i]);
+        return perr (c, k, "unknown key '%s' in %s; the keys here are %s", k->str, where,
+                     list);
+    }
+    return 0;
+}
+
+static const char *kind (const ynode_t *n)
+{
+    return n->type == YN_SEQ ? "a list" : n->type == YN_MAP ? "a mapping" : "a string";
+}
+
+static bool is_null (const ynode_t *n)
+{
+    return n->type == YN_SCALAR && n->plain
+           && (n->len == 0 || strcmp (n->str, "~") == 0 || strcmp (n->str, "null") == 0
+               || strcmp (n->str, "Null") == 0 || strcmp (n->str, "NULL") == 0);
+}
+
+/* A non-empty scalar without NUL bytes, at most MAX_STRING bytes. */
+static int want_scalar (pctx_t *c, const ynode_t *n, const char *what)
+{
+    if (n->type != YN_SCALAR)
+        return perr (c, n, "%s: expected a string, got %s; write a single value", what,
+                     kind (n));
+    if (is_null (n))
+        return perr (c, n, "%s: has no value; give it one or leave the key out", what);
+    if (strlen (n->str) != n->len)
+        return perr (c, n, "%s: contains a NUL character; remove it", what);
+    if (n->len > MAX_STRING)
+        return perr (c, n, "%s: is %zu bytes, over the limit of %d; shorten it", what,
+                     n->len, MAX_STRING);
+    return 0;
+}
+
+static int want (pctx_t *c, const ynode_t *n, ytype_t type, const char *what,
+                 const char *example)
+{
+    if (n->type == type)
+        return 0;
+    return perr (c, n, "%s: expected %s, got %s; write it like %s", what,
+                 type == YN_SEQ ? "a list" : "a mapping", is_null (n) ? "nothing" : kind (n),
+                 example);
+}
+
+/* Zone, rack and label names: letters, digits, '-', '.' and '_'. */
+static int check_name (pctx_t *c, const ynode_t *n, const char *what)
+{
+    if (want_scalar (c, n, what) < 0)
+        return -1;
+    for (const char *s = n->str; *s; s++) {
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')
+              || *s == '-' || *s == '.' || *s == '_'))
+            return perr (c, n, "%s '%s' may only hold letters, digits, '-', '.' and '_'; "
+                               "rename it",
+                         what, n->str);
+    }
+    return 0;
+}
+
+/* The name: of a zone or rack mapping m; `what` is "zone 2" and the like. */
+static int get_name (pctx_t *c, const ynode_t *m, const char *what, const char *kindname,
+                     char **out)
+{
+    ynode_t *v = map_get (m, "name", NULL);
+    char buf[64];
+
+    if (!v)
+        return perr (c, m, "%s has no 'name:'; add 'name: ...' to it", what);
+    snprintf (buf, sizeof (buf), "%s name", kindname);
+    if (check_name (c, v, buf) < 0)
+        return -1;
+    if (!(*out = strdup (v->str)))
+        return nomem (c);
+    return 0;
+}
+
+static int parse_labels (pctx_t *c, const ynode_t *m, gr_site_labels_t *l)
+{
+    ynode_t *key = NULL, *v = map_get (m, "labels", &key);
+
+    if (!v)
+        return 0;
+    if (want (c, v, YN_MAP, "labels", "{cost: low, gpu: a100}") < 0)
+        return -1;
+    if (v->n == 0)
+        return 0;
+    if (!(l->v = calloc (v->n / 2, sizeof (*l->v))))
+        return nomem (c);
+    for (ynode_t *k = v->first; k; k = k->next->next) {
+        char what[MAX_STRING + 16];
+        gr_site_label_t *lab = &l->v[l->n];
+
+        if (check_name (c, k, "label") < 0)
+            return -1;
+        snprintf (what, sizeof (what), "label %s", k->str);
+        if (want_scalar (c, k->next, what) < 0)
+            return -1;
+        l->n++;
+        if (!(lab->key = strdup (k->str)) || !(lab->value = strdup (k->next->str)))
+            return nomem (c);
+    }
+    return 0;
+}
+
+static int add_node (pctx_t *c, const char *name, size_t rack, const ynode_t *at,
+                     gr_site_node_t **np)
+{
+    gr_site_t *s = c->site;
+    gr_site_node_t *n;
+
+    if (s->nnodes == c->ncap) {
+        size_t nc = c->ncap ? c->ncap * 2 : 64;
+        gr_site_node_t *nn = realloc (s->nodes, nc * sizeof (*nn));
+        if (!nn)
+            return nomem (c);
+        s->nodes = nn;
+        c->ncap = nc;
+    }
+    n = &s->nodes[s->nnodes];
+    memset (n, 0, sizeof (*n));
+    if (!(n->name = strdup (name)))
+        return nomem (c);
+    s->nnodes++;
+    n->rack = rack;
+    n->line = at->line;
+    n->col = at->col;
+    *np = n;
+    return 0;
+}
+
+static const char *const top_keys[] = {"zones", NULL};
+static const char *const zone_keys[] = {"name", "labels", "racks", NULL};
+static const char *const rack_keys[] = {"name", "labels", "nodes", NULL};
+static const char *const node_keys[] = {"name", "labels", NULL};
+
+/* One entry of a rack's nodes: a host list, or {name: HOSTLIST, labels}. */
+static int parse_node_entry (pctx_t *c, const ynode_t *e, size_t rack)
+{
+    const ynode_t *namen = e;
+    const ynode_t *m = NULL;
+    char **names = NULL;
+    size_t nnames = 0, first = c->site->nnodes;
+    gr_error_t herr;
+    gr_site_labels_t labels = {0};
+
+    if (e->type == YN_MAP) {
+        m = e;
+        if (check_keys (c, m, node_keys, "a node") < 0)
+            return -1;
+        if (!(namen = map_get (m, "name", NULL)))
+            return perr (c, m, "a node has no 'name:'; add 'name: HOST' (a host list like "
+                               "n[01-04] names several)");
+    }
+    else if (e->type != YN_SCALAR)
+        return perr (c, e, "a node: expected a host name or a mapping with name: and "
+                           "labels:, got a list; list the nodes directly under nodes:");
+    if (want_scalar (c, namen, "node name") < 0)
+        return -1;
+    if (gr_hostlist_expand (namen->str, GR_SITE_MAX_NODES - c->site->nnodes, &names,
+                            &nnames, &herr) < 0) {
+        if (errno == ENOMEM)
+            return nomem (c);
+        return perr (c, namen, "%s", herr.text);
+    }
+    for (size_t i = 0; i < nnames; i++) {
+        gr_site_node_t *n;
+        if (add_node (c, names[i], rack, namen, &n) < 0)
+            goto error;
+    }
+    gr_hostlist_free (names, nnames);
+    names = NULL;
+    if (m) {
+        /* Each node of a range gets its own copy of the labels, so the
+         * data stays plain (one owner per string). */
+        if (parse_labels (c, m, &labels) < 0)
+            goto error;
+        for (size_t i = first; i < c->site->nnodes && labels.n; i++) {
+            gr_site_labels_t *l = &c->site->nodes[i].labels;
+            if (!(l->v = calloc (labels.n, sizeof (*l->v))))
+                goto nomem;
+            for (size_t j = 0; j < labels.n; j++) {
+                l->n++;
+                if (!(l->v[j].key = strdup (labels.v[j].key))
+                    || !(l->v[j].value = strdup (labels.v[j].value)))
+                    goto nomem;
+            }
+        }
+    }
+    for (size_t j = 0; j < labels.n; j++) {
+        free (labels.v[j].key);
+        free (labels.v[j].value);
+    }
+    free (labels.v);
+    return 0;
+nomem:
+    nomem (c);
+error:
+    gr_hostlist_free (names, nnames);
+    for (size_t j = 0; j < labels.n; j++) {
+        free (labels.v[j].key);
+        free (labels.v[j].value);
+    }
+    free (labels.v);
+    return -1;
+}
+
+static int parse_rack (pctx_t *c, const ynode_t *m, size_t zone, size_t index)
+{
+    gr_site_t *s = c->site;
+    gr_site_rack_t *r;
+    ynode_t *nodes, *key = NULL;
+    char what[64];
+    size_t self;
+
+    snprintf (what, sizeof (what), "rack %zu of zone '%s'", index + 1, s->zones[zone].name);
+    if (want (c, m, YN_MAP, what, "{name: r1, nodes: [n001, n002]}") < 0
+        || check_keys (c, m, rack_keys, "a rack") < 0)
+        return -1;
+    if (s->nracks == c->rcap) {
+        size_t nc = c->rcap ? c->rcap * 2 : 16;
+        gr_site_rack_t *nr = realloc (s->racks, nc * sizeof (*nr));
+        if (!nr)
+            return nomem (c);
+        s->racks = nr;
+        c->rcap = nc;
+    }
+    self = s->nracks;
+    r = &s->racks[self];
+    memset (r, 0, sizeof (*r));
+    s->nracks++;
+    r->zone = zone;
+    r->line = m->line;
+    r->col = m->col;
+    if (get_name (c, m, what, "rack", &r->name) < 0)
+        return -1;
+    for (size_t i = 0; i < self; i++) {
+        if (strcmp (s->racks[i].name, r->name) == 0)
+            return perr (c, map_get (m, "name", NULL),
+                         "duplicate rack name '%s' (first at line %d); rack names must be "
+                         "unique in the file, so rename one",
+                         r->name, s->racks[i].line);
+    }
+    if (parse_labels (c, m, &r->labels) < 0)
+        return -1;
+    if (!(nodes = map_get (m, "nodes", &key)))
+        return perr (c, m, "rack '%s' has no 'nodes:'; add 'nodes: [HOST, ...]'", r->name);
+    if (want (c, nodes, YN_SEQ, "nodes", "[n001, n002, \"n[003-008]\"]") < 0)
+        return -1;
+    for (const ynode_t *e = nodes->first; e; e = e->next) {
+        if (parse_node_entry (c, e, self) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_zone (pctx_t *c, const ynode_t *m, size_t index)
+{
+    gr_site_t *s = c->site;
+    gr_site_zone_t *z;
+    ynode_t *racks, *key = NULL;
+    char what[64];
+    size_t self, nr = 0;
+
+    snprintf (what, sizeof (what), "zone %zu", index + 1);
+    if (want (c, m, YN_MAP, what, "{name: east, racks: [...]}") < 0
+        || check_keys (c, m, zone_keys, "a zone") < 0)
+        return -1;
+    if (s->nzones == c->zcap) {
+        size_t nc = c->zcap ? c->zcap * 2 : 8;
+        gr_site_zone_t *nz = realloc (s->zones, nc * sizeof (*nz));
+        if (!nz)
+            return nomem (c);
+        s->zones = nz;
+        c->zcap = nc;
+    }
+    self = s->nzones;
+    z = &s->zones[self];
+    memset (z, 0, sizeof (*z));
+    s->nzones++;
+    z->line = m->line;
+    z->col = m->col;
+    if (get_name (c, m, what, "zone", &z->name) < 0)
+        return -1;
+    for (size_t i = 0; i < self; i++) {
+        if (strcmp (s->zones[i].name, z->name) == 0)
+            return perr (c, map_get (m, "name", NULL),
+                         "duplicate zone name '%s' (first at line %d); rename one or merge "
+                         "their racks",
+                         z->name, s->zones[i].line);
+    }
+    if (parse_labels (c, m, &z->labels) < 0)
+        return -1;
+    if (!(racks = map_get (m, "racks", &key)))
+        return perr (c, m, "zone '%s' has no 'racks:'; add 'racks:' with a list of racks",
+                     z->name);
+    if (want (c, racks, YN_SEQ, "racks", "[{name: r1, nodes: [n001]}]") < 0)
+        return -1;
+    for (const ynode_t *r = racks->first; r; r = r->next) {
+        if (parse_rack (c, r, self, nr++) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+typedef struct byname {
+    const char *name;
+    size_t idx;
+} byname_t;
+
+static int byname_cmp (const void *a, const void *b)
+{
+    const byname_t *x = a, *y = b;
+    int r = strcmp (x->name, y->name);
+
+    if (r)
+        return r;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Sort the nodes by name for lookups; a name twice is an error at the
+ * later entry. */
+static int index_nodes (pctx_t *c)
+{
+    gr_site_t *s = c->site;
+    byname_t *v;
+    int rc = 0;
+
+    if (s->nnodes == 0)
+        return 0;
+    if (!(v = malloc (s->nnodes * sizeof (*v)))
+        || !(s->byname = malloc (s->nnodes * sizeof (*s->byname)))) {
+        free (v);
+        return nomem (c);
+    }
+    for (size_t i = 0; i < s->nnodes; i++) {
+        v[i].name = s->nodes[i].name;
+        v[i].idx = i;
+    }
+    qsort (v, s->nnodes, sizeof (*v), byname_cmp);
+    for (size_t i = 0; i < s->nnodes; i++) {
+        s->byname[i] = v[i].idx;
+        if (i > 0 && strcmp (v[i].name, v[i - 1].name) == 0) {
+            const gr_site_node_t *a = &s->nodes[v[i - 1].idx], *b = &s->nodes[v[i].idx];
+            if (a->rack == b->rack)
+                rc = perr_at (c, b->line, b->col,
+                              "node '%s' is listed twice in rack '%s' (first at line %d); "
+                              "remove one",
+                              b->name, s->racks[b->rack].name, a->line);
+            else
+                rc = perr_at (c, b->line, b->col,
+                              "node '%s' is in rack '%s' and in rack '%s' (line %d); a "
+                              "node belongs to one rack, so remove it from one of them",
+                              b->name, s->racks[b->rack].name, s->racks[a->rack].name,
+                              a->line);
+            break;
+        }
+    }
+    free (v);
+    return rc;
+}
+
+static int parse_top (pctx_t *c)
+{
+    ynode_t *zones, *key = NULL;
+    size_t i = 0;
+
+    if (!c->root || is_null (c->root))
+        return perr_at (c, 1, 1, "the site file is empty; it needs 'zones:' with a list of "
+                                 "zones (see share/gridrun/topology.yaml)");
+    if (want (c, c->root, YN_MAP, "the site file", "'zones: [...]' at the top") < 0
+        || check_keys (c, c->root, top_keys, "the site file") < 0)
+        return -1;
+    if (!(zones = map_get (c->root, "zones", &key)))
+        return perr (c, c->root, "the site file has no 'zones:'; add 'zones:' with a list of "
+                                 "zones (see share/gridrun/topology.yaml)");
+    if (want (c, zones, YN_SEQ, "zones", "[{name: east, racks: [...]}]") < 0)
+        return -1;
+    if (zones->n == 0)
+        return perr (c, zones, "zones: is empty; list at least one zone");
+    for (const ynode_t *z = zones->first; z; z = z->next) {
+        if (parse_zone (c, z, i++) < 0)
+            return -1;
+    }
+    return index_nodes (c);
+}
+
+/* Free a partly built site.  gr_site_destroy() lives in src/topo, which
+ * libspec does not link against, so this mirror of it stays here. */
+static void site_free (gr_site_t *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nzones; i++) {
+        free (s->zones[i].name);
+        for (size_t j = 0; j < s->zones[i].labels.n; j++) {
+            free (s->zones[i].labels.v[j].key);
+            free (s->zones[i].labels.v[j].value);
+        }
+        free (s->zones[i].labels.v);
+    }
+    for (size_t i = 0; i < s->nracks; i++) {
+        free (s->racks[i].name);
+        for (size_t j = 0; j < s->racks[i].labels.n; j++) {
+            free (s->racks[i].labels.v[j].key);
+            free (s->racks[i].labels.v[j].value);
+        }
+        free (s->racks[i].labels.v);
+    }
+    for (size_t i = 0; i < s->nnodes; i++) {
+        free (s->nodes[i].name);
+        for (size_t j = 0; j < s->nodes[i].labels.n; j++) {
+            free (s->nodes[i].labels.v[j].key);
+            free (s->nodes[i].labels.v[j].value);
+        }
+        free (s->nodes[i].labels.v);
+    }
+    free (s->zones);
+    free (s->racks);
+    free (s->nodes);
+    free (s->byname);
+    free (s->path);
+    free (s);
+}
+
+int gr_site_parse (const char *text, size_t len, const char *name, gr_site_t **sitep,
+                   gr_error_t *errp)
+{
+    pctx_t c = {0};
+    int saved;
+
+    if (!text || !name || !sitep) {
+        errno = EINVAL;
+        return gr_errprintf (errp, "gr_site_parse: invalid arguments");
+    }
+    c.file = name;
+    c.errp = errp;
+    if (len > GR_SITE_MAX_BYTES) {
+        errno = EFBIG;
+        return gr_errprintf_at (errp, name, 1, 1, "the site file is %zu bytes, over the "
+                                "limit of %u; use host ranges like n[0001-4096]",
+                                len, GR_SITE_MAX_BYTES);
+    }
+    if (!(c.site = calloc (1, sizeof (*c.site))) || !(c.site->path = strdup (name))) {
+        nomem (&c);
+        goto error;
+    }
+    if (build_tree (&c, text, len) < 0 || parse_top (&c) < 0)
+        goto error;
+    tree_free (&c);
+    *sitep = c.site;
+    return 0;
+error:
+    saved = errno ? errno : EINVAL;
+    tree_free (&c);
+    site_free (c.site);
+    errno = saved;
+    return -1;
+}
+
+int gr_site_load (const char *path, gr_site_t **sitep, gr_error_t *errp)
+{
+    char *text = NULL;
+    size_t len = 0;
+    gr_error_t ferr;
+    int rc;
+
+    if (!path || !sitep) {
+        errno = EINVAL;
+        return gr_errprintf (errp, "gr_site_load: invalid arguments");
+    }
+    if (gr_read_file (path, GR_SITE_MAX_BYTES, &text, &len, &ferr) < 0) {
+        if (errno == EFBIG)
+            return gr_errprintf (errp, "%s: the site file is larger than %u bytes; use "
+                                       "host ranges like n[0001-4096]",
+                                 path, GR_SITE_MAX_BYTES);
+        return gr_errprintf (errp, "%s: cannot read the site file: %s", path, ferr.text);
+    }
+    rc = gr_site_parse (text, len, path, sitep, errp);
+    free (text);
+    return rc;
+}
