@@ -62,6 +62,7 @@ static const char *usage_text =
     "      --snapshot-interval T  seconds between run.h5 snapshots (default 60)\n"
     "      --commit-interval T  journal group commit (default 50ms)\n"
     "      --no-journal         no journal and no resume (benchmarks only)\n"
+    "      --no-bind            do not bind tasks to cores and GPUs\n"
     "  -q, --quiet              no summary on stdout\n"
     "  -v, --verbose            more log output (repeat for more)\n"
     "\n"
@@ -109,6 +110,7 @@ enum {
     OPT_SNAP,
     OPT_COMMIT,
     OPT_NOJOURNAL,
+    OPT_NOBIND,
 };
 
 static int parse_u32 (const char *s, const char *what, uint32_t *out)
@@ -200,6 +202,7 @@ static const struct option run_longopts[] = {
     {"snapshot-interval", required_argument, NULL, OPT_SNAP},
     {"commit-interval", required_argument, NULL, OPT_COMMIT},
     {"no-journal", no_argument, NULL, OPT_NOJOURNAL},
+    {"no-bind", no_argument, NULL, OPT_NOBIND},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -251,6 +254,9 @@ static int cmd_run (int argc, char **argv)
                 break;
             case OPT_NOJOURNAL:
                 o.no_journal = true;
+                break;
+            case OPT_NOBIND:
+                o.no_bind = true;
                 break;
             case OPT_GRACE:
                 if (gr_parse_duration (optarg, &o.grace) < 0)

@@ -182,10 +182,28 @@ int gr_exec_spawn (gr_exec_t *ex, const gr_spawn_req_t *req, pid_t *pidp,
         return gr_errprintf (errp, "cwd is not supported on this system");
     }
 #endif
+    /* The child is cloned from this thread and keeps its CPU mask, so the
+     * thread takes the task's mask for the spawn and gives it back. */
+    cpu_set_t saved;
+    bool bound = false;
+    if (req->cpus) {
+        if (sched_getaffinity (0, sizeof (saved), &saved) == 0
+            && sched_setaffinity (0, sizeof (*req->cpus), req->cpus) == 0)
+            bound = true;
+        else {
+            int e = errno;
+            posix_spawn_file_actions_destroy (&fa);
+            errno = e;
+            return gr_errprintf (errp, "cannot bind the task to its cpus: %s",
+                                 strerror (e));
+        }
+    }
     if (strchr (req->argv[0], '/'))
         rc = posix_spawn (pidp, req->argv[0], &fa, &ex->attr, req->argv, envp);
     else
         rc = posix_spawnp (pidp, req->argv[0], &fa, &ex->attr, req->argv, envp);
+    if (bound)
+        sched_setaffinity (0, sizeof (saved), &saved);
     posix_spawn_file_actions_destroy (&fa);
     if (rc != 0) {
         errno = rc;
@@ -284,5 +302,37 @@ int gr_parse_signal (const char *s)
         if (abbrev && strcasecmp (abbrev, s) == 0)
             return sig;
     }
+    return -1;
+}
+
+int gr_cpulist_parse (const char *list, cpu_set_t *set)
+{
+    const char *p = list;
+    CPU_ZERO (set);
+    if (!p || !*p)
+        goto inval;
+    while (*p) {
+        char *end;
+        long a = strtol (p, &end, 10), b;
+        if (end == p || a < 0 || a >= CPU_SETSIZE)
+            goto inval;
+        b = a;
+        p = end;
+        if (*p == '-') {
+            b = strtol (p + 1, &end, 10);
+            if (end == p + 1 || b < a || b >= CPU_SETSIZE)
+                goto inval;
+            p = end;
+        }
+        for (long c = a; c <= b; c++)
+            CPU_SET ((int)c, set);
+        if (*p == ',')
+            p++;
+        else if (*p)
+            goto inval;
+    }
+    return 0;
+inval:
+    errno = EINVAL;
     return -1;
 }

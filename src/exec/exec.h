@@ -13,6 +13,7 @@
 #ifndef GR_EXEC_EXEC_H
 #define GR_EXEC_EXEC_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -36,6 +37,7 @@ typedef struct gr_spawn_req {
     int stdin_fd;          /* -1: /dev/null */
     int stdout_fd;         /* -1: /dev/null */
     int stderr_fd;         /* -1: /dev/null; may equal stdout_fd */
+    const cpu_set_t *cpus; /* bind the task to these CPUs; NULL: inherit */
 } gr_spawn_req_t;
 
 /* Start a process for req.  Returns 0 and its pid (which is also its
@@ -65,5 +67,8 @@ const char *gr_signal_name (int sig, char *buf, int len);
 
 /* A signal from "USR2", "SIGUSR2", "usr2" or "12"; -1 if none. */
 int gr_parse_signal (const char *s);
+
+/* Parse a Linux cpulist ("0-3,8,10-11") into set.  0, or -1 with EINVAL. */
+int gr_cpulist_parse (const char *list, cpu_set_t *set);
 
 #endif

@@ -901,22 +901,33 @@ static int pack_setup (const char *run_dir, const gr_spec_t *spec, char **bufp,
     return 0;
 }
 
+/* What this rank offers as a worker, and (res) which of the node's cores
+ * and GPUs it owns for binding: the cores of its own binding when mpirun
+ * bound it, else an equal share of the node's cores by its place among
+ * the node's workers; an equal share of the GPUs.  With --cpus-per-worker
+ * or --no-bind there is no binding and the counts are just counts. */
 static void local_capacity (const gr_run_opts_t *o, int rank, int size,
-                            gr_worker_info_t *info)
+                            gr_worker_info_t *info, gr_worker_res_t *res)
 {
     MPI_Comm local;
     gr_node_caps_t caps;
     gr_error_t err;
     int is_worker = (rank != 0 || size == 1) ? 1 : 0;
-    int nlocal = 1;
+    int nlocal = 1, lidx = 0;
 
     memset (info, 0, sizeof (*info));
+    memset (res, 0, sizeof (*res));
     if (gethostname (info->host, sizeof (info->host)) < 0)
         strcpy (info->host, "?");
     info->host[sizeof (info->host) - 1] = '\0';
     MPI_Comm_split_type (MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank,
                          MPI_INFO_NULL, &local);
     MPI_Allreduce (&is_worker, &nlocal, 1, MPI_INT, MPI_SUM, local);
+    MPI_Exscan (&is_worker, &lidx, 1, MPI_INT, MPI_SUM, local);
+    int lrank;
+    MPI_Comm_rank (local, &lrank);
+    if (lrank == 0)
+        lidx = 0; /* MPI_Exscan leaves it undefined there */
     MPI_Comm_free (&local);
     if (nlocal < 1)
         nlocal = 1;
@@ -929,6 +940,51 @@ static void local_capacity (const gr_run_opts_t *o, int rank, int size,
                                     : (caps.pus / (uint32_t)nlocal ? caps.pus / (uint32_t)nlocal : 1);
     info->gpus = o->gpus_per_worker;
     info->mem = o->mem_per_worker ? o->mem_per_worker : caps.mem / (uint64_t)nlocal;
+    if (!is_worker || o->no_bind || o->cpus_per_worker)
+        return;
+
+    gr_topo_node_t *t = gr_topo_node_load (NULL, &err);
+    size_t nc = t ? gr_topo_node_ncores (t) : 0, nb = 0;
+    uint32_t *cores = nc ? calloc (nc, sizeof (uint32_t)) : NULL;
+    if (!t || !cores || gr_topo_node_bound_cores (t, cores, &nb) < 0 || nb == 0) {
+        GR_INFO ("tasks are not bound to cores: %s", t ? "no usable cores" : err.text);
+        free (cores);
+        gr_topo_node_destroy (t);
+        return;
+    }
+    if (nb == nc) {
+        /* Not bound by mpirun: share the node's cores among its workers,
+         * taking turns when there are more workers than cores. */
+        size_t lo = nlocal <= (int)nc ? (size_t)lidx * nc / (size_t)nlocal : (size_t)lidx % nc;
+        size_t hi = nlocal <= (int)nc ? ((size_t)lidx + 1) * nc / (size_t)nlocal : lo + 1;
+        nb = 0;
+        for (size_t c = lo; c < hi; c++)
+            cores[nb++] = (uint32_t)c;
+    }
+    const gr_topo_gpu_t *gpus;
+    size_t ng = gr_topo_node_gpus (t, &gpus);
+    size_t glo, ghi;
+    if (o->gpus_per_worker) {
+        glo = (size_t)lidx * o->gpus_per_worker;
+        ghi = glo + o->gpus_per_worker;
+    }
+    else {
+        glo = (size_t)lidx * ng / (size_t)nlocal;
+        ghi = ((size_t)lidx + 1) * ng / (size_t)nlocal;
+    }
+    if (ghi > ng)
+        ghi = ng;
+    if (glo > ghi)
+        glo = ghi;
+    res->gpus = ghi > glo ? calloc (ghi - glo, sizeof (uint32_t)) : NULL;
+    for (size_t g = glo; g < ghi && res->gpus; g++)
+        res->gpus[res->ngpus++] = (uint32_t)g;
+    res->topo = t;
+    res->cores = cores;
+    res->ncores = nb;
+    info->cpus = (uint32_t)nb;
+    if (!o->gpus_per_worker)
+        info->gpus = (uint32_t)res->ngpus;
 }
 
 typedef struct replay_ctx {
@@ -1042,6 +1098,7 @@ int gr_run (const gr_run_opts_t *opts)
     gr_chan_t *ch = NULL;
     gr_worker_t *self = NULL;
     gr_worker_info_t info, *infos = NULL;
+    gr_worker_res_t res = {0};
     master_t m = {0};
 
     MPI_Comm_rank (MPI_COMM_WORLD, &rank);
@@ -1087,7 +1144,7 @@ int gr_run (const gr_run_opts_t *opts)
     free (blob);
     blob = NULL;
 
-    local_capacity (opts, rank, size, &info);
+    local_capacity (opts, rank, size, &info, &res);
     if (rank == 0 && !(infos = calloc ((size_t)size, sizeof (*infos)))) {
         GR_ERROR ("out of memory");
         MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
@@ -1124,7 +1181,7 @@ int gr_run (const gr_run_opts_t *opts)
     }
     if (rank != 0 || size == 1) {
         if (!(self = gr__worker_create (spec, run_dir, rank, info.cpus, info.gpus,
-                                        opts, ch)))
+                                        opts, ch, &res)))
             MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
     }
     if (rank != 0) {
@@ -1200,6 +1257,9 @@ int gr_run (const gr_run_opts_t *opts)
         gr_sleep (1e-4);
 
 done:
+    gr_topo_node_destroy (res.topo);
+    free (res.cores);
+    free (res.gpus);
     gr__worker_destroy (self);
     gr_chan_destroy (ch, finalize_ok);
     gr_sched_destroy (m.sched);

@@ -45,6 +45,7 @@ typedef struct gr_run_opts {
     double deadline;            /* wall clock the run must end by; 0: none */
     double lost_after;          /* a silent worker is lost after this long */
     double snapshot_interval;   /* seconds between run.h5 snapshots */
+    bool no_bind;               /* do not bind tasks to cores and GPUs */
 } gr_run_opts_t;
 
 /* Signal handling: every rank counts drain signals; only the master acts.
@@ -72,9 +73,21 @@ int gr_run (const gr_run_opts_t *opts);
 typedef struct gr_worker gr_worker_t;
 struct gr_spec;
 struct gr_chan;
+struct gr_topo_node;
+
+/* What a worker owns on its node, for binding.  topo NULL: no binding. */
+typedef struct gr_worker_res {
+    struct gr_topo_node *topo; /* owned by the worker once created */
+    uint32_t *cores;           /* logical core indexes; malloc'd, owned too */
+    size_t ncores;
+    uint32_t *gpus;            /* positions in the node's GPU list */
+    size_t ngpus;
+} gr_worker_res_t;
+
 gr_worker_t *gr__worker_create (const struct gr_spec *spec, const char *run_dir,
                                 int rank, uint32_t cpus, uint32_t gpus,
-                                const gr_run_opts_t *opts, struct gr_chan *ch);
+                                const gr_run_opts_t *opts, struct gr_chan *ch,
+                                gr_worker_res_t *res);
 void gr__worker_destroy (gr_worker_t *w);
 /* One pass: receive, reap, start, send.  Returns 1 if it did something,
  * 0 if idle, -1 on a fatal error. */

@@ -22,10 +22,11 @@
 #include "src/exec/exec.h"
 #include "src/proto/proto.h"
 #include "src/spec/spec.h"
+#include "src/topo/topo.h"
 #include "outlog.h"
 #include "runtime.h"
 
-#define GR_EXTRA_ENV 7
+#define GR_EXTRA_ENV 9
 
 typedef struct run {
     bool used;
@@ -41,6 +42,10 @@ typedef struct run {
     int out_spool, err_spool;
     bool out_captured, err_captured;
     uint32_t cpus, gpus;
+    uint32_t *cores;        /* bound: the cores and GPUs it holds */
+    uint32_t *gpu_ids;
+    uint32_t nbound_gpus;   /* of gpus, those bound to node GPUs */
+    bool bound;
 } run_t;
 
 struct gr_worker {
@@ -82,6 +87,14 @@ struct gr_worker {
     char extra[GR_EXTRA_ENV][PATH_MAX + 32];
     char **envp;
     size_t envcap;
+
+    /* Binding: the node, and which of its cores and GPUs are taken (the
+     * ones this worker does not own count as taken forever). */
+    gr_topo_node_t *topo;
+    uint8_t *core_busy;
+    uint8_t *gpu_busy;
+    size_t node_cores, node_gpus;
+    const gr_topo_gpu_t *node_gpu_list;
 };
 
 static int spool_open (gr_worker_t *w, uint32_t slot, const char *stream)
@@ -92,9 +105,34 @@ static int spool_open (gr_worker_t *w, uint32_t slot, const char *stream)
     return open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 }
 
+/* Take over res: the node and what of it this worker may hand out. */
+static int setup_binding (gr_worker_t *w, gr_worker_res_t *res)
+{
+    w->topo = res->topo;
+    res->topo = NULL;
+    w->node_cores = gr_topo_node_ncores (w->topo);
+    w->node_gpus = gr_topo_node_gpus (w->topo, &w->node_gpu_list);
+    if (!(w->core_busy = malloc (w->node_cores ? w->node_cores : 1))
+        || !(w->gpu_busy = malloc (w->node_gpus ? w->node_gpus : 1)))
+        return -1;
+    memset (w->core_busy, 1, w->node_cores);
+    memset (w->gpu_busy, 1, w->node_gpus);
+    for (size_t i = 0; i < res->ncores; i++)
+        w->core_busy[res->cores[i]] = 0;
+    for (size_t i = 0; i < res->ngpus; i++)
+        w->gpu_busy[res->gpus[i]] = 0;
+    for (uint32_t i = 0; i < w->cpus; i++) {
+        if (!(w->runs[i].cores = calloc (w->node_cores ? w->node_cores : 1, sizeof (uint32_t)))
+            || !(w->runs[i].gpu_ids = calloc (w->node_gpus ? w->node_gpus : 1, sizeof (uint32_t))))
+            return -1;
+    }
+    return 0;
+}
+
 gr_worker_t *gr__worker_create (const gr_spec_t *spec, const char *run_dir,
                                 int rank, uint32_t cpus, uint32_t gpus,
-                                const gr_run_opts_t *opts, gr_chan_t *ch)
+                                const gr_run_opts_t *opts, gr_chan_t *ch,
+                                gr_worker_res_t *res)
 {
     gr_error_t err;
     char path[PATH_MAX];
@@ -130,6 +168,8 @@ gr_worker_t *gr__worker_create (const gr_spec_t *spec, const char *run_dir,
         GR_ERROR ("%s", err.text);
         goto error;
     }
+    if (res && res->topo && setup_binding (w, res) < 0)
+        goto error;
     return w;
 error:
     gr__worker_destroy (w);
@@ -149,9 +189,14 @@ void gr__worker_destroy (gr_worker_t *w)
                 close (w->runs[i].out_spool);
             if (w->runs[i].err_spool >= 0)
                 close (w->runs[i].err_spool);
+            free (w->runs[i].cores);
+            free (w->runs[i].gpu_ids);
         }
     }
     free (w->runs);
+    free (w->core_busy);
+    free (w->gpu_busy);
+    gr_topo_node_destroy (w->topo);
     free (w->q);
     free (w->envp);
     gr_outlog_close (w->ol);
@@ -270,6 +315,13 @@ static void index_record (gr_worker_t *w, const run_t *r, const gr_result_rec_t 
 
 static void release (gr_worker_t *w, run_t *r)
 {
+    if (r->bound) {
+        for (uint32_t i = 0; i < r->cpus; i++)
+            w->core_busy[r->cores[i]] = 0;
+        for (uint32_t i = 0; i < r->nbound_gpus; i++)
+            w->gpu_busy[r->gpu_ids[i]] = 0;
+        r->bound = false;
+    }
     w->free_cpus += r->cpus;
     w->free_gpus += r->gpus;
     if (r->pid > 0)
@@ -377,7 +429,7 @@ static int open_target (const char *path, const char *cwd, gr_error_t *errp)
 }
 
 static char **task_env (gr_worker_t *w, const gr_taskdef_t *d, const run_t *r,
-                        char **spec_env)
+                        char **spec_env, const char *cpulist)
 {
     size_t n = 0;
     if (spec_env)
@@ -405,7 +457,23 @@ static char **task_env (gr_worker_t *w, const gr_taskdef_t *d, const run_t *r,
     snprintf (w->extra[4], sizeof (w->extra[4]), "GRIDRUN_RUN_DIR=%s", w->run_dir);
     snprintf (w->extra[5], sizeof (w->extra[5]), "GRIDRUN_WORKER=%d", w->rank);
     snprintf (w->extra[6], sizeof (w->extra[6]), "GRIDRUN_CPUS=%u", d->cpus);
-    for (int i = 0; i < GR_EXTRA_ENV; i++) {
+    int nextra = 7;
+    if (cpulist) {
+        snprintf (w->extra[nextra++], sizeof (w->extra[0]), "GRIDRUN_CPU_LIST=%s", cpulist);
+        if (r->nbound_gpus > 0) {
+            /* CUDA numbers devices as hwloc's cudaN names say. */
+            char *p = w->extra[nextra];
+            size_t left = sizeof (w->extra[0]);
+            int n = snprintf (p, left, "CUDA_VISIBLE_DEVICES=");
+            for (uint32_t i = 0; i < r->nbound_gpus && n > 0 && (size_t)n < left; i++) {
+                const gr_topo_gpu_t *g = &w->node_gpu_list[r->gpu_ids[i]];
+                int ord = strncmp (g->name, "cuda", 4) == 0 ? atoi (g->name + 4) : g->index;
+                n += snprintf (p + n, left - (size_t)n, "%s%d", i ? "," : "", ord);
+            }
+            nextra++;
+        }
+    }
+    for (int i = 0; i < nextra; i++) {
         bool dup = false;
         size_t kl = strchr (w->extra[i], '=') - w->extra[i];
         for (size_t j = 0; j < n; j++) {
@@ -473,13 +541,33 @@ static int start (gr_worker_t *w, run_t *r, uint32_t slot, double now)
         default:
             break;
     }
-    char **envp = task_env (w, d, r, cmd.env);
+    /* Bind to the free cores nearest the GPUs it gets (see
+     * gr_topo_node_pick); the counts were already accounted. */
+    char cpulist[256];
+    cpu_set_t cpuset;
+    bool bind = false;
+    if (w->topo && gr_topo_node_pick (w->topo, w->core_busy, w->gpu_busy, d->cpus,
+                                      w->node_gpus ? d->gpus : 0, r->cores,
+                                      r->gpu_ids) == 0
+        && gr_topo_node_cpulist (w->topo, r->cores, d->cpus, cpulist, sizeof (cpulist)) == 0
+        && gr_cpulist_parse (cpulist, &cpuset) == 0) {
+        for (uint32_t i = 0; i < d->cpus; i++)
+            w->core_busy[r->cores[i]] = 1;
+        r->nbound_gpus = w->node_gpus ? d->gpus : 0;
+        for (uint32_t i = 0; i < r->nbound_gpus; i++)
+            w->gpu_busy[r->gpu_ids[i]] = 1;
+        r->bound = bind = true;
+    }
+    else if (w->topo)
+        GR_DEBUG ("task %016" PRIx64 ": no cores to bind to; not bound", r->a.key);
+    char **envp = task_env (w, d, r, cmd.env, bind ? cpulist : NULL);
     if (!envp) {
         rc = fail_start (w, r, ENOMEM, "out of memory", now);
         goto out;
     }
     gr_spawn_req_t req = {.argv = cmd.argv, .env = envp, .cwd = cmd.cwd,
-                          .stdin_fd = -1, .stdout_fd = outfd, .stderr_fd = errfd};
+                          .stdin_fd = -1, .stdout_fd = outfd, .stderr_fd = errfd,
+                          .cpus = bind ? &cpuset : NULL};
     if (gr_exec_spawn (w->ex, &req, &r->pid, &err) < 0) {
         r->pid = 0;
         rc = fail_start (w, r, errno, err.text, now);

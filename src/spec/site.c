@@ -1,25 +1,23 @@
 /* The site topology file: YAML through libyaml into gr_site_t.
  *
- * As for job specs, libyaml's events feed a small tree of our own that
- * keeps each value's position, so aliases are refused where they stand,
- * depth and size are capped, and duplicate keys (which libyaml accepts)
- * are found.  The tree is then checked and turned into gr_site_t.  Every
- * error names FILE:LINE:COL (1-based), says what is wrong and, after a
- * semicolon, what to do.
+ * As for job specs, the YAML becomes a parse tree of our own (ytree.h)
+ * that refuses aliases, caps depth and size, finds duplicate keys and
+ * keeps each value's position.  The tree is then checked and turned into
+ * gr_site_t.  Every error names FILE:LINE:COL (1-based), says what is
+ * wrong and, after a semicolon, what to do.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "src/common/error.h"
 #include "src/common/fs.h"
 #include "site_load.h"
+#include "ytree.h"
 
 /* A site file never nests deeper than zones > racks > nodes > labels. */
 #define MAX_DEPTH 16
@@ -324,420 +322,89 @@ error:
 }
 
 /* ------------------------------------------------------------------ */
-/* The YAML tree. */
+/* The parse. */
 
-typedef enum { YN_SCALAR, YN_SEQ, YN_MAP } ytype_t;
-
-typedef struct ynode {
-    ytype_t type;
-    bool plain;
-    int line, col;
-    char *str;
-    size_t len;
-    struct ynode *first, *last, *next;
-    size_t n;             /* children; a map alternates key, value */
-    struct ynode *all;    /* every node, for freeing */
-} ynode_t;
+static const gr__ydoc_t site_doc = {
+    .noun = "site file",
+    .max_depth = MAX_DEPTH,
+    .max_nodes = MAX_YAML_NODES,
+    .nodes_hint = "use host ranges like n[0001-4096] for long lists of nodes",
+    .alias_hint = "",
+    .tab_hint = "YAML does not allow tabs for indentation; indent with spaces, not tabs",
+    .max_string = MAX_STRING,
+    .max_string_name = "",
+};
 
 typedef struct pctx {
-    const char *file;
-    gr_error_t *errp;
-    ynode_t *root;
-    ynode_t *all;
-    size_t nnodes;
+    gr__yparse_t y;        /* the tree, and where errors go */
     gr_site_t *site;
     size_t zcap, rcap, ncap;
 } pctx_t;
 
-static int perr_at (pctx_t *c, int line, int col, const char *fmt, ...)
-    __attribute__ ((format (printf, 4, 5)));
-static int perr (pctx_t *c, const ynode_t *n, const char *fmt, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static int perr_at (pctx_t *c, int line, int col, const char *fmt, ...)
-{
-    char buf[GR_ERROR_TEXT_MAX];
-    va_list ap;
-
-    va_start (ap, fmt);
-    vsnprintf (buf, sizeof (buf), fmt, ap);
-    va_end (ap);
-    gr_errprintf_at (c->errp, c->file, line, col, "%s", buf);
-    errno = EINVAL;
-    return -1;
-}
-
-static int perr (pctx_t *c, const ynode_t *n, const char *fmt, ...)
-{
-    char buf[GR_ERROR_TEXT_MAX];
-    va_list ap;
-
-    va_start (ap, fmt);
-    vsnprintf (buf, sizeof (buf), fmt, ap);
-    va_end (ap);
-    return perr_at (c, n ? n->line : 1, n ? n->col : 1, "%s", buf);
-}
-
-static int nomem (pctx_t *c)
-{
-    errno = ENOMEM;
-    return gr_errprintf (c->errp, "%s: out of memory", c->file);
-}
-
-static void tree_free (pctx_t *c)
-{
-    while (c->all) {
-        ynode_t *next = c->all->all;
-        free (c->all->str);
-        free (c->all);
-        c->all = next;
-    }
-}
-
-static ynode_t *new_node (pctx_t *c, ytype_t type, const yaml_mark_t *m)
-{
-    ynode_t *n;
-
-    if (++c->nnodes > MAX_YAML_NODES) {
-        perr_at (c, (int)m->line + 1, (int)m->column + 1,
-                 "the site file holds more than %d YAML values; use host ranges like "
-                 "n[0001-4096] for long lists of nodes",
-                 MAX_YAML_NODES);
-        return NULL;
-    }
-    if (!(n = calloc (1, sizeof (*n)))) {
-        nomem (c);
-        return NULL;
-    }
-    n->type = type;
-    n->line = (int)m->line + 1;
-    n->col = (int)m->column + 1;
-    n->all = c->all;
-    c->all = n;
-    return n;
-}
-
-static int yaml_error (pctx_t *c, const yaml_parser_t *p)
-{
-    const char *hint = "check the indentation and quoting near this point";
-
-    if (p->error == YAML_MEMORY_ERROR)
-        return nomem (c);
-    if (p->error == YAML_READER_ERROR)
-        return perr_at (c, 1, 1, "YAML cannot read the file: %s at byte %zu; a site file "
-                                 "must be UTF-8 text",
-                        p->problem ? p->problem : "invalid input", p->problem_offset);
-    if (p->problem && strstr (p->problem, "cannot start any token"))
-        hint = "indent with spaces, not tabs, and quote values that start with '`', '@' "
-               "or '%'";
-    else if (p->problem && strstr (p->problem, "did not find expected"))
-        hint = "check the indentation: keys of one mapping must line up, and list items "
-               "start with '- '";
-    return perr_at (c, (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1,
-                    "YAML syntax error: %s; %s", p->problem ? p->problem : "unknown problem",
-                    hint);
-}
-
-/* libyaml accepts a key twice; a rack with two nodes: lists is a
- * mistake worth stopping for.  Maps here are small, so a quadratic scan
- * does. */
-static int check_duplicate_keys (pctx_t *c, const ynode_t *map)
-{
-    for (const ynode_t *k = map->first; k; k = k->next->next) {
-        for (const ynode_t *j = map->first; j != k; j = j->next->next) {
-            if (j->len == k->len && memcmp (j->str, k->str, k->len) == 0)
-                return perr (c, k, "duplicate key '%s' (first at line %d); remove one of "
-                                   "them",
-                             k->str, j->line);
-        }
-    }
-    return 0;
-}
-
-static int build_tree (pctx_t *c, const char *text, size_t len)
-{
-    yaml_parser_t parser;
-    yaml_event_t ev;
-    bool have_ev = false, done = false;
-    ynode_t *stack[MAX_DEPTH];
-    int depth = 0, ndocs = 0;
-
-    if (!yaml_parser_initialize (&parser))
-        return nomem (c);
-    yaml_parser_set_input_string (&parser, (const unsigned char *)text, len);
-    while (!done) {
-        ynode_t *n = NULL;
-
-        if (!yaml_parser_parse (&parser, &ev)) {
-            yaml_error (c, &parser);
-            goto error;
-        }
-        have_ev = true;
-        switch (ev.type) {
-            case YAML_STREAM_END_EVENT:
-                done = true;
-                break;
-            case YAML_DOCUMENT_START_EVENT:
-                if (ndocs++ > 0) {
-                    perr_at (c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
-                             "a second YAML document; a site file is one document, so "
-                             "remove this '---' and what follows");
-                    goto error;
-                }
-                break;
-            case YAML_ALIAS_EVENT:
-                perr_at (c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
-                         "YAML aliases (*%s) are not supported; write the value out",
-                         (const char *)ev.data.alias.anchor);
-                goto error;
-            case YAML_SCALAR_EVENT:
-                if (!(n = new_node (c, YN_SCALAR, &ev.start_mark)))
-                    goto error;
-                if (!(n->str = malloc (ev.data.scalar.length + 1))) {
-                    nomem (c);
-                    goto error;
-                }
-                memcpy (n->str, ev.data.scalar.value, ev.data.scalar.length);
-                n->str[ev.data.scalar.length] = '\0';
-                n->len = ev.data.scalar.length;
-                n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-                break;
-            case YAML_SEQUENCE_START_EVENT:
-                if (!(n = new_node (c, YN_SEQ, &ev.start_mark)))
-                    goto error;
-                break;
-            case YAML_MAPPING_START_EVENT:
-                if (!(n = new_node (c, YN_MAP, &ev.start_mark)))
-                    goto error;
-                break;
-            case YAML_SEQUENCE_END_EVENT:
-            case YAML_MAPPING_END_EVENT:
-                if (depth > 0) {
-                    ynode_t *top = stack[--depth];
-                    if (top->type == YN_MAP && check_duplicate_keys (c, top) < 0)
-                        goto error;
-                }
-                break;
-            default:
-                break;
-        }
-        if (n) {
-            if (depth > 0) {
-                ynode_t *parent = stack[depth - 1];
-                if (parent->type == YN_MAP && parent->n % 2 == 0 && n->type != YN_SCALAR) {
-                    perr (c, n, "a mapping key must be a plain string; quote it or "
-                                "restructure the mapping");
-                    goto error;
-                }
-                if (parent->last)
-                    parent->last->next = n;
-                else
-                    parent->first = n;
-                parent->last = n;
-                parent->n++;
-            }
-            else
-                c->root = n;
-            if (n->type != YN_SCALAR) {
-                if (depth == MAX_DEPTH) {
-                    perr (c, n, "the YAML nests deeper than %d levels; a site file never "
-                                "needs that much, so check the brackets and indentation",
-                          MAX_DEPTH);
-                    goto error;
-                }
-                stack[depth++] = n;
-            }
-        }
-        yaml_event_delete (&ev);
-        have_ev = false;
-    }
-    yaml_parser_delete (&parser);
-    return 0;
-error:
-    if (have_ev)
-        yaml_event_delete (&ev);
-    yaml_parser_delete (&parser);
-    return -1;
-}
-
 /* ------------------------------------------------------------------ */
 /* Helpers over the tree. */
 
-static ynode_t *map_get (const ynode_t *map, const char *key, ynode_t **keyp)
-{
-    for (ynode_t *k = map->first; k; k = k->next->next) {
-        if (strlen (key) == k->len && strcmp (k->str, key) == 0) {
-            if (keyp)
-                *keyp = k;
-            return k->next;
-        }
-    }
-    return NULL;
-}
-
-static size_t edit_distance (const char *a, const char *b)
-{
-    size_t la = strlen (a), lb = strlen (b);
-    size_t row[65];
-
-    if (la > 64 || lb > 64)
-        return 99;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-/* Every key of map must be one of valid (NULL-terminated); the closest
- * within an edit distance of 2 is offered for a typo. */
-static int check_keys (pctx_t *c, const ynode_t *map, const char *const *valid,
-                       const char *where)
-{
-    for (const ynode_t *k = map->first; k; k = k->next->next) {
-        const char *best = NULL;
-        size_t bestd = 3;
-        char list[256];
-        size_t len = 0;
-        bool ok = false;
-
-        for (size_t i = 0; valid[i]; i++) {
-            size_t d;
-            if (strcmp (k->str, valid[i]) == 0) {
-                ok = true;
-                break;
-            }
-            if ((d = edit_distance (k->str, valid[i])) < bestd) {
-                bestd = d;
-                best = valid[i];
-            }
-        }
-        if (ok)
-            continue;
-        if (best)
-            return perr (c, k, "unknown key '%s' in %s; did you mean '%s'?", k->str, where,
-                         best);
-        list[0] = '\0';
-        for (size_t i = 0; valid[i] && len < sizeof (list); i++)
-            len += (size_t)snprintf (list + len, sizeof (list) - len, "%s%s", i ? ", " : "",
-                                     valid[i]);
-        return perr (c, k, "unknown key '%s' in %s; the keys here are %s", k->str, where,
-                     list);
-    }
-    return 0;
-}
-
-static const char *kind (const ynode_t *n)
-{
-    return n->type == YN_SEQ ? "a list" : n->type == YN_MAP ? "a mapping" : "a string";
-}
-
-static bool is_null (const ynode_t *n)
-{
-    return n->type == YN_SCALAR && n->plain
-           && (n->len == 0 || strcmp (n->str, "~") == 0 || strcmp (n->str, "null") == 0
-               || strcmp (n->str, "Null") == 0 || strcmp (n->str, "NULL") == 0);
-}
-
-/* A non-empty scalar without NUL bytes, at most MAX_STRING bytes. */
-static int want_scalar (pctx_t *c, const ynode_t *n, const char *what)
-{
-    if (n->type != YN_SCALAR)
-        return perr (c, n, "%s: expected a string, got %s; write a single value", what,
-                     kind (n));
-    if (is_null (n))
-        return perr (c, n, "%s: has no value; give it one or leave the key out", what);
-    if (strlen (n->str) != n->len)
-        return perr (c, n, "%s: contains a NUL character; remove it", what);
-    if (n->len > MAX_STRING)
-        return perr (c, n, "%s: is %zu bytes, over the limit of %d; shorten it", what,
-                     n->len, MAX_STRING);
-    return 0;
-}
-
-static int want (pctx_t *c, const ynode_t *n, ytype_t type, const char *what,
-                 const char *example)
-{
-    if (n->type == type)
-        return 0;
-    return perr (c, n, "%s: expected %s, got %s; write it like %s", what,
-                 type == YN_SEQ ? "a list" : "a mapping", is_null (n) ? "nothing" : kind (n),
-                 example);
-}
-
 /* Zone, rack and label names: letters, digits, '-', '.' and '_'. */
-static int check_name (pctx_t *c, const ynode_t *n, const char *what)
+static int check_name (pctx_t *c, const gr__ynode_t *n, const char *what)
 {
-    if (want_scalar (c, n, what) < 0)
+    if (gr__ywant_string (&c->y, n, what) < 0)
         return -1;
     for (const char *s = n->str; *s; s++) {
         if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')
               || *s == '-' || *s == '.' || *s == '_'))
-            return perr (c, n, "%s '%s' may only hold letters, digits, '-', '.' and '_'; "
-                               "rename it",
-                         what, n->str);
+            return gr__yerr (&c->y, n, "%s '%s' may only hold letters, digits, '-', '.' and '_'; "
+                                       "rename it",
+                              what, n->str);
     }
     return 0;
 }
 
 /* The name: of a zone or rack mapping m; `what` is "zone 2" and the like. */
-static int get_name (pctx_t *c, const ynode_t *m, const char *what, const char *kindname,
+static int get_name (pctx_t *c, const gr__ynode_t *m, const char *what, const char *kindname,
                      char **out)
 {
-    ynode_t *v = map_get (m, "name", NULL);
+    gr__ynode_t *v = gr__ymap_get (m, "name", NULL);
     char buf[64];
 
     if (!v)
-        return perr (c, m, "%s has no 'name:'; add 'name: ...' to it", what);
+        return gr__yerr (&c->y, m, "%s has no 'name:'; add 'name: ...' to it", what);
     snprintf (buf, sizeof (buf), "%s name", kindname);
     if (check_name (c, v, buf) < 0)
         return -1;
     if (!(*out = strdup (v->str)))
-        return nomem (c);
+        return gr__ynomem (&c->y);
     return 0;
 }
 
-static int parse_labels (pctx_t *c, const ynode_t *m, gr_site_labels_t *l)
+static int parse_labels (pctx_t *c, const gr__ynode_t *m, gr_site_labels_t *l)
 {
-    ynode_t *key = NULL, *v = map_get (m, "labels", &key);
+    gr__ynode_t *key = NULL, *v = gr__ymap_get (m, "labels", &key);
 
     if (!v)
         return 0;
-    if (want (c, v, YN_MAP, "labels", "{cost: low, gpu: a100}") < 0)
+    if (gr__ywant (&c->y, v, GR__YMAP, "labels", "{cost: low, gpu: a100}") < 0)
         return -1;
     if (v->n == 0)
         return 0;
     if (!(l->v = calloc (v->n / 2, sizeof (*l->v))))
-        return nomem (c);
-    for (ynode_t *k = v->first; k; k = k->next->next) {
+        return gr__ynomem (&c->y);
+    for (gr__ynode_t *k = v->first; k; k = k->next->next) {
         char what[MAX_STRING + 16];
         gr_site_label_t *lab = &l->v[l->n];
 
         if (check_name (c, k, "label") < 0)
             return -1;
         snprintf (what, sizeof (what), "label %s", k->str);
-        if (want_scalar (c, k->next, what) < 0)
+        if (gr__ywant_string (&c->y, k->next, what) < 0)
             return -1;
         l->n++;
         if (!(lab->key = strdup (k->str)) || !(lab->value = strdup (k->next->str)))
-            return nomem (c);
+            return gr__ynomem (&c->y);
     }
     return 0;
 }
 
-static int add_node (pctx_t *c, const char *name, size_t rack, const ynode_t *at,
+static int add_node (pctx_t *c, const char *name, size_t rack, const gr__ynode_t *at,
                      gr_site_node_t **np)
 {
     gr_site_t *s = c->site;
@@ -747,18 +414,18 @@ static int add_node (pctx_t *c, const char *name, size_t rack, const ynode_t *at
         size_t nc = c->ncap ? c->ncap * 2 : 64;
         gr_site_node_t *nn = realloc (s->nodes, nc * sizeof (*nn));
         if (!nn)
-            return nomem (c);
+            return gr__ynomem (&c->y);
         s->nodes = nn;
         c->ncap = nc;
     }
     n = &s->nodes[s->nnodes];
     memset (n, 0, sizeof (*n));
     if (!(n->name = strdup (name)))
-        return nomem (c);
+        return gr__ynomem (&c->y);
     s->nnodes++;
     n->rack = rack;
-    n->line = at->line;
-    n->col = at->col;
+    n->line = at->mark.line;
+    n->col = at->mark.col;
     *np = n;
     return 0;
 }
@@ -769,33 +436,33 @@ static const char *const rack_keys[] = {"name", "labels", "nodes", NULL};
 static const char *const node_keys[] = {"name", "labels", NULL};
 
 /* One entry of a rack's nodes: a host list, or {name: HOSTLIST, labels}. */
-static int parse_node_entry (pctx_t *c, const ynode_t *e, size_t rack)
+static int parse_node_entry (pctx_t *c, const gr__ynode_t *e, size_t rack)
 {
-    const ynode_t *namen = e;
-    const ynode_t *m = NULL;
+    const gr__ynode_t *namen = e;
+    const gr__ynode_t *m = NULL;
     char **names = NULL;
     size_t nnames = 0, first = c->site->nnodes;
     gr_error_t herr;
     gr_site_labels_t labels = {0};
 
-    if (e->type == YN_MAP) {
+    if (e->type == GR__YMAP) {
         m = e;
-        if (check_keys (c, m, node_keys, "a node") < 0)
+        if (gr__ycheck_keys (&c->y, m, node_keys, "a node") < 0)
             return -1;
-        if (!(namen = map_get (m, "name", NULL)))
-            return perr (c, m, "a node has no 'name:'; add 'name: HOST' (a host list like "
-                               "n[01-04] names several)");
+        if (!(namen = gr__ymap_get (m, "name", NULL)))
+            return gr__yerr (&c->y, m, "a node has no 'name:'; add 'name: HOST' (a host list like "
+                                       "n[01-04] names several)");
     }
-    else if (e->type != YN_SCALAR)
-        return perr (c, e, "a node: expected a host name or a mapping with name: and "
-                           "labels:, got a list; list the nodes directly under nodes:");
-    if (want_scalar (c, namen, "node name") < 0)
+    else if (e->type != GR__YSCALAR)
+        return gr__yerr (&c->y, e, "a node: expected a host name or a mapping with name: and "
+                                   "labels:, got a list; list the nodes directly under nodes:");
+    if (gr__ywant_string (&c->y, namen, "node name") < 0)
         return -1;
     if (gr_hostlist_expand (namen->str, GR_SITE_MAX_NODES - c->site->nnodes, &names,
                             &nnames, &herr) < 0) {
         if (errno == ENOMEM)
-            return nomem (c);
-        return perr (c, namen, "%s", herr.text);
+            return gr__ynomem (&c->y);
+        return gr__yerr (&c->y, namen, "%s", herr.text);
     }
     for (size_t i = 0; i < nnames; i++) {
         gr_site_node_t *n;
@@ -828,7 +495,7 @@ static int parse_node_entry (pctx_t *c, const ynode_t *e, size_t rack)
     free (labels.v);
     return 0;
 nomem:
-    nomem (c);
+    gr__ynomem (&c->y);
 error:
     gr_hostlist_free (names, nnames);
     for (size_t j = 0; j < labels.n; j++) {
@@ -839,23 +506,23 @@ error:
     return -1;
 }
 
-static int parse_rack (pctx_t *c, const ynode_t *m, size_t zone, size_t index)
+static int parse_rack (pctx_t *c, const gr__ynode_t *m, size_t zone, size_t index)
 {
     gr_site_t *s = c->site;
     gr_site_rack_t *r;
-    ynode_t *nodes, *key = NULL;
+    gr__ynode_t *nodes, *key = NULL;
     char what[64];
     size_t self;
 
     snprintf (what, sizeof (what), "rack %zu of zone '%s'", index + 1, s->zones[zone].name);
-    if (want (c, m, YN_MAP, what, "{name: r1, nodes: [n001, n002]}") < 0
-        || check_keys (c, m, rack_keys, "a rack") < 0)
+    if (gr__ywant (&c->y, m, GR__YMAP, what, "{name: r1, nodes: [n001, n002]}") < 0
+             || gr__ycheck_keys (&c->y, m, rack_keys, "a rack") < 0)
         return -1;
     if (s->nracks == c->rcap) {
         size_t nc = c->rcap ? c->rcap * 2 : 16;
         gr_site_rack_t *nr = realloc (s->racks, nc * sizeof (*nr));
         if (!nr)
-            return nomem (c);
+            return gr__ynomem (&c->y);
         s->racks = nr;
         c->rcap = nc;
     }
@@ -864,47 +531,47 @@ static int parse_rack (pctx_t *c, const ynode_t *m, size_t zone, size_t index)
     memset (r, 0, sizeof (*r));
     s->nracks++;
     r->zone = zone;
-    r->line = m->line;
-    r->col = m->col;
+    r->line = m->mark.line;
+    r->col = m->mark.col;
     if (get_name (c, m, what, "rack", &r->name) < 0)
         return -1;
     for (size_t i = 0; i < self; i++) {
         if (strcmp (s->racks[i].name, r->name) == 0)
-            return perr (c, map_get (m, "name", NULL),
-                         "duplicate rack name '%s' (first at line %d); rack names must be "
-                         "unique in the file, so rename one",
-                         r->name, s->racks[i].line);
+            return gr__yerr (&c->y, gr__ymap_get (m, "name", NULL),
+                              "duplicate rack name '%s' (first at line %d); rack names must be "
+                              "unique in the file, so rename one",
+                              r->name, s->racks[i].line);
     }
     if (parse_labels (c, m, &r->labels) < 0)
         return -1;
-    if (!(nodes = map_get (m, "nodes", &key)))
-        return perr (c, m, "rack '%s' has no 'nodes:'; add 'nodes: [HOST, ...]'", r->name);
-    if (want (c, nodes, YN_SEQ, "nodes", "[n001, n002, \"n[003-008]\"]") < 0)
+    if (!(nodes = gr__ymap_get (m, "nodes", &key)))
+        return gr__yerr (&c->y, m, "rack '%s' has no 'nodes:'; add 'nodes: [HOST, ...]'", r->name);
+    if (gr__ywant (&c->y, nodes, GR__YSEQ, "nodes", "[n001, n002, \"n[003-008]\"]") < 0)
         return -1;
-    for (const ynode_t *e = nodes->first; e; e = e->next) {
+    for (const gr__ynode_t *e = nodes->first; e; e = e->next) {
         if (parse_node_entry (c, e, self) < 0)
             return -1;
     }
     return 0;
 }
 
-static int parse_zone (pctx_t *c, const ynode_t *m, size_t index)
+static int parse_zone (pctx_t *c, const gr__ynode_t *m, size_t index)
 {
     gr_site_t *s = c->site;
     gr_site_zone_t *z;
-    ynode_t *racks, *key = NULL;
+    gr__ynode_t *racks, *key = NULL;
     char what[64];
     size_t self, nr = 0;
 
     snprintf (what, sizeof (what), "zone %zu", index + 1);
-    if (want (c, m, YN_MAP, what, "{name: east, racks: [...]}") < 0
-        || check_keys (c, m, zone_keys, "a zone") < 0)
+    if (gr__ywant (&c->y, m, GR__YMAP, what, "{name: east, racks: [...]}") < 0
+             || gr__ycheck_keys (&c->y, m, zone_keys, "a zone") < 0)
         return -1;
     if (s->nzones == c->zcap) {
         size_t nc = c->zcap ? c->zcap * 2 : 8;
         gr_site_zone_t *nz = realloc (s->zones, nc * sizeof (*nz));
         if (!nz)
-            return nomem (c);
+            return gr__ynomem (&c->y);
         s->zones = nz;
         c->zcap = nc;
     }
@@ -912,25 +579,25 @@ static int parse_zone (pctx_t *c, const ynode_t *m, size_t index)
     z = &s->zones[self];
     memset (z, 0, sizeof (*z));
     s->nzones++;
-    z->line = m->line;
-    z->col = m->col;
+    z->line = m->mark.line;
+    z->col = m->mark.col;
     if (get_name (c, m, what, "zone", &z->name) < 0)
         return -1;
     for (size_t i = 0; i < self; i++) {
         if (strcmp (s->zones[i].name, z->name) == 0)
-            return perr (c, map_get (m, "name", NULL),
-                         "duplicate zone name '%s' (first at line %d); rename one or merge "
-                         "their racks",
-                         z->name, s->zones[i].line);
+            return gr__yerr (&c->y, gr__ymap_get (m, "name", NULL),
+                              "duplicate zone name '%s' (first at line %d); rename one or merge "
+                              "their racks",
+                              z->name, s->zones[i].line);
     }
     if (parse_labels (c, m, &z->labels) < 0)
         return -1;
-    if (!(racks = map_get (m, "racks", &key)))
-        return perr (c, m, "zone '%s' has no 'racks:'; add 'racks:' with a list of racks",
-                     z->name);
-    if (want (c, racks, YN_SEQ, "racks", "[{name: r1, nodes: [n001]}]") < 0)
+    if (!(racks = gr__ymap_get (m, "racks", &key)))
+        return gr__yerr (&c->y, m, "zone '%s' has no 'racks:'; add 'racks:' with a list of racks",
+                          z->name);
+    if (gr__ywant (&c->y, racks, GR__YSEQ, "racks", "[{name: r1, nodes: [n001]}]") < 0)
         return -1;
-    for (const ynode_t *r = racks->first; r; r = r->next) {
+    for (const gr__ynode_t *r = racks->first; r; r = r->next) {
         if (parse_rack (c, r, self, nr++) < 0)
             return -1;
     }
@@ -965,7 +632,7 @@ static int index_nodes (pctx_t *c)
     if (!(v = malloc (s->nnodes * sizeof (*v)))
         || !(s->byname = malloc (s->nnodes * sizeof (*s->byname)))) {
         free (v);
-        return nomem (c);
+        return gr__ynomem (&c->y);
     }
     for (size_t i = 0; i < s->nnodes; i++) {
         v[i].name = s->nodes[i].name;
@@ -977,16 +644,16 @@ static int index_nodes (pctx_t *c)
         if (i > 0 && strcmp (v[i].name, v[i - 1].name) == 0) {
             const gr_site_node_t *a = &s->nodes[v[i - 1].idx], *b = &s->nodes[v[i].idx];
             if (a->rack == b->rack)
-                rc = perr_at (c, b->line, b->col,
-                              "node '%s' is listed twice in rack '%s' (first at line %d); "
-                              "remove one",
-                              b->name, s->racks[b->rack].name, a->line);
+                rc = gr__yerr_at (&c->y, b->line, b->col,
+                                   "node '%s' is listed twice in rack '%s' (first at line %d); "
+                                   "remove one",
+                                   b->name, s->racks[b->rack].name, a->line);
             else
-                rc = perr_at (c, b->line, b->col,
-                              "node '%s' is in rack '%s' and in rack '%s' (line %d); a "
-                              "node belongs to one rack, so remove it from one of them",
-                              b->name, s->racks[b->rack].name, s->racks[a->rack].name,
-                              a->line);
+                rc = gr__yerr_at (&c->y, b->line, b->col,
+                                   "node '%s' is in rack '%s' and in rack '%s' (line %d); a "
+                                   "node belongs to one rack, so remove it from one of them",
+                                   b->name, s->racks[b->rack].name, s->racks[a->rack].name,
+                                   a->line);
             break;
         }
     }
@@ -996,23 +663,24 @@ static int index_nodes (pctx_t *c)
 
 static int parse_top (pctx_t *c)
 {
-    ynode_t *zones, *key = NULL;
+    gr__ynode_t *zones, *key = NULL;
     size_t i = 0;
 
-    if (!c->root || is_null (c->root))
-        return perr_at (c, 1, 1, "the site file is empty; it needs 'zones:' with a list of "
-                                 "zones (see share/gridrun/topology.yaml)");
-    if (want (c, c->root, YN_MAP, "the site file", "'zones: [...]' at the top") < 0
-        || check_keys (c, c->root, top_keys, "the site file") < 0)
+    if (!c->y.root || gr__yis_null (c->y.root))
+        return gr__yerr_at (&c->y, 1, 1, "the site file is empty; it needs 'zones:' with a list of "
+                                         "zones (see share/gridrun/topology.yaml)");
+    if (gr__ywant (&c->y, c->y.root, GR__YMAP, "the site file", "'zones: [...]' at the top") < 0
+             || gr__ycheck_keys (&c->y, c->y.root, top_keys, "the site file") < 0)
         return -1;
-    if (!(zones = map_get (c->root, "zones", &key)))
-        return perr (c, c->root, "the site file has no 'zones:'; add 'zones:' with a list of "
-                                 "zones (see share/gridrun/topology.yaml)");
-    if (want (c, zones, YN_SEQ, "zones", "[{name: east, racks: [...]}]") < 0)
+    if (!(zones = gr__ymap_get (c->y.root, "zones", &key)))
+        return gr__yerr (&c->y, c->y.root,
+                         "the site file has no 'zones:'; add 'zones:' with a list of "
+                         "zones (see share/gridrun/topology.yaml)");
+    if (gr__ywant (&c->y, zones, GR__YSEQ, "zones", "[{name: east, racks: [...]}]") < 0)
         return -1;
     if (zones->n == 0)
-        return perr (c, zones, "zones: is empty; list at least one zone");
-    for (const ynode_t *z = zones->first; z; z = z->next) {
+        return gr__yerr (&c->y, zones, "zones: is empty; list at least one zone");
+    for (const gr__ynode_t *z = zones->first; z; z = z->next) {
         if (parse_zone (c, z, i++) < 0)
             return -1;
     }
@@ -1067,8 +735,9 @@ int gr_site_parse (const char *text, size_t len, const char *name, gr_site_t **s
         errno = EINVAL;
         return gr_errprintf (errp, "gr_site_parse: invalid arguments");
     }
-    c.file = name;
-    c.errp = errp;
+    c.y.doc = &site_doc;
+    c.y.file = name;
+    c.y.errp = errp;
     if (len > GR_SITE_MAX_BYTES) {
         errno = EFBIG;
         return gr_errprintf_at (errp, name, 1, 1, "the site file is %zu bytes, over the "
@@ -1076,17 +745,17 @@ int gr_site_parse (const char *text, size_t len, const char *name, gr_site_t **s
                                 len, GR_SITE_MAX_BYTES);
     }
     if (!(c.site = calloc (1, sizeof (*c.site))) || !(c.site->path = strdup (name))) {
-        nomem (&c);
+        gr__ynomem (&c.y);
         goto error;
     }
-    if (build_tree (&c, text, len) < 0 || parse_top (&c) < 0)
+    if (gr__ybuild (&c.y, text, len) < 0 || parse_top (&c) < 0)
         goto error;
-    tree_free (&c);
+    gr__yfree (&c.y);
     *sitep = c.site;
     return 0;
 error:
     saved = errno ? errno : EINVAL;
-    tree_free (&c);
+    gr__yfree (&c.y);
     site_free (c.site);
     errno = saved;
     return -1;

@@ -1,27 +1,22 @@
 /* The job spec: YAML through libyaml into gr_spec_t, validated in full
  * before any work starts.
  *
- * libyaml's event API feeds a small parse tree of our own (in an arena, so
- * a large spec costs few allocations) that keeps every node's position.
- * Building our own tree, instead of using yaml_parser_load(), lets us
- * refuse aliases at their position before they can be expanded (the
- * "billion laughs" spec), cap depth and size, and find duplicate keys,
- * which libyaml accepts silently.  The tree is then checked and turned into
+ * The YAML becomes a parse tree of our own (ytree.h), which refuses
+ * aliases where they stand, caps depth and size, finds duplicate keys and
+ * keeps every node's position.  The tree is then checked and turned into
  * gr_spec_t, and thrown away.
  *
- * Every error names FILE:LINE:COL (1-based; libyaml's marks are 0-based),
- * says what is wrong and, after a semicolon, what to do.
+ * Every error names FILE:LINE:COL (1-based), says what is wrong and,
+ * after a semicolon, what to do.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "src/common/error.h"
 #include "src/common/fs.h"
@@ -29,141 +24,34 @@
 #include "src/common/units.h"
 #include "spec.h"
 #include "spec_private.h"
+#include "ytree.h"
 
 /* ------------------------------------------------------------------ */
-/* Arena for the parse tree. */
+/* The parse. */
 
-#define ARENA_BLOCK (64 * 1024)
-
-typedef struct arena_block {
-    struct arena_block *next;
-    size_t used, cap;
-    max_align_t data[];
-} arena_block_t;
-
-typedef struct arena {
-    arena_block_t *head;
-} arena_t;
-
-static void *arena_alloc (arena_t *a, size_t n)
-{
-    arena_block_t *b = a->head;
-    void *p;
-
-    n = (n + 15) & ~(size_t)15;
-    if (!b || b->cap - b->used < n) {
-        bool big = n > ARENA_BLOCK / 4;
-        size_t cap = big ? n : ARENA_BLOCK;
-        if (!(b = malloc (sizeof (*b) + cap)))
-            return NULL;
-        b->used = 0;
-        b->cap = cap;
-        /* A big dedicated block goes behind the head so the head's free
-         * space stays in use. */
-        if (big && a->head) {
-            b->next = a->head->next;
-            a->head->next = b;
-        }
-        else {
-            b->next = a->head;
-            a->head = b;
-        }
-    }
-    p = (char *)b->data + b->used;
-    b->used += n;
-    return p;
-}
-
-static void arena_free (arena_t *a)
-{
-    while (a->head) {
-        arena_block_t *next = a->head->next;
-        free (a->head);
-        a->head = next;
-    }
-}
-
-/* ------------------------------------------------------------------ */
-/* The parse tree. */
-
-typedef enum { YN_SCALAR, YN_SEQ, YN_MAP } ynode_type_t;
-
-typedef struct ynode {
-    ynode_type_t type;
-    bool plain;           /* a plain (unquoted) scalar */
-    int coloff;           /* columns from mark to the first byte of str when
-                             each later byte is one column on the same line;
-                             -1 when escapes or line breaks break that */
-    gr_mark_t mark;
-    char *str;            /* scalar value, NUL-terminated */
-    size_t len;
-    struct ynode *first, *last, *next;
-    size_t n;             /* children; a map alternates key, value */
-} ynode_t;
+static const gr__ydoc_t spec_doc = {
+    .noun = "spec",
+    .max_depth = GR__SPEC_MAX_DEPTH,
+    .max_nodes = GR__SPEC_MAX_NODES,
+    .nodes_hint = "put long lists of values in a file: param",
+    .alias_hint = ", or put keys shared by tasks under defaults:",
+    .tab_hint = "YAML does not allow tabs for indentation; indent with spaces",
+    .max_string = GR_SPEC_MAX_STRING,
+    .max_string_name = " (GR_SPEC_MAX_STRING)",
+};
 
 /* Everything one parse needs. */
 typedef struct pctx {
-    const char *file;      /* the name in messages */
-    char *dir;             /* directory of file, for param files; NULL = cwd */
+    gr__yparse_t y;        /* the tree, and where errors go */
+    char *dir;             /* directory of the spec, for param files; NULL = cwd */
     const gr_spec_file_t *files; /* supplied param files (gr_spec_unpack) */
     size_t nfiles;
     bool use_files;
-    arena_t arena;
-    size_t nnodes;
-    gr_error_t *errp;
     gr_spec_t *spec;
-    ynode_t *root;
-    ynode_t *defaults;
-    ynode_t **tnodes;      /* the mapping of each task */
-    ynode_t **after_keys;  /* the after: key node each task used, or NULL */
+    gr__ynode_t *defaults;
+    gr__ynode_t **tnodes;     /* the mapping of each task */
+    gr__ynode_t **after_keys; /* the after: key node each task used, or NULL */
 } pctx_t;
-
-static int perr_at (pctx_t *c, int line, int col, const char *fmt, ...)
-    __attribute__ ((format (printf, 4, 5)));
-static int perr (pctx_t *c, const ynode_t *n, const char *fmt, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static int perr_at (pctx_t *c, int line, int col, const char *fmt, ...)
-{
-    char buf[GR_ERROR_TEXT_MAX];
-    va_list ap;
-
-    va_start (ap, fmt);
-    vsnprintf (buf, sizeof (buf), fmt, ap);
-    va_end (ap);
-    gr_errprintf_at (c->errp, c->file, line, col, "%s", buf);
-    errno = EINVAL;
-    return -1;
-}
-
-static int perr (pctx_t *c, const ynode_t *n, const char *fmt, ...)
-{
-    char buf[GR_ERROR_TEXT_MAX];
-    va_list ap;
-
-    va_start (ap, fmt);
-    vsnprintf (buf, sizeof (buf), fmt, ap);
-    va_end (ap);
-    return perr_at (c, n ? n->mark.line : 1, n ? n->mark.col : 1, "%s", buf);
-}
-
-static int nomem (pctx_t *c)
-{
-    errno = ENOMEM;
-    return gr_errprintf (c->errp, "%s: out of memory", c->file);
-}
-
-/* Characters (not bytes) in the first n bytes of UTF-8 s: libyaml counts
- * columns in characters. */
-static size_t utf8_chars (const char *s, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (((unsigned char)s[i] & 0xc0) != 0x80)
-            k++;
-    }
-    return k;
-}
 
 /* a, b and c joined into a new string, or NULL. */
 static char *join3 (const char *a, const char *b, const char *c)
@@ -179,382 +67,8 @@ static char *join3 (const char *a, const char *b, const char *c)
     return s;
 }
 
-/* How a node reads in a message: a short quoted scalar or its kind. */
-static const char *describe (const ynode_t *n, char *buf, size_t size)
-{
-    if (n->type == YN_SEQ)
-        return "a list";
-    if (n->type == YN_MAP)
-        return "a mapping";
-    if (n->plain && n->len == 0)
-        return "nothing";
-    if (n->len > 40)
-        snprintf (buf, size, "'%.37s...'", n->str);
-    else
-        snprintf (buf, size, "'%s'", n->str);
-    return buf;
-}
-
-/* YAML 1.1 spells null "", "~" or "null". */
-static bool is_null (const ynode_t *n)
-{
-    return n->type == YN_SCALAR && n->plain
-           && (n->len == 0 || strcmp (n->str, "~") == 0 || strcmp (n->str, "null") == 0
-               || strcmp (n->str, "Null") == 0 || strcmp (n->str, "NULL") == 0);
-}
-
-/* The character at 1-based line and column of the text, or NUL. */
-static char char_at (const char *text, size_t len, int line, int col)
-{
-    size_t i = 0;
-
-    for (int l = 1; l < line && i < len; i++) {
-        if (text[i] == '\n')
-            l++;
-    }
-    for (int k = 1; i < len && text[i] != '\n'; i++) {
-        if (((unsigned char)text[i] & 0xc0) == 0x80)
-            continue;
-        if (k++ == col)
-            return text[i];
-    }
-    return '\0';
-}
-
-static int yaml_error (pctx_t *c, const yaml_parser_t *p, const char *text, size_t len)
-{
-    int line, col;
-    const char *hint = "check the indentation and quoting near this point";
-    char ctx[256] = "";
-
-    if (p->error == YAML_MEMORY_ERROR)
-        return nomem (c);
-    if (p->error == YAML_READER_ERROR) {
-        /* Reader errors carry a byte offset, not a mark. */
-        line = 1;
-        col = 1;
-        for (size_t i = 0; i < p->problem_offset && i < len; i++) {
-            if (text[i] == '\n') {
-                line++;
-                col = 1;
-            }
-            else if (((unsigned char)text[i] & 0xc0) != 0x80)
-                col++;
-        }
-        return perr_at (c, line, col,
-                        "YAML cannot read the file: %s (byte 0x%02x); a spec must be "
-                        "UTF-8 text without control characters",
-                        p->problem ? p->problem : "invalid input",
-                        (unsigned)(p->problem_value & 0xff));
-    }
-    line = (int)p->problem_mark.line + 1;
-    col = (int)p->problem_mark.column + 1;
-    if (char_at (text, len, line, col) == '\t')
-        hint = "YAML does not allow tabs for indentation; indent with spaces";
-    else if (p->problem && strstr (p->problem, "mapping values are not allowed"))
-        hint = "quote values that contain ': ' (for example \"echo a: b\"), and check "
-               "the indentation";
-    else if (p->problem && strstr (p->problem, "cannot start any token"))
-        hint = "quote values that start with '`', '@' or '%'; indent with spaces, not "
-               "tabs";
-    else if (p->problem && strstr (p->problem, "did not find expected"))
-        hint = "check the indentation: keys of one mapping must line up, and list "
-               "items start with '- '";
-    if (p->context)
-        snprintf (ctx, sizeof (ctx), " %s at line %d, column %d", p->context,
-                  (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
-    return perr_at (c, line, col, "YAML syntax error: %s%s; %s",
-                    p->problem ? p->problem : "unknown problem", ctx, hint);
-}
-
-static int keys_cmp (const void *a, const void *b)
-{
-    const ynode_t *x = *(ynode_t *const *)a, *y = *(ynode_t *const *)b;
-    int r;
-
-    if (x->len != y->len)
-        return x->len < y->len ? -1 : 1;
-    if ((r = memcmp (x->str, y->str, x->len)) != 0)
-        return r;
-    if (x->mark.line != y->mark.line)
-        return x->mark.line < y->mark.line ? -1 : 1;
-    return x->mark.col < y->mark.col ? -1 : x->mark.col > y->mark.col;
-}
-
-/* libyaml accepts a key twice and the document API would keep both; a spec
- * with two timeouts is a mistake worth stopping for. */
-static int check_duplicate_keys (pctx_t *c, const ynode_t *map)
-{
-    size_t npairs = map->n / 2, k = 0;
-    const ynode_t **keys;
-    int rc = 0;
-
-    if (npairs < 2)
-        return 0;
-    if (!(keys = malloc (npairs * sizeof (*keys))))
-        return nomem (c);
-    for (const ynode_t *n = map->first; n; n = n->next->next)
-        keys[k++] = n;
-    qsort (keys, npairs, sizeof (*keys), keys_cmp);
-    for (k = 1; k < npairs; k++) {
-        if (keys[k]->len == keys[k - 1]->len
-            && memcmp (keys[k]->str, keys[k - 1]->str, keys[k]->len) == 0) {
-            rc = perr (c, keys[k], "duplicate key '%s' (first at line %d); remove one of them",
-                       keys[k]->str, keys[k - 1]->mark.line);
-            break;
-        }
-    }
-    free (keys);
-    return rc;
-}
-
-static ynode_t *new_node (pctx_t *c, ynode_type_t type, const yaml_mark_t *m)
-{
-    ynode_t *n;
-
-    if (++c->nnodes > GR__SPEC_MAX_NODES) {
-        perr_at (c, (int)m->line + 1, (int)m->column + 1,
-                 "the spec holds more than %d YAML values; put long lists of values "
-                 "in a file: param",
-                 GR__SPEC_MAX_NODES);
-        return NULL;
-    }
-    if (!(n = arena_alloc (&c->arena, sizeof (*n)))) {
-        nomem (c);
-        return NULL;
-    }
-    memset (n, 0, sizeof (*n));
-    n->type = type;
-    n->coloff = -1;
-    n->mark.line = (int)m->line + 1;
-    n->mark.col = (int)m->column + 1;
-    return n;
-}
-
-static int build_tree (pctx_t *c, const char *text, size_t len)
-{
-    yaml_parser_t parser;
-    yaml_event_t ev;
-    bool have_ev = false, done = false;
-    ynode_t *stack[GR__SPEC_MAX_DEPTH];
-    int depth = 0, ndocs = 0;
-
-    if (!yaml_parser_initialize (&parser))
-        return nomem (c);
-    yaml_parser_set_input_string (&parser, (const unsigned char *)text, len);
-    while (!done) {
-        ynode_t *n = NULL;
-
-        if (!yaml_parser_parse (&parser, &ev)) {
-            yaml_error (c, &parser, text, len);
-            goto error;
-        }
-        have_ev = true;
-        switch (ev.type) {
-            case YAML_STREAM_END_EVENT:
-                done = true;
-                break;
-            case YAML_DOCUMENT_START_EVENT:
-                if (ndocs++ > 0) {
-                    perr_at (c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
-                             "a second YAML document; a spec is one document, so remove "
-                             "this '---' and what follows or merge it into the first");
-                    goto error;
-                }
-                break;
-            case YAML_ALIAS_EVENT:
-                perr_at (c, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
-                         "YAML aliases (*%s) are not supported; write the value out, or "
-                         "put keys shared by tasks under defaults:",
-                         (const char *)ev.data.alias.anchor);
-                goto error;
-            case YAML_SCALAR_EVENT: {
-                size_t vlen = ev.data.scalar.length;
-                size_t chars, span;
-
-                if (!(n = new_node (c, YN_SCALAR, &ev.start_mark)))
-                    goto error;
-                if (!(n->str = arena_alloc (&c->arena, vlen + 1))) {
-                    nomem (c);
-                    goto error;
-                }
-                memcpy (n->str, ev.data.scalar.value, vlen);
-                n->str[vlen] = '\0';
-                n->len = vlen;
-                n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-                /* When the source span is exactly the value (plus quotes),
-                 * byte offsets in the value map to columns. */
-                chars = utf8_chars (n->str, vlen);
-                span = ev.end_mark.index - ev.start_mark.index;
-                if (ev.end_mark.line == ev.start_mark.line) {
-                    if (n->plain && span == chars)
-                        n->coloff = 0;
-                    else if ((ev.data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE
-                              || ev.data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
-                             && span == chars + 2)
-                        n->coloff = 1;
-                }
-                break;
-            }
-            case YAML_SEQUENCE_START_EVENT:
-                if (!(n = new_node (c, YN_SEQ, &ev.start_mark)))
-                    goto error;
-                break;
-            case YAML_MAPPING_START_EVENT:
-                if (!(n = new_node (c, YN_MAP, &ev.start_mark)))
-                    goto error;
-                break;
-            case YAML_SEQUENCE_END_EVENT:
-            case YAML_MAPPING_END_EVENT:
-                if (depth > 0) {
-                    ynode_t *top = stack[--depth];
-                    if (top->type == YN_MAP && check_duplicate_keys (c, top) < 0)
-                        goto error;
-                }
-                break;
-            default:
-                break;
-        }
-        if (n) {
-            if (depth > 0) {
-                ynode_t *parent = stack[depth - 1];
-                if (parent->type == YN_MAP && parent->n % 2 == 0 && n->type != YN_SCALAR) {
-                    perr (c, n, "a mapping key must be a plain string, not %s; quote it "
-                                "or restructure the mapping",
-                          n->type == YN_SEQ ? "a list" : "a mapping");
-                    goto error;
-                }
-                if (parent->last)
-                    parent->last->next = n;
-                else
-                    parent->first = n;
-                parent->last = n;
-                parent->n++;
-            }
-            else
-                c->root = n;
-            if (n->type != YN_SCALAR) {
-                if (depth == GR__SPEC_MAX_DEPTH) {
-                    perr (c, n, "the YAML nests deeper than %d levels; a spec never "
-                                "needs that much, so check the brackets and indentation",
-                          GR__SPEC_MAX_DEPTH);
-                    goto error;
-                }
-                stack[depth++] = n;
-            }
-        }
-        yaml_event_delete (&ev);
-        have_ev = false;
-    }
-    yaml_parser_delete (&parser);
-    return 0;
-error:
-    if (have_ev)
-        yaml_event_delete (&ev);
-    yaml_parser_delete (&parser);
-    return -1;
-}
-
 /* ------------------------------------------------------------------ */
 /* Helpers over the tree. */
-
-/* The value for key in map, or NULL; *keyp gets the key node. */
-static ynode_t *map_get (const ynode_t *map, const char *key, ynode_t **keyp)
-{
-    if (!map || map->type != YN_MAP)
-        return NULL;
-    for (ynode_t *k = map->first; k; k = k->next->next) {
-        if (strcmp (k->str, key) == 0 && strlen (key) == k->len) {
-            if (keyp)
-                *keyp = k;
-            return k->next;
-        }
-    }
-    return NULL;
-}
-
-static size_t edit_distance (const char *a, const char *b)
-{
-    size_t la = strlen (a), lb = strlen (b);
-    size_t row[65];
-
-    if (la > 64 || lb > 64)
-        return 99;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-/* The closest of words to s within an edit distance of 2, or NULL. */
-static const char *suggest (const char *s, const char *const *words, size_t nwords)
-{
-    const char *best = NULL;
-    size_t bestd = 3;
-
-    for (size_t i = 0; i < nwords; i++) {
-        size_t d = edit_distance (s, words[i]);
-        if (d < bestd) {
-            bestd = d;
-            best = words[i];
-        }
-    }
-    return best;
-}
-
-static size_t count_words (const char *const *words)
-{
-    size_t n = 0;
-    while (words[n])
-        n++;
-    return n;
-}
-
-/* Every key of map must be one of valid (NULL-terminated). */
-static int check_keys (pctx_t *c, const ynode_t *map, const char *const *valid,
-                       const char *where)
-{
-    size_t nvalid = count_words (valid);
-
-    for (const ynode_t *k = map->first; k; k = k->next->next) {
-        const char *hint;
-        char list[512];
-        size_t len = 0;
-        bool ok = false;
-
-        for (size_t i = 0; i < nvalid; i++) {
-            if (strcmp (k->str, valid[i]) == 0) {
-                ok = true;
-                break;
-            }
-        }
-        if (ok)
-            continue;
-        if ((hint = suggest (k->str, valid, nvalid)))
-            return perr (c, k, "unknown key '%s' in %s; did you mean '%s'?", k->str, where,
-                         hint);
-        list[0] = '\0';
-        for (size_t i = 0; i < nvalid && len < sizeof (list); i++)
-            len += (size_t)snprintf (list + len, sizeof (list) - len, "%s%s",
-                                     i ? ", " : "", valid[i]);
-        return perr (c, k, "unknown key '%s' in %s; the keys here are %s", k->str, where,
-                     list);
-    }
-    return 0;
-}
 
 static bool valid_name (const char *s, bool ident)
 {
@@ -574,62 +88,37 @@ static bool valid_name (const char *s, bool ident)
     return true;
 }
 
-/* A scalar string for key `what`; quoted hints for the common slip of an
- * unquoted "{x}", which YAML reads as a mapping. */
-static int want_string (pctx_t *c, const ynode_t *n, const char *what)
+static int dup_string (pctx_t *c, const gr__ynode_t *n, const char *what, char **out)
 {
-    char buf[64];
-
-    if (n->type == YN_MAP)
-        return perr (c, n,
-                     "%s: expected a string, got a mapping; a value that starts with '{' "
-                     "must be quoted in YAML, e.g. \"{x}\"",
-                     what);
-    if (n->type != YN_SCALAR)
-        return perr (c, n, "%s: expected a string, got %s; write a single value", what,
-                     describe (n, buf, sizeof (buf)));
-    if (is_null (n))
-        return perr (c, n, "%s: has no value; give it one or leave the key out", what);
-    if (strlen (n->str) != n->len)
-        return perr (c, n, "%s: contains a NUL character; remove it", what);
-    if (n->len > GR_SPEC_MAX_STRING)
-        return perr (c, n, "%s: is %zu bytes, over the limit of %u (GR_SPEC_MAX_STRING); "
-                           "shorten it",
-                     what, n->len, GR_SPEC_MAX_STRING);
-    return 0;
-}
-
-static int dup_string (pctx_t *c, const ynode_t *n, const char *what, char **out)
-{
-    if (want_string (c, n, what) < 0)
+    if (gr__ywant_string (&c->y, n, what) < 0)
         return -1;
     if (!(*out = strdup (n->str)))
-        return nomem (c);
+        return gr__ynomem (&c->y);
     return 0;
 }
 
-static int get_duration (pctx_t *c, const ynode_t *n, const char *what, double *out)
+static int get_duration (pctx_t *c, const gr__ynode_t *n, const char *what, double *out)
 {
     char buf[64];
 
-    if (n->type != YN_SCALAR || is_null (n) || gr_parse_duration (n->str, out) < 0)
-        return perr (c, n,
-                     "%s: expected a duration like 30, 30s, 5m or 1h30m, got %s; durations "
-                     "are >= 0 with units ms, s, m, h or d (a bare number is seconds)",
-                     what, describe (n, buf, sizeof (buf)));
+    if (n->type != GR__YSCALAR || gr__yis_null (n) || gr_parse_duration (n->str, out) < 0)
+        return gr__yerr (&c->y, n,
+                          "%s: expected a duration like 30, 30s, 5m or 1h30m, got %s; durations "
+                          "are >= 0 with units ms, s, m, h or d (a bare number is seconds)",
+                          what, gr__ydescribe (n, buf, sizeof (buf)));
     return 0;
 }
 
-static int get_uint (pctx_t *c, const ynode_t *n, const char *what, uint64_t min,
+static int get_uint (pctx_t *c, const gr__ynode_t *n, const char *what, uint64_t min,
                      uint64_t max, uint64_t *out)
 {
     char buf[64];
     uint64_t v;
 
-    if (n->type != YN_SCALAR || gr_parse_u64 (n->str, &v) < 0 || v < min || v > max)
-        return perr (c, n, "%s: expected a whole number from %" PRIu64 " to %" PRIu64
-                           ", got %s; write a plain whole number, without units",
-                     what, min, max, describe (n, buf, sizeof (buf)));
+    if (n->type != GR__YSCALAR || gr_parse_u64 (n->str, &v) < 0 || v < min || v > max)
+        return gr__yerr (&c->y, n, "%s: expected a whole number from %" PRIu64 " to %" PRIu64
+                                   ", got %s; write a plain whole number, without units",
+                          what, min, max, gr__ydescribe (n, buf, sizeof (buf)));
     *out = v;
     return 0;
 }
@@ -666,7 +155,7 @@ static int parse_number (const char *s, double *d, long long *i, bool *integral)
 
 static const char *const builtin_vars[] = {"task", "index", "attempt", "run_dir", NULL};
 
-static int check_template (pctx_t *c, const gr_taskdef_t *t, const ynode_t *n,
+static int check_template (pctx_t *c, const gr_taskdef_t *t, const gr__ynode_t *n,
                            const char *what)
 {
     size_t pos = 0;
@@ -681,23 +170,23 @@ static int check_template (pctx_t *c, const gr_taskdef_t *t, const ynode_t *n,
         if (tok.kind == GR__TPL_TEXT)
             continue;
         if (n->coloff >= 0)
-            col += n->coloff + (int)utf8_chars (n->str, tok.off);
+            col += n->coloff + (int)gr__yutf8_chars (n->str, tok.off);
         if (tok.kind == GR__TPL_ERROR) {
             if (strcmp (tok.why, "unbalanced '}'") == 0)
-                return perr_at (c, line, col,
-                                "unbalanced '}' in the %s of task '%s'; write }} for a "
-                                "literal brace",
-                                what, t->name);
+                return gr__yerr_at (&c->y, line, col,
+                                     "unbalanced '}' in the %s of task '%s'; write }} for a "
+                                     "literal brace",
+                                     what, t->name);
             if (strcmp (tok.why, "unbalanced '{'") == 0)
-                return perr_at (c, line, col,
-                                "unbalanced '{' in the %s of task '%s'; close it as "
-                                "{name}, or write {{ for a literal brace",
-                                what, t->name);
-            return perr_at (c, line, col,
-                            "'%.*s' in the %s of task '%s' is not a template parameter "
-                            "(names hold letters, digits and '_'); write {{ and }} for "
-                            "literal braces",
-                            (int)tok.len, tok.s, what, t->name);
+                return gr__yerr_at (&c->y, line, col,
+                                     "unbalanced '{' in the %s of task '%s'; close it as "
+                                     "{name}, or write {{ for a literal brace",
+                                     what, t->name);
+            return gr__yerr_at (&c->y, line, col,
+                                 "'%.*s' in the %s of task '%s' is not a template parameter "
+                                 "(names hold letters, digits and '_'); write {{ and }} for "
+                                 "literal braces",
+                                 (int)tok.len, tok.s, what, t->name);
         }
         /* A VAR: a param of this task, or a built-in. */
         {
@@ -726,15 +215,15 @@ static int check_template (pctx_t *c, const gr_taskdef_t *t, const ynode_t *n,
             }
             for (size_t i = 0; builtin_vars[i]; i++)
                 words[nw++] = builtin_vars[i];
-            hint = suggest (name, words, nw);
-            return perr_at (c, line, col,
-                            "undefined template parameter '{%s}' in the %s of task '%s'; "
-                            "%s%s%s%s task has %s%s{task}, {index}, {attempt} and "
-                            "{run_dir}",
-                            name, what, t->name, hint ? "did you mean '{" : "",
-                            hint ? hint : "", hint ? "}'? " : "", hint ? "This" : "this",
-                            have,
-                            t->nparams ? " and the built-ins " : "the built-ins ");
+            hint = gr__ysuggest (name, words, nw);
+            return gr__yerr_at (&c->y, line, col,
+                                 "undefined template parameter '{%s}' in the %s of task '%s'; "
+                                 "%s%s%s%s task has %s%s{task}, {index}, {attempt} and "
+                                 "{run_dir}",
+                                 name, what, t->name, hint ? "did you mean '{" : "",
+                                 hint ? hint : "", hint ? "}'? " : "", hint ? "This" : "this",
+                                 have,
+                                 t->nparams ? " and the built-ins " : "the built-ins ");
         }
     }
 }
@@ -759,11 +248,11 @@ static const char *const range_keys[] = {"from", "to", "step", NULL};
 
 /* The value of key for a task: its own, else the default.  *keyp gets the
  * key node that held it. */
-static ynode_t *tget (pctx_t *c, const ynode_t *tn, const char *key, ynode_t **keyp)
+static gr__ynode_t *tget (pctx_t *c, const gr__ynode_t *tn, const char *key, gr__ynode_t **keyp)
 {
-    ynode_t *v = map_get (tn, key, keyp);
+    gr__ynode_t *v = gr__ymap_get (tn, key, keyp);
     if (!v)
-        v = map_get (c->defaults, key, keyp);
+        v = gr__ymap_get (c->defaults, key, keyp);
     return v;
 }
 
@@ -789,30 +278,30 @@ static char **pack_values (const char *const *src, const size_t *lens, size_t n)
     return out;
 }
 
-static int param_list (pctx_t *c, gr_param_t *p, const ynode_t *v)
+static int param_list (pctx_t *c, gr_param_t *p, const gr__ynode_t *v)
 {
     const char **src = NULL;
     size_t *lens = NULL, k = 0;
     char what[300];
 
     if (v->n == 0)
-        return perr (c, v, "param '%s' has an empty list of values; give it at least one "
-                           "value",
-                     p->name);
+        return gr__yerr (&c->y, v, "param '%s' has an empty list of values; give it at least one "
+                                   "value",
+                          p->name);
     if (!(src = malloc (v->n * sizeof (*src))) || !(lens = malloc (v->n * sizeof (*lens))))
         goto nomem;
     snprintf (what, sizeof (what), "a value of param '%s'", p->name);
-    for (const ynode_t *e = v->first; e; e = e->next) {
-        if (e->type != YN_SCALAR) {
-            perr (c, e,
-                  "%s is %s, but values must be scalars; quote values that start with "
-                  "'{' or '['",
-                  what, e->type == YN_MAP ? "a mapping" : "a list");
+    for (const gr__ynode_t *e = v->first; e; e = e->next) {
+        if (e->type != GR__YSCALAR) {
+            gr__yerr (&c->y, e,
+                       "%s is %s, but values must be scalars; quote values that start with "
+                       "'{' or '['",
+                       what, e->type == GR__YMAP ? "a mapping" : "a list");
             goto error;
         }
         /* An empty value is allowed here: it is a real argument. */
         if (strlen (e->str) != e->len || e->len > GR_SPEC_MAX_STRING) {
-            want_string (c, e, what);
+            gr__ywant_string (&c->y, e, what);
             goto error;
         }
         src[k] = e->str;
@@ -825,70 +314,70 @@ static int param_list (pctx_t *c, gr_param_t *p, const ynode_t *v)
     free (lens);
     return 0;
 nomem:
-    nomem (c);
+    gr__ynomem (&c->y);
 error:
     free (src);
     free (lens);
     return -1;
 }
 
-static int range_number (pctx_t *c, const ynode_t *n, const char *pname, const char *which,
+static int range_number (pctx_t *c, const gr__ynode_t *n, const char *pname, const char *which,
                          double *d, long long *i, bool *integral)
 {
     char buf[64];
 
-    if (n->type != YN_SCALAR || parse_number (n->str, d, i, integral) < 0)
-        return perr (c, n, "range of param '%s': %s must be a number, got %s; write plain "
-                           "decimal numbers like 0.5 or -3",
-                     pname, which,
-                     describe (n, buf, sizeof (buf)));
+    if (n->type != GR__YSCALAR || parse_number (n->str, d, i, integral) < 0)
+        return gr__yerr (&c->y, n, "range of param '%s': %s must be a number, got %s; write plain "
+                                   "decimal numbers like 0.5 or -3",
+                          pname, which,
+                          gr__ydescribe (n, buf, sizeof (buf)));
     return 0;
 }
 
-static int param_range (pctx_t *c, gr_param_t *p, const ynode_t *v)
+static int param_range (pctx_t *c, gr_param_t *p, const gr__ynode_t *v)
 {
-    const ynode_t *nf = NULL, *nt = NULL, *ns = NULL;
+    const gr__ynode_t *nf = NULL, *nt = NULL, *ns = NULL;
     double from, to, step = 1;
     long long ifrom, ito, istep = 1;
     bool if_, it, is = true;
     char buf[64];
 
-    if (v->type == YN_SEQ) {
+    if (v->type == GR__YSEQ) {
         if (v->n < 2 || v->n > 3)
-            return perr (c, v, "range of param '%s' has %zu numbers; write [from, to] or "
-                               "[from, to, step]",
-                         p->name, v->n);
+            return gr__yerr (&c->y, v, "range of param '%s' has %zu numbers; write [from, to] or "
+                                       "[from, to, step]",
+                              p->name, v->n);
         nf = v->first;
         nt = nf->next;
         ns = nt->next;
     }
-    else if (v->type == YN_MAP) {
-        if (check_keys (c, v, range_keys, "a range") < 0)
+    else if (v->type == GR__YMAP) {
+        if (gr__ycheck_keys (&c->y, v, range_keys, "a range") < 0)
             return -1;
-        nf = map_get (v, "from", NULL);
-        nt = map_get (v, "to", NULL);
-        ns = map_get (v, "step", NULL);
+        nf = gr__ymap_get (v, "from", NULL);
+        nt = gr__ymap_get (v, "to", NULL);
+        ns = gr__ymap_get (v, "step", NULL);
         if (!nf || !nt)
-            return perr (c, v, "range of param '%s' needs from: and to:; add them (step: "
-                               "is optional and defaults to 1)",
-                         p->name);
+            return gr__yerr (&c->y, v, "range of param '%s' needs from: and to:; add them (step: "
+                                       "is optional and defaults to 1)",
+                              p->name);
     }
     else
-        return perr (c, v, "range of param '%s': expected [from, to, step] or {from, to, "
-                           "step}, got %s; write e.g. range: [0, 1, 0.1]",
-                     p->name, describe (v, buf, sizeof (buf)));
+        return gr__yerr (&c->y, v, "range of param '%s': expected [from, to, step] or {from, to, "
+                                   "step}, got %s; write e.g. range: [0, 1, 0.1]",
+                          p->name, gr__ydescribe (v, buf, sizeof (buf)));
     if (range_number (c, nf, p->name, "from", &from, &ifrom, &if_) < 0
         || range_number (c, nt, p->name, "to", &to, &ito, &it) < 0
         || (ns && range_number (c, ns, p->name, "step", &step, &istep, &is) < 0))
         return -1;
     if (!(step > 0))
-        return perr (c, ns, "range of param '%s' has step %s; the step must be greater "
-                            "than 0",
-                     p->name, ns->str);
+        return gr__yerr (&c->y, ns, "range of param '%s' has step %s; the step must be greater "
+                                    "than 0",
+                          p->name, ns->str);
     if (to < from)
-        return perr (c, nt, "range of param '%s' goes from %s down to %s; 'to' must not be "
-                            "less than 'from' (ranges count up)",
-                     p->name, nf->str, nt->str);
+        return gr__yerr (&c->y, nt, "range of param '%s' goes from %s down to %s; 'to' must not be "
+                                    "less than 'from' (ranges count up)",
+                          p->name, nf->str, nt->str);
     p->kind = GR_PARAM_RANGE;
     p->from = from;
     p->to = to;
@@ -899,8 +388,8 @@ static int param_range (pctx_t *c, gr_param_t *p, const ynode_t *v)
         uint64_t span = (uint64_t)ito - (uint64_t)ifrom;
         uint64_t steps = span / (uint64_t)istep;
         if (steps == UINT64_MAX)
-            return perr (c, v, "range of param '%s' has more than 2^64 values; narrow it",
-                         p->name);
+            return gr__yerr (&c->y, v, "range of param '%s' has more than 2^64 values; narrow it",
+                              p->name);
         p->ifrom = ifrom;
         p->istep = istep;
         p->count = steps + 1;
@@ -909,9 +398,9 @@ static int param_range (pctx_t *c, gr_param_t *p, const ynode_t *v)
         /* The 1e-9 absorbs rounding, so [0, 1, 0.1] ends at 1. */
         double steps = floor ((to - from) / step + 1e-9);
         if (!(steps < 18446744073709549568.0))
-            return perr (c, v, "range of param '%s' has more than 2^64 values; use a "
-                               "larger step",
-                         p->name);
+            return gr__yerr (&c->y, v, "range of param '%s' has more than 2^64 values; use a "
+                                       "larger step",
+                              p->name);
         p->ifrom = 0;
         p->istep = 0;
         p->count = (uint64_t)steps + 1;
@@ -929,12 +418,12 @@ static int record_file (pctx_t *c, const char *path, const char *data, size_t le
             return 0;
     }
     if (!(nf = realloc (s->files, (s->nfiles + 1) * sizeof (*nf))))
-        return nomem (c);
+        return gr__ynomem (&c->y);
     s->files = nf;
     nf = &s->files[s->nfiles];
     if (!(nf->path = strdup (path)) || !(nf->data = malloc (len + 1))) {
         free (nf->path);
-        return nomem (c);
+        return gr__ynomem (&c->y);
     }
     memcpy (nf->data, data, len);
     nf->data[len] = '\0';
@@ -943,7 +432,7 @@ static int record_file (pctx_t *c, const char *path, const char *data, size_t le
     return 0;
 }
 
-static int param_file (pctx_t *c, gr_param_t *p, const ynode_t *key, const ynode_t *v)
+static int param_file (pctx_t *c, gr_param_t *p, const gr__ynode_t *key, const gr__ynode_t *v)
 {
     char *resolved = NULL, *data = NULL;
     const char **src = NULL;
@@ -951,7 +440,7 @@ static int param_file (pctx_t *c, gr_param_t *p, const ynode_t *key, const ynode
     size_t len = 0, nlines = 1, k = 0, line = 0;
     gr_error_t ferr;
 
-    if (want_string (c, v, "file") < 0)
+    if (gr__ywant_string (&c->y, v, "file") < 0)
         return -1;
     if (v->str[0] == '/' || !c->dir)
         resolved = strdup (v->str);
@@ -966,9 +455,9 @@ static int param_file (pctx_t *c, gr_param_t *p, const ynode_t *key, const ynode
                 f = &c->files[i];
         }
         if (!f) {
-            perr (c, key, "param file '%s' of param '%s' was not shipped with the spec; "
-                          "pack the spec with gr_spec_pack",
-                  resolved, p->name);
+            gr__yerr (&c->y, key, "param file '%s' of param '%s' was not shipped with the spec; "
+                                  "pack the spec with gr_spec_pack",
+                       resolved, p->name);
             goto error;
         }
         if (!(data = malloc (f->len + 1)))
@@ -978,15 +467,15 @@ static int param_file (pctx_t *c, gr_param_t *p, const ynode_t *key, const ynode
         len = f->len;
     }
     else if (gr_read_file (resolved, GR_SPEC_MAX_PARAM_FILE, &data, &len, &ferr) < 0) {
-        perr (c, key, "cannot read the values of param '%s': %s; file: paths are relative "
-                      "to the directory of the spec",
-              p->name, ferr.text);
+        gr__yerr (&c->y, key, "cannot read the values of param '%s': %s; file: paths are relative "
+                              "to the directory of the spec",
+                   p->name, ferr.text);
         goto error;
     }
     if (memchr (data, '\0', len)) {
-        perr (c, key, "param file '%s' contains a NUL byte; it must be text, one value a "
-                      "line",
-              resolved);
+        gr__yerr (&c->y, key, "param file '%s' contains a NUL byte; it must be text, one value a "
+                              "line",
+                   resolved);
         goto error;
     }
     if (record_file (c, resolved, data, len) < 0)
@@ -1011,9 +500,9 @@ static int param_file (pctx_t *c, gr_param_t *p, const ynode_t *key, const ynode
         }
         if (!blank) {
             if ((size_t)(end - s) > GR_SPEC_MAX_STRING) {
-                perr (c, key, "line %zu of param file '%s' is longer than %u bytes "
-                              "(GR_SPEC_MAX_STRING); shorten it",
-                      line, resolved, GR_SPEC_MAX_STRING);
+                gr__yerr (&c->y, key, "line %zu of param file '%s' is longer than %u bytes "
+                                      "(GR_SPEC_MAX_STRING); shorten it",
+                           line, resolved, GR_SPEC_MAX_STRING);
                 goto error;
             }
             src[k] = s;
@@ -1022,9 +511,9 @@ static int param_file (pctx_t *c, gr_param_t *p, const ynode_t *key, const ynode
         s = nl ? nl + 1 : data + len;
     }
     if (k == 0) {
-        perr (c, key, "param file '%s' of param '%s' holds no values; write one value a "
-                      "line",
-              resolved, p->name);
+        gr__yerr (&c->y, key, "param file '%s' of param '%s' holds no values; write one value a "
+                              "line",
+                   resolved, p->name);
         goto error;
     }
     if (!(p->values = pack_values (src, lens, k)))
@@ -1037,7 +526,7 @@ static int param_file (pctx_t *c, gr_param_t *p, const ynode_t *key, const ynode
     free (resolved);
     return 0;
 nomem:
-    nomem (c);
+    gr__ynomem (&c->y);
 error:
     free (src);
     free (lens);
@@ -1046,113 +535,116 @@ error:
     return -1;
 }
 
-static int parse_params (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+static int parse_params (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
-    ynode_t *pkey = NULL, *ckey = NULL;
-    const ynode_t *pn = tget (c, tn, "params", &pkey);
-    const ynode_t *cn = tget (c, tn, "combine", &ckey);
+    gr__ynode_t *pkey = NULL, *ckey = NULL;
+    const gr__ynode_t *pn = tget (c, tn, "params", &pkey);
+    const gr__ynode_t *cn = tget (c, tn, "combine", &ckey);
     size_t i = 0;
 
     t->count = 1;
     if (cn) {
         static const char *const modes[] = {"product", "zip", NULL};
         const char *hint;
-        if (want_string (c, cn, "combine") < 0)
+        if (gr__ywant_string (&c->y, cn, "combine") < 0)
             return -1;
         if (strcmp (cn->str, "zip") == 0)
             t->zip = true;
         else if (strcmp (cn->str, "product") != 0) {
-            hint = suggest (cn->str, modes, 2);
-            return perr (c, cn, "combine: '%s' is not a way to combine params; %s%s%s",
-                         cn->str, hint ? "did you mean '" : "use product or zip",
-                         hint ? hint : "", hint ? "'?" : "");
+            hint = gr__ysuggest (cn->str, modes, 2);
+            return gr__yerr (&c->y, cn, "combine: '%s' is not a way to combine params; %s%s%s",
+                              cn->str, hint ? "did you mean '" : "use product or zip",
+                              hint ? hint : "", hint ? "'?" : "");
         }
     }
-    if (!pn || is_null (pn))
+    if (!pn || gr__yis_null (pn))
         return 0;
-    if (pn->type != YN_MAP)
-        return perr (c, pn, "params: expected a mapping of name: values, got %s; write e.g. "
-                            "params: {x: [1, 2]}",
-                     pn->type == YN_SEQ ? "a list" : "a scalar");
+    if (pn->type != GR__YMAP)
+        return gr__yerr (&c->y, pn,
+                         "params: expected a mapping of name: values, got %s; write e.g. "
+                         "params: {x: [1, 2]}",
+                         pn->type == GR__YSEQ ? "a list" : "a scalar");
     if (pn->n / 2 > GR_SPEC_MAX_PARAMS)
-        return perr (c, pkey, "task '%s' has %zu params, over the limit of %d "
-                              "(GR_SPEC_MAX_PARAMS); combine some into a file: param",
-                     t->name, pn->n / 2, GR_SPEC_MAX_PARAMS);
+        return gr__yerr (&c->y, pkey, "task '%s' has %zu params, over the limit of %d "
+                                      "(GR_SPEC_MAX_PARAMS); combine some into a file: param",
+                          t->name, pn->n / 2, GR_SPEC_MAX_PARAMS);
     if (!(t->params = calloc (pn->n / 2 + 1, sizeof (*t->params))))
-        return nomem (c);
-    for (const ynode_t *k = pn->first; k; k = k->next->next, i++) {
-        const ynode_t *v = k->next;
+        return gr__ynomem (&c->y);
+    for (const gr__ynode_t *k = pn->first; k; k = k->next->next, i++) {
+        const gr__ynode_t *v = k->next;
         gr_param_t *p = &t->params[i];
         char buf[64];
 
         if (!valid_name (k->str, true))
-            return perr (c, k, "param name '%s' is not valid; names start with a letter or "
-                               "'_' and hold letters, digits and '_'",
-                         k->str);
+            return gr__yerr (&c->y, k, "param name '%s' is not valid; names start with a letter or "
+                                       "'_' and hold letters, digits and '_'",
+                              k->str);
         if (gr__tpl_builtin (k->str, k->len) >= 0)
-            return perr (c, k, "param name '%s' is reserved for the built-in {%s}; rename "
-                               "the param",
-                         k->str, k->str);
+            return gr__yerr (&c->y, k, "param name '%s' is reserved for the built-in {%s}; rename "
+                                       "the param",
+                              k->str, k->str);
         if (!(p->name = strdup (k->str)))
-            return nomem (c);
+            return gr__ynomem (&c->y);
         p->mark = k->mark;
         t->nparams++;
-        if (v->type == YN_SEQ) {
+        if (v->type == GR__YSEQ) {
             p->kind = GR_PARAM_LIST;
             if (param_list (c, p, v) < 0)
                 return -1;
         }
-        else if (v->type == YN_MAP) {
-            ynode_t *kk = NULL;
-            const ynode_t *rv, *fv;
-            if (check_keys (c, v, param_kinds, "a param") < 0)
+        else if (v->type == GR__YMAP) {
+            gr__ynode_t *kk = NULL;
+            const gr__ynode_t *rv, *fv;
+            if (gr__ycheck_keys (&c->y, v, param_kinds, "a param") < 0)
                 return -1;
-            rv = map_get (v, "range", NULL);
-            fv = map_get (v, "file", &kk);
+            rv = gr__ymap_get (v, "range", NULL);
+            fv = gr__ymap_get (v, "file", &kk);
             if (v->n != 2)
-                return perr (c, v, "param '%s' must have exactly one of range: or file:; split it "
+                return gr__yerr (&c->y, v,
+                                 "param '%s' must have exactly one of range: or file:; split it "
                                  "into two params",
-                             p->name);
+                                 p->name);
             if (rv && param_range (c, p, rv) < 0)
                 return -1;
             if (fv && param_file (c, p, kk, fv) < 0)
                 return -1;
         }
         else
-            return perr (c, v, "param '%s' has %s, but a param holds several values; write a "
-                               "list like [1, 2], {range: [from, to, step]} or {file: path}",
-                         p->name, describe (v, buf, sizeof (buf)));
+            return gr__yerr (&c->y, v,
+                             "param '%s' has %s, but a param holds several values; write a "
+                             "list like [1, 2], {range: [from, to, step]} or {file: path}",
+                             p->name, gr__ydescribe (v, buf, sizeof (buf)));
     }
     if (t->zip) {
         for (i = 1; i < t->nparams; i++) {
             if (t->params[i].count != t->params[0].count)
-                return perr (c, ckey ? ckey : pkey,
-                             "combine: zip needs params with the same number of values, "
-                             "but '%s' has %" PRIu64 " and '%s' has %" PRIu64
-                             "; make them equal or use combine: product",
-                             t->params[0].name, t->params[0].count, t->params[i].name,
-                             t->params[i].count);
+                return gr__yerr (&c->y, ckey ? ckey : pkey,
+                                  "combine: zip needs params with the same number of values, "
+                                  "but '%s' has %" PRIu64 " and '%s' has %" PRIu64
+                                  "; make them equal or use combine: product",
+                                  t->params[0].name, t->params[0].count, t->params[i].name,
+                                  t->params[i].count);
         }
         t->count = t->nparams ? t->params[0].count : 1;
     }
     else {
         for (i = 0; i < t->nparams; i++) {
             if (__builtin_mul_overflow (t->count, t->params[i].count, &t->count))
-                return perr (c, pkey, "the params of task '%s' expand to more than 2^64 "
-                                      "tasks; use fewer values or combine: zip",
-                             t->name);
+                return gr__yerr (&c->y, pkey, "the params of task '%s' expand to more than 2^64 "
+                                              "tasks; use fewer values or combine: zip",
+                                  t->name);
         }
     }
     return 0;
 }
 
-static int parse_action (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+static int parse_action (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
     static const char *const acts[] = {"command", "shell", "builtin"};
-    const ynode_t *src = tn;
-    const ynode_t *an[3] = {NULL}, *ak[3] = {NULL};
-    const ynode_t *dn;
-    ynode_t *dk = NULL;
+    const gr__ynode_t *src = tn;
+    const gr__ynode_t *an[3] = {NULL}, *ak[3] = {NULL};
+    const gr__ynode_t *dn;
+    gr__ynode_t *dk = NULL;
     int nact = 0, which = -1;
     char what[64];
 
@@ -1161,53 +653,55 @@ static int parse_action (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
     for (int pass = 0; pass < 2 && nact == 0; pass++) {
         src = pass == 0 ? tn : c->defaults;
         for (int i = 0; i < 3; i++) {
-            ynode_t *k = NULL;
-            if ((an[i] = map_get (src, acts[i], &k))) {
+            gr__ynode_t *k = NULL;
+            if ((an[i] = gr__ymap_get (src, acts[i], &k))) {
                 ak[i] = k;
                 if (nact++ == 0)
                     which = i;
                 else
-                    return perr (c, k, "task '%s' has both %s: and %s:; keep exactly one "
-                                       "of command:, shell: and builtin:",
-                                 t->name, acts[which], acts[i]);
+                    return gr__yerr (&c->y, k, "task '%s' has both %s: and %s:; keep exactly one "
+                                               "of command:, shell: and builtin:",
+                                      t->name, acts[which], acts[i]);
             }
         }
     }
     if (nact == 0)
-        return perr (c, tn, "task '%s' has nothing to run; give it command: [prog, args], "
-                            "shell: \"...\" or builtin: noop",
-                     t->name);
+        return gr__yerr (&c->y, tn, "task '%s' has nothing to run; give it command: [prog, args], "
+                                    "shell: \"...\" or builtin: noop",
+                          t->name);
     if (which == 0) {
-        const ynode_t *v = an[0];
+        const gr__ynode_t *v = an[0];
         size_t i = 0;
-        if (v->type == YN_SCALAR)
-            return perr (c, v, "command: must be a list of arguments, like [echo, hello], "
-                               "not a string; to run a shell command line use shell: "
-                               "instead");
-        if (v->type != YN_SEQ)
-            return perr (c, v, "command: got a mapping; write a list of arguments like [echo, "
-                               "hello], and quote arguments that contain ': '");
+        if (v->type == GR__YSCALAR)
+            return gr__yerr (&c->y, v, "command: must be a list of arguments, like [echo, hello], "
+                                       "not a string; to run a shell command line use shell: "
+                                       "instead");
+        if (v->type != GR__YSEQ)
+            return gr__yerr (&c->y, v,
+                             "command: got a mapping; write a list of arguments like [echo, "
+                             "hello], and quote arguments that contain ': '");
         if (v->n == 0)
-            return perr (c, v, "command: is empty; give at least the program to run");
+            return gr__yerr (&c->y, v, "command: is empty; give at least the program to run");
         if (v->n > GR_SPEC_MAX_ARGV)
-            return perr (c, ak[0], "command: of task '%s' has %zu arguments, over the limit "
-                                   "of %d (GR_SPEC_MAX_ARGV); pass long lists through a file",
-                         t->name, v->n, GR_SPEC_MAX_ARGV);
+            return gr__yerr (&c->y, ak[0],
+                             "command: of task '%s' has %zu arguments, over the limit "
+                             "of %d (GR_SPEC_MAX_ARGV); pass long lists through a file",
+                             t->name, v->n, GR_SPEC_MAX_ARGV);
         if (!(t->argv = calloc (v->n + 1, sizeof (char *))))
-            return nomem (c);
-        for (const ynode_t *e = v->first; e; e = e->next, i++) {
+            return gr__ynomem (&c->y);
+        for (const gr__ynode_t *e = v->first; e; e = e->next, i++) {
             snprintf (what, sizeof (what), "command argument %zu", i);
-            if (e->type == YN_MAP)
-                return perr (c, e, "command argument %zu is a mapping; quote arguments "
-                                   "that start with '{' or contain ': ', e.g. \"{x}\"",
-                             i);
-            if (e->type == YN_SCALAR && e->plain && e->len == 0)
-                return perr (c, e, "command argument %zu is empty; write \"\" for an "
-                                   "empty argument",
-                             i);
-            if (e->type == YN_SCALAR && !e->plain && e->len == 0) {
+            if (e->type == GR__YMAP)
+                return gr__yerr (&c->y, e, "command argument %zu is a mapping; quote arguments "
+                                           "that start with '{' or contain ': ', e.g. \"{x}\"",
+                                  i);
+            if (e->type == GR__YSCALAR && e->plain && e->len == 0)
+                return gr__yerr (&c->y, e, "command argument %zu is empty; write \"\" for an "
+                                           "empty argument",
+                                  i);
+            if (e->type == GR__YSCALAR && !e->plain && e->len == 0) {
                 if (!(t->argv[i] = strdup ("")))
-                    return nomem (c);
+                    return gr__ynomem (&c->y);
             }
             else if (dup_string (c, e, what, &t->argv[i]) < 0)
                 return -1;
@@ -1222,51 +716,51 @@ static int parse_action (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
             return -1;
     }
     else {
-        if (want_string (c, an[2], "builtin") < 0)
+        if (gr__ywant_string (&c->y, an[2], "builtin") < 0)
             return -1;
         if (strcmp (an[2]->str, "noop") != 0)
-            return perr (c, an[2], "builtin: '%s' is not a builtin; the only one is noop",
-                         an[2]->str);
+            return gr__yerr (&c->y, an[2], "builtin: '%s' is not a builtin; the only one is noop",
+                              an[2]->str);
         t->builtin = GR_BUILTIN_NOOP;
     }
     /* duration: belongs to builtin: noop; a default duration only applies
      * to noop tasks. */
-    dn = map_get (tn, "duration", &dk);
+    dn = gr__ymap_get (tn, "duration", &dk);
     if (!dn && t->builtin == GR_BUILTIN_NOOP)
-        dn = map_get (c->defaults, "duration", &dk);
+        dn = gr__ymap_get (c->defaults, "duration", &dk);
     if (dn) {
         if (t->builtin != GR_BUILTIN_NOOP)
-            return perr (c, dk, "duration: only applies to builtin: noop, and task '%s' "
-                                "runs a %s; remove duration: (use timeout: to limit a "
-                                "command)",
-                         t->name, which == 0 ? "command" : "shell command");
+            return gr__yerr (&c->y, dk, "duration: only applies to builtin: noop, and task '%s' "
+                                        "runs a %s; remove duration: (use timeout: to limit a "
+                                        "command)",
+                              t->name, which == 0 ? "command" : "shell command");
         if (get_duration (c, dn, "duration", &t->noop_duration) < 0)
             return -1;
     }
     return 0;
 }
 
-static int add_env (pctx_t *c, gr_taskdef_t *t, const ynode_t *k, const ynode_t *v)
+static int add_env (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *k, const gr__ynode_t *v)
 {
     size_t klen = k->len;
     char *entry;
 
     if (!valid_name (k->str, true))
-        return perr (c, k, "env: '%s' is not a valid variable name; names start with a "
-                           "letter or '_' and hold letters, digits and '_'",
-                     k->str);
-    if (v->type == YN_MAP)
-        return want_string (c, v, "env value");
-    if (v->type != YN_SCALAR)
-        return perr (c, v, "env: the value of %s must be a string, not a list; join the "
-                           "values into one string",
-                     k->str);
+        return gr__yerr (&c->y, k, "env: '%s' is not a valid variable name; names start with a "
+                                   "letter or '_' and hold letters, digits and '_'",
+                          k->str);
+    if (v->type == GR__YMAP)
+        return gr__ywant_string (&c->y, v, "env value");
+    if (v->type != GR__YSCALAR)
+        return gr__yerr (&c->y, v, "env: the value of %s must be a string, not a list; join the "
+                                   "values into one string",
+                          k->str);
     if (strlen (v->str) != v->len)
-        return want_string (c, v, "env value");
+        return gr__ywant_string (&c->y, v, "env value");
     if (check_template (c, t, v, "env value") < 0)
         return -1;
-    if (!(entry = join3 (k->str, "=", is_null (v) ? "" : v->str)))
-        return nomem (c);
+    if (!(entry = join3 (k->str, "=", gr__yis_null (v) ? "" : v->str)))
+        return gr__ynomem (&c->y);
     /* A task's own entry replaces the default's in place. */
     for (size_t i = 0; i < t->nenv; i++) {
         if (strncmp (t->env[i], k->str, klen) == 0 && t->env[i][klen] == '=') {
@@ -1279,30 +773,31 @@ static int add_env (pctx_t *c, gr_taskdef_t *t, const ynode_t *k, const ynode_t 
     return 0;
 }
 
-static int parse_env (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+static int parse_env (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
-    const ynode_t *dv = map_get (c->defaults, "env", NULL);
-    const ynode_t *tv = map_get (tn, "env", NULL);
-    const ynode_t *srcs[2] = {dv, tv};
+    const gr__ynode_t *dv = gr__ymap_get (c->defaults, "env", NULL);
+    const gr__ynode_t *tv = gr__ymap_get (tn, "env", NULL);
+    const gr__ynode_t *srcs[2] = {dv, tv};
     size_t n = 0;
 
     for (int i = 0; i < 2; i++) {
-        if (!srcs[i] || is_null (srcs[i]))
+        if (!srcs[i] || gr__yis_null (srcs[i]))
             continue;
-        if (srcs[i]->type != YN_MAP)
-            return perr (c, srcs[i], "env: expected a mapping of NAME: value, got %s; write e.g. env: "
-                         "{OMP_NUM_THREADS: 4}",
-                         srcs[i]->type == YN_SEQ ? "a list" : "a scalar");
+        if (srcs[i]->type != GR__YMAP)
+            return gr__yerr (&c->y, srcs[i],
+                             "env: expected a mapping of NAME: value, got %s; write e.g. env: "
+                             "{OMP_NUM_THREADS: 4}",
+                             srcs[i]->type == GR__YSEQ ? "a list" : "a scalar");
         n += srcs[i]->n / 2;
     }
     if (!n)
         return 0;
     if (!(t->env = calloc (n + 1, sizeof (char *))))
-        return nomem (c);
+        return gr__ynomem (&c->y);
     for (int i = 0; i < 2; i++) {
-        if (!srcs[i] || srcs[i]->type != YN_MAP)
+        if (!srcs[i] || srcs[i]->type != GR__YMAP)
             continue;
-        for (const ynode_t *k = srcs[i]->first; k; k = k->next->next) {
+        for (const gr__ynode_t *k = srcs[i]->first; k; k = k->next->next) {
             if (add_env (c, t, k, k->next) < 0)
                 return -1;
         }
@@ -1310,48 +805,48 @@ static int parse_env (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
     return 0;
 }
 
-static int parse_resources (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+static int parse_resources (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
-    ynode_t *key = NULL;
-    const ynode_t *r = tget (c, tn, "resources", &key);
-    const ynode_t *v;
+    gr__ynode_t *key = NULL;
+    const gr__ynode_t *r = tget (c, tn, "resources", &key);
+    const gr__ynode_t *v;
     uint64_t u;
 
     t->cpus = 1;
     t->gpus = 0;
     t->mem = 0;
     t->resources_mark = key ? key->mark : t->mark;
-    if (!r || is_null (r))
+    if (!r || gr__yis_null (r))
         return 0;
-    if (r->type != YN_MAP)
-        return perr (c, r, "resources: expected a mapping; write e.g. resources: {cpus: 2, "
-                           "gpus: 1, mem: 4G}");
-    if (check_keys (c, r, resource_keys, "resources") < 0)
+    if (r->type != GR__YMAP)
+        return gr__yerr (&c->y, r, "resources: expected a mapping; write e.g. resources: {cpus: 2, "
+                                   "gpus: 1, mem: 4G}");
+    if (gr__ycheck_keys (&c->y, r, resource_keys, "resources") < 0)
         return -1;
-    if ((v = map_get (r, "cpus", NULL))) {
+    if ((v = gr__ymap_get (r, "cpus", NULL))) {
         if (get_uint (c, v, "resources.cpus", 1, UINT32_MAX, &u) < 0)
             return -1;
         t->cpus = (uint32_t)u;
     }
-    if ((v = map_get (r, "gpus", NULL))) {
+    if ((v = gr__ymap_get (r, "gpus", NULL))) {
         if (get_uint (c, v, "resources.gpus", 0, UINT32_MAX, &u) < 0)
             return -1;
         t->gpus = (uint32_t)u;
     }
-    if ((v = map_get (r, "mem", NULL))) {
+    if ((v = gr__ymap_get (r, "mem", NULL))) {
         char buf[64];
-        if (v->type != YN_SCALAR || gr_parse_size (v->str, &t->mem) < 0)
-            return perr (c, v, "resources.mem: expected a size like 512M, 4G or 1.5GiB, "
-                               "got %s; sizes are bytes with K, M, G or T (binary)",
-                         describe (v, buf, sizeof (buf)));
+        if (v->type != GR__YSCALAR || gr_parse_size (v->str, &t->mem) < 0)
+            return gr__yerr (&c->y, v, "resources.mem: expected a size like 512M, 4G or 1.5GiB, "
+                                       "got %s; sizes are bytes with K, M, G or T (binary)",
+                              gr__ydescribe (v, buf, sizeof (buf)));
     }
     return 0;
 }
 
-static int parse_retries (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+static int parse_retries (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
-    const ynode_t *r = tget (c, tn, "retries", NULL);
-    const ynode_t *v;
+    const gr__ynode_t *r = tget (c, tn, "retries", NULL);
+    const gr__ynode_t *v;
     uint64_t u;
 
     t->retry.max = 0;
@@ -1361,43 +856,43 @@ static int parse_retries (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
     t->retry.crash_limit = 3;
     if (!r)
         return 0;
-    if (r->type == YN_SCALAR) {
+    if (r->type == GR__YSCALAR) {
         if (get_uint (c, r, "retries", 0, UINT32_MAX, &u) < 0)
             return -1;
         t->retry.max = (uint32_t)u;
         return 0;
     }
-    if (r->type != YN_MAP)
-        return perr (c, r, "retries: expected a number of retries or a mapping {max, "
-                           "backoff, backoff_max, jitter, crash_limit}, got a list; write "
-                           "e.g. retries: 3 or retries: {max: 3, backoff: 10s}");
-    if (check_keys (c, r, retry_keys, "retries") < 0)
+    if (r->type != GR__YMAP)
+        return gr__yerr (&c->y, r, "retries: expected a number of retries or a mapping {max, "
+                                   "backoff, backoff_max, jitter, crash_limit}, got a list; write "
+                                   "e.g. retries: 3 or retries: {max: 3, backoff: 10s}");
+    if (gr__ycheck_keys (&c->y, r, retry_keys, "retries") < 0)
         return -1;
-    if ((v = map_get (r, "max", NULL))) {
+    if ((v = gr__ymap_get (r, "max", NULL))) {
         if (get_uint (c, v, "retries.max", 0, UINT32_MAX, &u) < 0)
             return -1;
         t->retry.max = (uint32_t)u;
     }
-    if ((v = map_get (r, "backoff", NULL))
+    if ((v = gr__ymap_get (r, "backoff", NULL))
         && get_duration (c, v, "retries.backoff", &t->retry.backoff) < 0)
         return -1;
-    if ((v = map_get (r, "backoff_max", NULL))
+    if ((v = gr__ymap_get (r, "backoff_max", NULL))
         && get_duration (c, v, "retries.backoff_max", &t->retry.backoff_max) < 0)
         return -1;
-    if ((v = map_get (r, "jitter", NULL))) {
+    if ((v = gr__ymap_get (r, "jitter", NULL))) {
         double d;
         long long ll;
         bool integral;
         char buf[64];
-        if (v->type != YN_SCALAR || parse_number (v->str, &d, &ll, &integral) < 0 || d < 0
+        if (v->type != GR__YSCALAR || parse_number (v->str, &d, &ll, &integral) < 0 || d < 0
             || d > 1)
-            return perr (c, v, "retries.jitter: expected a number from 0 to 1 (the "
-                               "fraction of each delay that is random), got %s; 0 means "
-                               "exact delays, 1 fully random ones",
-                         describe (v, buf, sizeof (buf)));
+            return gr__yerr (&c->y, v, "retries.jitter: expected a number from 0 to 1 (the "
+                                       "fraction of each delay that is random), got %s; 0 means "
+                                       "exact delays, 1 fully random ones",
+                              gr__ydescribe (v, buf, sizeof (buf)));
         t->retry.jitter = d;
     }
-    if ((v = map_get (r, "crash_limit", NULL))) {
+    if ((v = gr__ymap_get (r, "crash_limit", NULL))) {
         if (get_uint (c, v, "retries.crash_limit", 1, UINT32_MAX, &u) < 0)
             return -1;
         t->retry.crash_limit = (uint32_t)u;
@@ -1405,33 +900,33 @@ static int parse_retries (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
     return 0;
 }
 
-static int parse_success (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+static int parse_success (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
-    const ynode_t *s = tget (c, tn, "success", NULL);
+    const gr__ynode_t *s = tget (c, tn, "success", NULL);
     size_t n = 1, i = 0;
     uint64_t u;
 
-    if (s && s->type == YN_SEQ) {
+    if (s && s->type == GR__YSEQ) {
         if (s->n == 0)
-            return perr (c, s, "success: is empty; list the exit codes that mean success, "
-                               "e.g. [0]");
+            return gr__yerr (&c->y, s, "success: is empty; list the exit codes that mean success, "
+                                       "e.g. [0]");
         n = s->n;
     }
-    else if (s && s->type != YN_SCALAR)
-        return perr (c, s, "success: expected an exit code or a list of them, got a "
-                           "mapping; write e.g. success: [0, 3]");
+    else if (s && s->type != GR__YSCALAR)
+        return gr__yerr (&c->y, s, "success: expected an exit code or a list of them, got a "
+                                   "mapping; write e.g. success: [0, 3]");
     if (!(t->success = calloc (n, sizeof (int))))
-        return nomem (c);
+        return gr__ynomem (&c->y);
     t->nsuccess = n;
     if (!s)
         return 0;
-    if (s->type == YN_SCALAR) {
+    if (s->type == GR__YSCALAR) {
         if (get_uint (c, s, "success", 0, 255, &u) < 0)
             return -1;
         t->success[0] = (int)u;
         return 0;
     }
-    for (const ynode_t *e = s->first; e; e = e->next) {
+    for (const gr__ynode_t *e = s->first; e; e = e->next) {
         if (get_uint (c, e, "success", 0, 255, &u) < 0)
             return -1;
         t->success[i++] = (int)u;
@@ -1439,10 +934,10 @@ static int parse_success (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
     return 0;
 }
 
-static int parse_out (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn, bool err)
+static int parse_out (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn, bool err)
 {
     const char *key = err ? "stderr" : "stdout";
-    const ynode_t *v = tget (c, tn, key, NULL);
+    const gr__ynode_t *v = tget (c, tn, key, NULL);
     gr_out_mode_t *mode = err ? &t->err_mode : &t->out_mode;
     char **path = err ? &t->err_path : &t->out_path;
     char what[32];
@@ -1451,7 +946,7 @@ static int parse_out (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn, bool err)
     if (!v)
         return 0;
     snprintf (what, sizeof (what), "%s path", key);
-    if (want_string (c, v, key) < 0)
+    if (gr__ywant_string (&c->y, v, key) < 0)
         return -1;
     if (strcmp (v->str, "capture") == 0)
         *mode = GR_OUT_CAPTURE;
@@ -1463,7 +958,7 @@ static int parse_out (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn, bool err)
         if (check_template (c, t, v, what) < 0)
             return -1;
         if (!(*path = strdup (v->str)))
-            return nomem (c);
+            return gr__ynomem (&c->y);
         *mode = GR_OUT_FILE;
     }
     return 0;
@@ -1478,51 +973,52 @@ static const gr_taskdef_t *find_def (const gr_spec_t *s, size_t n, const char *n
     return NULL;
 }
 
-static int parse_after (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+static int parse_after (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
-    ynode_t *key = NULL;
-    const ynode_t *a = map_get (tn, "after", &key);
-    const ynode_t *e;
+    gr__ynode_t *key = NULL;
+    const gr__ynode_t *a = gr__ymap_get (tn, "after", &key);
+    const gr__ynode_t *e;
     size_t n;
 
     c->after_keys[t->id] = key;
-    if (!a || is_null (a))
+    if (!a || gr__yis_null (a))
         return 0;
-    if (a->type == YN_MAP)
-        return perr (c, a, "after: expected a task name or a list of them, got a mapping; "
-                           "write e.g. after: [prep]");
-    n = a->type == YN_SEQ ? a->n : 1;
+    if (a->type == GR__YMAP)
+        return gr__yerr (&c->y, a, "after: expected a task name or a list of them, got a mapping; "
+                                   "write e.g. after: [prep]");
+    n = a->type == GR__YSEQ ? a->n : 1;
     if (!(t->after = calloc (n ? n : 1, sizeof (uint32_t))))
-        return nomem (c);
+        return gr__ynomem (&c->y);
     /* A scalar's next is its sibling in the task mapping, not a list
      * element, so only lists are walked. */
-    for (e = a->type == YN_SEQ ? a->first : a; e; e = a->type == YN_SEQ ? e->next : NULL) {
+    for (e = a->type == GR__YSEQ ? a->first : a; e; e = a->type == GR__YSEQ ? e->next : NULL) {
         const gr_taskdef_t *d;
-        if (want_string (c, e, "after") < 0)
+        if (gr__ywant_string (&c->y, e, "after") < 0)
             return -1;
         if (strcmp (e->str, t->name) == 0)
-            return perr (c, e, "task '%s' lists itself in after:; a task cannot wait for "
-                               "itself, so remove it",
-                         t->name);
+            return gr__yerr (&c->y, e, "task '%s' lists itself in after:; a task cannot wait for "
+                                       "itself, so remove it",
+                              t->name);
         if (!(d = find_def (c->spec, c->spec->ntasks, e->str))) {
             const char **names = malloc (c->spec->ntasks * sizeof (*names));
             const char *hint;
             int rc;
             if (!names)
-                return nomem (c);
+                return gr__ynomem (&c->y);
             for (size_t k = 0; k < c->spec->ntasks; k++)
                 names[k] = c->spec->tasks[k].name;
-            hint = suggest (e->str, names, c->spec->ntasks);
-            rc = perr (c, e, "task '%s' is after '%s', which is not a task in this spec; %s%s%s",
-                       t->name, e->str, hint ? "did you mean '" : "check the name",
-                       hint ? hint : "", hint ? "'?" : "");
+            hint = gr__ysuggest (e->str, names, c->spec->ntasks);
+            rc = gr__yerr (&c->y, e,
+                           "task '%s' is after '%s', which is not a task in this spec; %s%s%s",
+                           t->name, e->str, hint ? "did you mean '" : "check the name",
+                           hint ? hint : "", hint ? "'?" : "");
             free (names);
             return rc;
         }
         for (size_t k = 0; k < t->nafter; k++) {
             if (t->after[k] == d->id)
-                return perr (c, e, "task '%s' lists '%s' twice in after:; remove one",
-                             t->name, d->name);
+                return gr__yerr (&c->y, e, "task '%s' lists '%s' twice in after:; remove one",
+                                  t->name, d->name);
         }
         t->after[t->nafter++] = d->id;
     }
@@ -1541,7 +1037,7 @@ static int check_cycles (pctx_t *c)
 
     if (!(color = calloc (s->ntasks, 1)) || !(stack = calloc (s->ntasks, sizeof (*stack)))
         || !(edge = calloc (s->ntasks, sizeof (*edge)))) {
-        rc = nomem (c);
+        rc = gr__ynomem (&c->y);
         goto done;
     }
     for (size_t root = 0; root < s->ntasks && rc == 0; root++) {
@@ -1567,7 +1063,7 @@ static int check_cycles (pctx_t *c)
             else if (color[next] == 1) {
                 char path[768];
                 size_t len = 0, start = 0;
-                const ynode_t *k;
+                const gr__ynode_t *k;
                 while (stack[start] != next)
                     start++;
                 for (size_t i = start; i < depth && len < sizeof (path); i++)
@@ -1576,9 +1072,9 @@ static int check_cycles (pctx_t *c)
                 if (len < sizeof (path))
                     snprintf (path + len, sizeof (path) - len, "%s", s->tasks[next].name);
                 k = c->after_keys[next];
-                rc = perr (c, k, "tasks %s form a cycle through after:; remove one of "
-                                 "these dependencies",
-                           path);
+                rc = gr__yerr (&c->y, k, "tasks %s form a cycle through after:; remove one of "
+                                         "these dependencies",
+                                path);
             }
         }
     }
@@ -1589,9 +1085,9 @@ done:
     return rc;
 }
 
-static int parse_task (pctx_t *c, gr_taskdef_t *t, const ynode_t *tn)
+static int parse_task (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
-    const ynode_t *v;
+    const gr__ynode_t *v;
 
     if (parse_params (c, t, tn) < 0 || parse_action (c, t, tn) < 0
         || parse_env (c, t, tn) < 0)
@@ -1718,95 +1214,98 @@ static uint64_t hash_spec (const gr_spec_t *s)
 static int parse_top (pctx_t *c)
 {
     gr_spec_t *s = c->spec;
-    const ynode_t *root = c->root, *v, *tasks;
-    ynode_t *key = NULL, *tkey = NULL;
+    const gr__ynode_t *root = c->y.root, *v, *tasks;
+    gr__ynode_t *key = NULL, *tkey = NULL;
     size_t i = 0;
 
-    if (!root || is_null (root))
-        return perr_at (c, 1, 1, "the spec is empty; a job spec needs at least name: and "
-                                 "tasks:");
-    if (root->type != YN_MAP)
-        return perr (c, root, "the top level of a spec must be a mapping with name: and "
-                              "tasks:, not %s; start the file with name: <job> and tasks:",
-                     root->type == YN_SEQ ? "a list" : "a scalar");
-    if (check_keys (c, root, top_keys, "the spec") < 0)
+    if (!root || gr__yis_null (root))
+        return gr__yerr_at (&c->y, 1, 1, "the spec is empty; a job spec needs at least name: and "
+                                         "tasks:");
+    if (root->type != GR__YMAP)
+        return gr__yerr (&c->y, root, "the top level of a spec must be a mapping with name: and "
+                                      "tasks:, not %s; start the file with name: <job> and tasks:",
+                          root->type == GR__YSEQ ? "a list" : "a scalar");
+    if (gr__ycheck_keys (&c->y, root, top_keys, "the spec") < 0)
         return -1;
-    if (!(v = map_get (root, "name", NULL)))
-        return perr (c, root, "the spec has no name:; add name: <job name> at the top level");
+    if (!(v = gr__ymap_get (root, "name", NULL)))
+        return gr__yerr (&c->y, root,
+                         "the spec has no name:; add name: <job name> at the top level");
     if (dup_string (c, v, "name", &s->name) < 0)
         return -1;
     if (!valid_name (s->name, false))
-        return perr (c, v, "job name '%s' may only hold letters, digits, '_', '.' and '-'; "
-                           "rename the job",
-                     s->name);
+        return gr__yerr (&c->y, v, "job name '%s' may only hold letters, digits, '_', '.' and '-'; "
+                                   "rename the job",
+                          s->name);
     s->grace = 60;
-    if ((v = map_get (root, "grace", NULL)) && get_duration (c, v, "grace", &s->grace) < 0)
+    if ((v = gr__ymap_get (root, "grace", NULL)) && get_duration (c, v, "grace", &s->grace) < 0)
         return -1;
-    if ((c->defaults = map_get (root, "defaults", &key))) {
-        if (is_null (c->defaults))
+    if ((c->defaults = gr__ymap_get (root, "defaults", &key))) {
+        if (gr__yis_null (c->defaults))
             c->defaults = NULL;
-        else if (c->defaults->type != YN_MAP)
-            return perr (c, c->defaults, "defaults: expected a mapping of task keys; write e.g. defaults: "
-                                           "{timeout: 10m}");
+        else if (c->defaults->type != GR__YMAP)
+            return gr__yerr (&c->y, c->defaults,
+                             "defaults: expected a mapping of task keys; write e.g. defaults: "
+                             "{timeout: 10m}");
         else {
-            if ((v = map_get (c->defaults, "name", &key)))
-                return perr (c, key, "name: cannot be a default; each task names itself");
-            if ((v = map_get (c->defaults, "after", &key)))
-                return perr (c, key, "after: cannot be a default, since a task cannot be "
-                                     "after itself; put after: on the tasks that wait");
-            if (check_keys (c, c->defaults, default_keys, "defaults") < 0)
+            if ((v = gr__ymap_get (c->defaults, "name", &key)))
+                return gr__yerr (&c->y, key, "name: cannot be a default; each task names itself");
+            if ((v = gr__ymap_get (c->defaults, "after", &key)))
+                return gr__yerr (&c->y, key, "after: cannot be a default, since a task cannot be "
+                                             "after itself; put after: on the tasks that wait");
+            if (gr__ycheck_keys (&c->y, c->defaults, default_keys, "defaults") < 0)
                 return -1;
         }
     }
-    if (!(tasks = map_get (root, "tasks", &tkey)))
-        return perr (c, root, "the spec has no tasks:; add a list of tasks, each with name: "
-                              "and command:");
-    if (tasks->type != YN_SEQ)
-        return perr (c, tasks, "tasks: expected a list of tasks, got %s; start each task "
-                               "with '- ' on its own line",
-                     tasks->type == YN_MAP ? "a mapping" : "a scalar");
+    if (!(tasks = gr__ymap_get (root, "tasks", &tkey)))
+        return gr__yerr (&c->y, root,
+                         "the spec has no tasks:; add a list of tasks, each with name: "
+                         "and command:");
+    if (tasks->type != GR__YSEQ)
+        return gr__yerr (&c->y, tasks, "tasks: expected a list of tasks, got %s; start each task "
+                                       "with '- ' on its own line",
+                          tasks->type == GR__YMAP ? "a mapping" : "a scalar");
     if (tasks->n == 0)
-        return perr (c, tasks, "tasks: is empty; list at least one task");
+        return gr__yerr (&c->y, tasks, "tasks: is empty; list at least one task");
     if (tasks->n > GR_SPEC_MAX_TASKDEFS)
-        return perr (c, tkey, "the spec has %zu tasks, over the limit of %d "
-                              "(GR_SPEC_MAX_TASKDEFS); use params to expand one task into "
-                              "many",
-                     tasks->n, GR_SPEC_MAX_TASKDEFS);
+        return gr__yerr (&c->y, tkey, "the spec has %zu tasks, over the limit of %d "
+                                      "(GR_SPEC_MAX_TASKDEFS); use params to expand one task into "
+                                      "many",
+                          tasks->n, GR_SPEC_MAX_TASKDEFS);
     if (!(s->tasks = calloc (tasks->n, sizeof (*s->tasks)))
         || !(c->tnodes = calloc (tasks->n, sizeof (*c->tnodes)))
         || !(c->after_keys = calloc (tasks->n, sizeof (*c->after_keys))))
-        return nomem (c);
+        return gr__ynomem (&c->y);
     /* First pass: names, so that after: can refer to any task. */
-    for (ynode_t *tn = tasks->first; tn; tn = tn->next, i++) {
+    for (gr__ynode_t *tn = tasks->first; tn; tn = tn->next, i++) {
         gr_taskdef_t *t = &s->tasks[i];
         const gr_taskdef_t *dup;
-        ynode_t *nk = NULL;
+        gr__ynode_t *nk = NULL;
 
-        if (tn->type != YN_MAP)
-            return perr (c, tn, "task %zu is not a mapping; each task is a mapping with "
-                                "name: and command:",
-                         i + 1);
+        if (tn->type != GR__YMAP)
+            return gr__yerr (&c->y, tn, "task %zu is not a mapping; each task is a mapping with "
+                                        "name: and command:",
+                              i + 1);
         c->tnodes[i] = tn;
         t->id = (uint32_t)i;
         t->mark = tn->mark;
         /* Counted before anything is allocated for it, so that
          * gr_spec_destroy() frees what a failed task holds. */
         s->ntasks = i + 1;
-        if (check_keys (c, tn, task_keys, "a task") < 0)
+        if (gr__ycheck_keys (&c->y, tn, task_keys, "a task") < 0)
             return -1;
-        if (!(v = map_get (tn, "name", &nk)))
-            return perr (c, tn, "task %zu has no name:; give every task a unique name:",
-                         i + 1);
+        if (!(v = gr__ymap_get (tn, "name", &nk)))
+            return gr__yerr (&c->y, tn, "task %zu has no name:; give every task a unique name:",
+                              i + 1);
         if (dup_string (c, v, "name", &t->name) < 0)
             return -1;
         if (!valid_name (t->name, false))
-            return perr (c, v, "task name '%s' may only hold letters, digits, '_', '.' and "
-                               "'-'; rename the task",
-                         t->name);
+            return gr__yerr (&c->y, v, "task name '%s' may only hold letters, digits, '_', '.' and "
+                                       "'-'; rename the task",
+                              t->name);
         if ((dup = find_def (s, i, t->name)))
-            return perr (c, v, "duplicate task name '%s' (first at line %d); task names "
-                               "must be unique",
-                         t->name, dup->mark.line);
+            return gr__yerr (&c->y, v, "duplicate task name '%s' (first at line %d); task names "
+                                       "must be unique",
+                              t->name, dup->mark.line);
     }
     for (i = 0; i < s->ntasks; i++) {
         if (parse_task (c, &s->tasks[i], c->tnodes[i]) < 0)
@@ -1835,8 +1334,9 @@ int gr_spec_parse (const char *text, size_t len, const char *name,
         errno = EINVAL;
         return gr_errprintf (errp, "gr_spec_parse: invalid arguments");
     }
-    c.file = name;
-    c.errp = errp;
+    c.y.doc = &spec_doc;
+    c.y.file = name;
+    c.y.errp = errp;
     c.files = files;
     c.nfiles = nfiles;
     c.use_files = files != NULL;
@@ -1860,18 +1360,18 @@ int gr_spec_parse (const char *text, size_t len, const char *name,
     s->text[len] = '\0';
     s->textlen = len;
     c.spec = s;
-    if (build_tree (&c, s->text, len) < 0 || parse_top (&c) < 0)
+    if (gr__ybuild (&c.y, s->text, len) < 0 || parse_top (&c) < 0)
         goto error;
-    arena_free (&c.arena);
+    gr__yfree (&c.y);
     free (c.tnodes);
     free (c.after_keys);
     free (c.dir);
     *specp = s;
     return 0;
 nomem:
-    nomem (&c);
+    gr__ynomem (&c.y);
 error:
-    arena_free (&c.arena);
+    gr__yfree (&c.y);
     free (c.tnodes);
     free (c.after_keys);
     free (c.dir);

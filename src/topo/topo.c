@@ -1321,3 +1321,32 @@ nomem:
     errno = ENOMEM;
     return -1;
 }
+
+int gr_topo_node_bound_cores (const gr_topo_node_t *t, uint32_t *cores, size_t *np)
+{
+    hwloc_bitmap_t set = NULL;
+    size_t n = 0;
+
+    if (!t || !cores || !np) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (t->thissystem) {
+        if (!(set = hwloc_bitmap_alloc ()))
+            return -1;
+        if (hwloc_get_cpubind (t->topo, set, HWLOC_CPUBIND_PROCESS) < 0)
+            hwloc_bitmap_fill (set);
+    }
+    for (size_t c = 0; c < t->ncores; c++) {
+        bool all = true;
+        for (size_t k = t->pu_first[c]; k < t->pu_first[c + 1] && set; k++) {
+            if (!hwloc_bitmap_isset (set, t->pus[k]))
+                all = false;
+        }
+        if (all)
+            cores[n++] = (uint32_t)c;
+    }
+    hwloc_bitmap_free (set);
+    *np = n;
+    return 0;
+}

@@ -102,6 +102,12 @@ int gr_topo_node_cpulist (const gr_topo_node_t *t, const uint32_t *cores, size_t
  * child instead.  Returns 0 or -1 with errno. */
 int gr_topo_node_bind_cores (const gr_topo_node_t *t, const uint32_t *cores, size_t n);
 
+/* The cores (logical indexes, ascending) all of whose PUs this process
+ * may run on: its binding, e.g. from mpirun --bind-to core.  cores must
+ * hold ncores entries; *np gets the count.  For a topology read from XML
+ * every core counts.  Returns 0 or -1 with errno. */
+int gr_topo_node_bound_cores (const gr_topo_node_t *t, uint32_t *cores, size_t *np);
+
 /* Print the node for people, each line starting with indent:
  *   node: 2 packages, 2 NUMA nodes, 16 cores, 32 PUs, 4 GPUs
  *     package 0: cores 0-7
