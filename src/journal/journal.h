@@ -38,7 +38,7 @@
 #define GR_JOURNAL_MAGIC "GRJNL\0\0\1"
 #define GR_JOURNAL_HDR_LEN 8
 /* Background mode: the most bytes buffered while the writer is busy. */
-#define GR_JOURNAL_MAX_PENDING (8u * 1024 * 1024)
+#define GR_JOURNAL_MAX_PENDING (2u * 1024 * 1024)
 /* No record is larger than this; a larger length is damage. */
 #define GR_JOURNAL_MAX_RECORD (4u * 1024 * 1024)
 
