@@ -77,51 +77,19 @@ static char *find_run_dir (char **args, int n, bool *added)
         fprintf (stderr, "gridrun: %s\n", err.text);
         return NULL;
     }
-    char buf[PATH_MAX];
-    time_t t = time (NULL);
-    struct tm tm;
-    localtime_r (&t, &tm);
-    snprintf (buf, sizeof (buf), "gridrun-%s-%04d%02d%02d-%02d%02d%02d", spec->name,
-              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-              tm.tm_sec);
+    char *dir = gr_rundir_default (spec);
     gr_spec_destroy (spec);
-    *added = true;
-    return gr_abspath (buf);
+    *added = dir != NULL;
+    return dir;
 }
 
 /* The master's pid, when master.info says it runs on this host; 0 if
  * unknown (not written yet, or another host). */
 static pid_t master_pid (const char *run_dir)
 {
-    char path[PATH_MAX], *buf, host[64], mhost[64] = "";
-    size_t len;
-    long pid = 0;
-    if (gr_read_file (gr_rundir_file (run_dir, "master.info", path, sizeof (path)), 4096,
-                      &buf, &len, NULL) < 0)
-        return 0;
-    if (sscanf (buf, "pid %ld\nhost %63s", &pid, mhost) != 2)
-        pid = 0;
-    free (buf);
-    if (gethostname (host, sizeof (host)) < 0)
-        return 0;
-    host[sizeof (host) - 1] = '\0';
-    return strcmp (host, mhost) == 0 ? (pid_t)pid : 0;
-}
-
-static bool read_exit_status (const char *run_dir, int *code)
-{
-    char path[PATH_MAX], *buf;
-    size_t len;
-    if (gr_read_file (gr_rundir_file (run_dir, "exit_status", path, sizeof (path)), 64,
-                      &buf, &len, NULL) < 0)
-        return false;
-    char *end;
-    long v = strtol (buf, &end, 10);
-    bool ok = end != buf && *end == '\n';
-    free (buf);
-    if (ok)
-        *code = (int)v;
-    return ok;
+    bool local;
+    long pid = gr_rundir_master_pid (run_dir, &local);
+    return local ? (pid_t)pid : 0;
 }
 
 int gr_cmd_launch (int argc, char **argv)
@@ -234,7 +202,7 @@ int gr_cmd_launch (int argc, char **argv)
             ;
         if (w == pid)
             exited = true;
-        if (!have_code && read_exit_status (run_dir, &code)) {
+        if (!have_code && gr_rundir_exit_status (run_dir, &code)) {
             have_code = true;
             committed_at = gr_now ();
         }
@@ -247,7 +215,7 @@ int gr_cmd_launch (int argc, char **argv)
                     mpid = p;
             }
             else if (kill (mpid, 0) < 0 && errno == ESRCH
-                     && !read_exit_status (run_dir, &code)) {
+                     && !gr_rundir_exit_status (run_dir, &code)) {
                 fprintf (stderr, "gridrun: launch: the master (pid %d) died before "
                          "committing an outcome; stopping mpirun.  Run the same "
                          "command again to resume.\n", (int)mpid);
@@ -270,7 +238,7 @@ int gr_cmd_launch (int argc, char **argv)
         }
     }
     sigprocmask (SIG_SETMASK, &old, NULL);
-    if (!have_code && read_exit_status (run_dir, &code))
+    if (!have_code && gr_rundir_exit_status (run_dir, &code))
         have_code = true;
     free (run_dir);
     if (have_code)

@@ -102,36 +102,16 @@ static int status_cb (const gr_jrec_t *rec, void *arg)
     return 0;
 }
 
-static bool read_int_file (const char *path, int *out)
-{
-    char *buf;
-    size_t len;
-    if (gr_read_file (path, 64, &buf, &len, NULL) < 0)
-        return false;
-    char *end;
-    long v = strtol (buf, &end, 10);
-    bool ok = end != buf;
-    free (buf);
-    *out = (int)v;
-    return ok;
-}
-
 /* Is the master of this run alive?  Only answerable on its own host. */
 static const char *liveness (const char *run_dir, bool *alive)
 {
-    char path[PATH_MAX], *buf, host[64], mhost[64] = "";
-    size_t len;
-    long pid = 0;
+    char path[PATH_MAX];
+    bool local;
+    long pid = gr_rundir_master_pid (run_dir, &local);
     *alive = false;
-    if (gr_read_file (gr_rundir_file (run_dir, "master.info", path, sizeof (path)),
-                      4096, &buf, &len, NULL) < 0)
+    if (pid == 0)
         return "unknown";
-    sscanf (buf, "pid %ld\nhost %63s", &pid, mhost);
-    free (buf);
-    if (gethostname (host, sizeof (host)) < 0)
-        host[0] = '\0';
-    host[sizeof (host) - 1] = '\0';
-    if (strcmp (host, mhost) != 0)
+    if (!local)
         return "unknown (its master runs on another host)";
     if (pid > 0 && kill ((pid_t)pid, 0) == 0) {
         char cmd[256] = "";
@@ -261,8 +241,7 @@ int gr_cmd_status (int argc, char **argv)
             poison++;
     }
     int exit_status = -1;
-    bool have_exit = read_int_file (gr_rundir_file (run_dir, "exit_status", path, sizeof (path)),
-                                    &exit_status);
+    bool have_exit = gr_rundir_exit_status (run_dir, &exit_status);
     bool alive;
     const char *state = liveness (run_dir, &alive);
     if (have_exit && !alive)

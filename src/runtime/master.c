@@ -268,6 +268,13 @@ static bool live (const wstate_t *w)
     return w->rank >= 0 && !w->bye && !w->lost;
 }
 
+/* What a worker still wants: its last request, less the tasks already on
+ * their way to it. */
+static int64_t credit (const wstate_t *w)
+{
+    return w->want - (int64_t)(w->assigned - w->received);
+}
+
 static int send_assign (master_t *m, wstate_t *w, const gr_assign_rec_t *recs,
                         uint32_t n, uint32_t flags, double drain_in)
 {
@@ -312,12 +319,11 @@ static int dispatch (master_t *m, double now)
         wstate_t *w = &m->w[r];
         if (!live (w) || w->shutdown_sent)
             continue;
-        /* Tasks already on their way count against the worker's credit. */
-        int64_t credit = w->want - (int64_t)(w->assigned - w->received);
-        while (credit > 0) {
+        int64_t left = credit (w);
+        while (left > 0) {
             uint32_t n = 0;
-            uint32_t max = credit < GR_PROTO_MAX_BATCH ? (uint32_t)credit
-                                                       : GR_PROTO_MAX_BATCH;
+            uint32_t max = left < GR_PROTO_MAX_BATCH ? (uint32_t)left
+                                                     : GR_PROTO_MAX_BATCH;
             while (n < max) {
                 int rc = gr_sched_next (m->sched, now, r, w->info.cpus, w->info.gpus,
                                         w->info.mem, max_duration, &recs[n]);
@@ -337,7 +343,7 @@ static int dispatch (master_t *m, double now)
             rec.start.tasks = starts;
             if (journal_put (m, &rec) < 0 || send_assign (m, w, recs, n, 0, 0) < 0)
                 return -1;
-            credit -= n;
+            left -= n;
             did++;
         }
     }
@@ -349,8 +355,7 @@ static bool any_credit (const master_t *m)
 {
     for (int r = 0; r < m->size; r++) {
         const wstate_t *w = &m->w[r];
-        if (live (w) && !w->shutdown_sent
-            && w->want - (int64_t)(w->assigned - w->received) > 0)
+        if (live (w) && !w->shutdown_sent && credit (w) > 0)
             return true;
     }
     return false;

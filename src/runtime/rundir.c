@@ -156,7 +156,7 @@ void gr_spec_describe_changes (const gr_spec_t *a, const gr_spec_t *b, char *buf
         add (buf, len, "\n  (the job-level settings, or the contents of a param file)");
 }
 
-static char *default_dir (const gr_spec_t *spec)
+char *gr_rundir_default (const gr_spec_t *spec)
 {
     char buf[PATH_MAX];
     time_t t = time (NULL);
@@ -179,7 +179,7 @@ int gr_rundir_prepare (const gr_run_opts_t *o, gr_rundir_t *rd, gr_error_t *errp
     if (o->run_dir)
         rd->path = gr_abspath (o->run_dir);
     else if (given)
-        rd->path = default_dir (given);
+        rd->path = gr_rundir_default (given);
     else {
         gr_errprintf (errp, "give a job spec, or --run-dir of a run to resume");
         goto error;
@@ -272,4 +272,38 @@ void gr_rundir_release (gr_rundir_t *rd)
     gr_spec_destroy (rd->spec);
     memset (rd, 0, sizeof (*rd));
     errno = saved;
+}
+
+bool gr_rundir_exit_status (const char *run_dir, int *code)
+{
+    char path[PATH_MAX], *buf, *end;
+    size_t len;
+    if (gr_read_file (gr_rundir_file (run_dir, "exit_status", path, sizeof (path)), 64,
+                      &buf, &len, NULL) < 0)
+        return false;
+    long v = strtol (buf, &end, 10);
+    bool ok = end != buf && *end == '\n';
+    free (buf);
+    if (ok)
+        *code = (int)v;
+    return ok;
+}
+
+long gr_rundir_master_pid (const char *run_dir, bool *local)
+{
+    char path[PATH_MAX], *buf, host[64], mhost[64] = "";
+    size_t len;
+    long pid = 0;
+    *local = false;
+    if (gr_read_file (gr_rundir_file (run_dir, "master.info", path, sizeof (path)), 4096,
+                      &buf, &len, NULL) < 0)
+        return 0;
+    if (sscanf (buf, "pid %ld\nhost %63s", &pid, mhost) != 2)
+        pid = 0;
+    free (buf);
+    if (gethostname (host, sizeof (host)) == 0) {
+        host[sizeof (host) - 1] = '\0';
+        *local = strcmp (host, mhost) == 0;
+    }
+    return pid;
 }

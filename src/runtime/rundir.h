@@ -34,6 +34,18 @@ int gr_rundir_store_spec (const gr_rundir_t *rd, gr_error_t *errp);
 const char *gr_rundir_file (const char *run_dir, const char *name, char *buf,
                             size_t len);
 
+/* The default run directory for spec, absolute and malloc'd:
+ * ./gridrun-NAME-YYYYmmdd-HHMMSS.  NULL with errno on failure. */
+char *gr_rundir_default (const gr_spec_t *spec);
+
+/* The run's committed exit code from RUN/exit_status.  False while there
+ * is none (the file is written whole, with a newline, last of all). */
+bool gr_rundir_exit_status (const char *run_dir, int *code);
+
+/* The master's pid from RUN/master.info, 0 if there is none yet; *local
+ * says whether it runs on this host (only then can it be looked at). */
+long gr_rundir_master_pid (const char *run_dir, bool *local);
+
 /* Describe how spec b differs from spec a, in a few short lines. */
 void gr_spec_describe_changes (const gr_spec_t *a, const gr_spec_t *b, char *buf,
                                size_t len);
