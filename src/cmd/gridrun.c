@@ -65,6 +65,9 @@ static const char *usage_text =
     "      --commit-interval T  journal group commit (default 50ms)\n"
     "      --no-journal         no journal and no resume (benchmarks only)\n"
     "      --no-bind            do not bind tasks to cores and GPUs\n"
+    "      --site FILE          the site topology file: zones, racks, labels for\n"
+    "                           placement (default: $GRIDRUN_SITE, else Slurm's\n"
+    "                           topology, else each node its own rack)\n"
     "  -q, --quiet              no summary on stdout\n"
     "  -v, --verbose            more log output (repeat for more)\n"
     "\n"
@@ -113,6 +116,7 @@ enum {
     OPT_COMMIT,
     OPT_NOJOURNAL,
     OPT_NOBIND,
+    OPT_SITE,
 };
 
 static int parse_u32 (const char *s, const char *what, uint32_t *out)
@@ -205,6 +209,7 @@ static const struct option run_longopts[] = {
     {"commit-interval", required_argument, NULL, OPT_COMMIT},
     {"no-journal", no_argument, NULL, OPT_NOJOURNAL},
     {"no-bind", no_argument, NULL, OPT_NOBIND},
+    {"site", required_argument, NULL, OPT_SITE},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -259,6 +264,9 @@ static int cmd_run (int argc, char **argv)
                 break;
             case OPT_NOBIND:
                 o.no_bind = true;
+                break;
+            case OPT_SITE:
+                o.site_path = optarg;
                 break;
             case OPT_GRACE:
                 if (gr_parse_duration (optarg, &o.grace) < 0)
@@ -353,6 +361,48 @@ static void print_quoted (const char *s)
     }
 }
 
+static void print_labels (const char *what, const gr_label_match_t *m, size_t n)
+{
+    printf ("%s", what);
+    for (size_t i = 0; i < n; i++) {
+        printf ("%s%s=", i ? ", " : " ", m[i].key);
+        for (size_t k = 0; k < m[i].nvalues; k++)
+            printf ("%s%s", k ? "|" : "", m[i].values[k]);
+    }
+}
+
+/* One line of the placement keys a definition sets, if any:
+ * "    require gpu=a100|h100; locality era5; retry_away node". */
+static void print_placement (const gr_taskdef_t *d)
+{
+    const char *sep = "    ";
+
+    if (d->nrequire) {
+        printf ("%s", sep);
+        print_labels ("require", d->require, d->nrequire);
+        sep = "; ";
+    }
+    if (d->nprefer) {
+        printf ("%s", sep);
+        print_labels ("prefer", d->prefer, d->nprefer);
+        sep = "; ";
+    }
+    if (d->locality) {
+        printf ("%slocality %s", sep, d->locality);
+        sep = "; ";
+    }
+    if (d->retry_away != GR_LEVEL_NONE) {
+        printf ("%sretry_away %s", sep, gr_level_name (d->retry_away));
+        sep = "; ";
+    }
+    if (d->replicas == 1 && d->spread != GR_LEVEL_NONE) {
+        printf ("%sspread %s (one replica: no effect)", sep, gr_level_name (d->spread));
+        sep = "; ";
+    }
+    if (sep[0] == ';')
+        printf ("\n");
+}
+
 static const struct option validate_longopts[] = {
     {"show", required_argument, NULL, 'n'},
     {"cpus-per-worker", required_argument, NULL, OPT_CPUS},
@@ -407,6 +457,14 @@ static int cmd_validate (int argc, char **argv)
     printf ("%s: job '%s' is valid: %zu task definition%s, %" PRIu64 " task%s\n",
             argv[optind], spec->name, spec->ntasks, spec->ntasks == 1 ? "" : "s",
             spec->total, spec->total == 1 ? "" : "s");
+    if (spec->quarantine.enabled) {
+        char wb[32], cb[32];
+        printf ("  quarantine: a %s where %" PRIu32 " tasks fail within %s gets no work for "
+                "%s\n",
+                gr_level_name (spec->quarantine.level), spec->quarantine.failures,
+                gr_fmt_duration (spec->quarantine.window, wb, sizeof (wb)),
+                gr_fmt_duration (spec->quarantine.cooloff, cb, sizeof (cb)));
+    }
     if (!(x = gr_expand_create ())) {
         rc = GR_EXIT_INTERNAL;
         goto out;
@@ -415,12 +473,21 @@ static int cmd_validate (int argc, char **argv)
     for (size_t i = 0; i < spec->ntasks && shown < show; i++) {
         const gr_taskdef_t *d = &spec->tasks[i];
         printf ("  %s: %" PRIu64 " task%s", d->name, d->count, d->count == 1 ? "" : "s");
+        if (d->replicas > 1) {
+            uint64_t combos = d->count / d->replicas;
+            if (combos > 1)
+                printf (" (%" PRIu64 " x %" PRIu32 " replicas", combos, d->replicas);
+            else
+                printf (" (%" PRIu32 " replicas", d->replicas);
+            printf (", spread over %ss)", gr_level_name (d->spread));
+        }
         if (d->nafter) {
             printf (", after");
             for (size_t j = 0; j < d->nafter; j++)
                 printf (" %s", spec->tasks[d->after[j]].name);
         }
         printf ("\n");
+        print_placement (d);
         for (uint64_t k = 0; k < d->count && shown < show; k++, shown++) {
             gr_render_ctx_t ctx = {.run_dir = "RUN", .attempt = 1};
             gr_task_cmd_t cmd;

@@ -28,6 +28,16 @@
 #include "cmd.h"
 
 #define RATE_WINDOW 60.0
+#define QUAR_MAX 64
+
+/* A failure domain's quarantines, from the journal. */
+typedef struct quar {
+    char name[64];
+    bool on;
+    double since, until;
+    uint32_t failures;
+    unsigned times;
+} quar_t;
 
 typedef struct status {
     gr_sched_t *sched;
@@ -43,7 +53,31 @@ typedef struct status {
     int exit_code;
     bool drained;
     int lost;
+    quar_t quar[QUAR_MAX];
+    int nquar;
 } status_t;
+
+static void note_quarantine (status_t *s, const gr_jrec_t *rec)
+{
+    int i;
+    for (i = 0; i < s->nquar && strcmp (s->quar[i].name, rec->quarantine.name) != 0; i++)
+        ;
+    if (i == s->nquar) {
+        if (s->nquar == QUAR_MAX)
+            return;
+        s->nquar++;
+        memset (&s->quar[i], 0, sizeof (s->quar[i]));
+        snprintf (s->quar[i].name, sizeof (s->quar[i].name), "%s", rec->quarantine.name);
+    }
+    quar_t *q = &s->quar[i];
+    q->on = rec->quarantine.on != 0;
+    if (q->on) {
+        q->since = rec->time;
+        q->until = rec->quarantine.until;
+        q->failures = rec->quarantine.failures;
+        q->times++;
+    }
+}
 
 static int status_cb (const gr_jrec_t *rec, void *arg)
 {
@@ -56,6 +90,8 @@ static int status_cb (const gr_jrec_t *rec, void *arg)
             if (s->first_start == 0)
                 s->first_start = rec->time;
             s->started_cur = s->ended_cur = 0;
+            for (int i = 0; i < s->nquar; i++)
+                s->quar[i].on = false;
             s->ended = false;
             s->drained = false;
             break;
@@ -95,6 +131,9 @@ static int status_cb (const gr_jrec_t *rec, void *arg)
             break;
         case GR_JREC_WORKER_LOST:
             s->lost++;
+            break;
+        case GR_JREC_QUARANTINE:
+            note_quarantine (s, rec);
             break;
         default:
             break;
@@ -288,6 +327,19 @@ int gr_cmd_status (int argc, char **argv)
         json_object_set_new (o, "throughput_overall", json_real (overall));
         json_object_set_new (o, "eta_seconds", eta >= 0 && alive ? json_real (eta) : json_null ());
         json_object_set_new (o, "workers_lost", json_integer (s.lost));
+        json_t *qa = json_array ();
+        for (int i = 0; i < s.nquar; i++) {
+            const quar_t *q = &s.quar[i];
+            json_t *qo = json_object ();
+            json_object_set_new (qo, "domain", json_string (q->name));
+            json_object_set_new (qo, "active", json_boolean (q->on && q->until > now));
+            json_object_set_new (qo, "times", json_integer (q->times));
+            json_object_set_new (qo, "since", json_real (q->since));
+            json_object_set_new (qo, "until", json_real (q->until));
+            json_object_set_new (qo, "failures", json_integer (q->failures));
+            json_array_append_new (qa, qo);
+        }
+        json_object_set_new (o, "quarantine", qa);
         json_t *jn = json_object ();
         json_object_set_new (jn, "records", json_integer ((json_int_t)info.records));
         json_object_set_new (jn, "damage", info.damage ? json_string (info.damage_text) : json_null ());
@@ -341,6 +393,22 @@ int gr_cmd_status (int argc, char **argv)
                     gr_sched_stats (s.sched)->duplicates);
         if (s.lost)
             printf ("  lost        %d worker%s\n", s.lost, s.lost == 1 ? "" : "s");
+        for (int i = 0; i < s.nquar; i++) {
+            const quar_t *q = &s.quar[i];
+            char when[32];
+            time_t t = (time_t)q->until;
+            struct tm tm;
+            if (q->on && q->until > now) {
+                localtime_r (&t, &tm);
+                strftime (when, sizeof (when), "%H:%M:%S", &tm);
+                printf ("  quarantined %s until %s (%u failures within the window; %u "
+                        "time%s)\n", q->name, when, q->failures, q->times,
+                        q->times == 1 ? "" : "s");
+            }
+            else
+                printf ("  quarantine  %s: %u time%s, released\n", q->name, q->times,
+                        q->times == 1 ? "" : "s");
+        }
         if (info.damage)
             printf ("  journal     %s\n", info.damage_text);
         long shown = 0;

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@
 #define FRAME_LEN 8                 /* u32 len, u32 crc */
 #define COMMON_LEN 9                /* u8 type, f64 time */
 #define BATCH_HDR_LEN (COMMON_LEN + 8) /* + u32 worker, u32 n */
-#define START_ENTRY_LEN 24
+#define START_ENTRY_LEN 24          /* version 1 */
 #define END_ENTRY_LEN 72
 #define RUN_START_LEN (COMMON_LEN + 16)
 #define WORKER_MIN_LEN (COMMON_LEN + 13) /* + 3 x u32, u8 hostlen */
@@ -29,6 +30,27 @@
 #define DRAIN_LEN (COMMON_LEN + 12)
 #define RUN_END_LEN (COMMON_LEN + 4)
 #define LOST_LEN (COMMON_LEN + 4)
+/* Version 2 only: + 3 x u32, f64, u8 namelen; the name as a host's. */
+#define QUAR_MIN_LEN (COMMON_LEN + 21)
+
+/* Version 2 task entries: a flag byte, the key, and then only the fields
+ * that differ from what the flags imply (see doc/journal-format.md).  The
+ * flag bits say which fields follow. */
+#define E_INDEX 0x01    /* index is not the previous + 1: zigzag delta */
+#define E_DEF 0x02      /* def differs from the previous entry's */
+#define E_ATTEMPT 0x04  /* attempt is not 1 */
+#define E_STATUS 0x08   /* exit_code, signal, flags, outcome are not 0 */
+#define E_WALL 0x10     /* wall is not 0 us */
+#define E_CPU 0x20      /* utime or stime is not 0 us */
+#define E_RSS 0x40      /* maxrss_kb differs from the previous entry's */
+#define E_RAW 0x80      /* the three durations as f64, exactly */
+#define E_START_BITS (E_INDEX | E_DEF | E_ATTEMPT)
+#define V2_ENTRY_MIN 9                      /* flags + key */
+#define V2_START_MAX (9 + 10 + 5 + 5)       /* + index, def, attempt */
+#define V2_END_MAX (V2_START_MAX + 4 * 5 + 24 + 10) /* + status, times, rss */
+/* Durations in [0, US_LIMIT) seconds are stored as whole microseconds;
+ * below 2^53 us every count is exact in a double. */
+#define US_LIMIT 9.0e9
 
 /* Replay reads this much at a time; it must hold the largest record. */
 #define READ_CHUNK (8u * 1024 * 1024)
@@ -37,6 +59,7 @@ struct gr_journal {
     int fd;
     char *path;
     gr_journal_opts_t opts;
+    unsigned version;       /* the file's format version: 1 or 2 */
     uint64_t file_len;      /* bytes committed to the file */
     unsigned char *buf;     /* encoded records not yet committed */
     size_t len;
@@ -128,6 +151,102 @@ static inline double get_f64 (const unsigned char *p)
     return v;
 }
 
+/* LEB128 varints and zigzag, for version 2. */
+
+static inline unsigned char *put_varint (unsigned char *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+/* Any 64-bit pattern, read as two's complement, to an unsigned number that
+ * is small when the signed one is near 0; unzigzag64 undoes it exactly. */
+static inline uint64_t zigzag64 (uint64_t v)
+{
+    return (v << 1) ^ (0 - (v >> 63));
+}
+
+static inline uint64_t unzigzag64 (uint64_t z)
+{
+    return (z >> 1) ^ (0 - (z & 1));
+}
+
+static inline uint32_t zigzag32 (int32_t v)
+{
+    uint32_t u = (uint32_t)v;
+    return (u << 1) ^ (0 - (u >> 31));
+}
+
+static inline int32_t unzigzag32 (uint32_t z)
+{
+    return (int32_t)((z >> 1) ^ (0 - (z & 1)));
+}
+
+/* Outcomes of reading a varint or an entry: the bytes end inside it
+ * (DEC_SHORT), or it can be no valid encoding (DEC_BAD). */
+enum { DEC_BAD = -1, DEC_SHORT = 0, DEC_OK = 1 };
+
+/* Read a varint from *pp, never past end.  At most 10 bytes, and the 10th
+ * may only hold the 64th bit: a longer one or one that overflows is bad. */
+static inline int get_varint (const unsigned char **pp, const unsigned char *end,
+                              uint64_t *v)
+{
+    const unsigned char *p = *pp;
+    if (p < end && *p < 0x80) {
+        *v = *p;
+        *pp = p + 1;
+        return DEC_OK;
+    }
+    uint64_t x = 0;
+    for (unsigned shift = 0;; shift += 7) {
+        if (p == end)
+            return DEC_SHORT;
+        unsigned b = *p++;
+        if (shift == 63 && b > 1)
+            return DEC_BAD;
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            break;
+    }
+    *v = x;
+    *pp = p;
+    return DEC_OK;
+}
+
+static inline int get_varint32 (const unsigned char **pp, const unsigned char *end,
+                                uint32_t *v)
+{
+    uint64_t x;
+    int rc = get_varint (pp, end, &x);
+    if (rc != DEC_OK)
+        return rc;
+    if (x > UINT32_MAX)
+        return DEC_BAD;
+    *v = (uint32_t)x;
+    return DEC_OK;
+}
+
+/* Whether a duration is stored as whole microseconds.  NaN, infinities,
+ * negative numbers (-0.0 included) and very long times are not: they are
+ * stored as f64, bit for bit. */
+static inline bool us_ok (double v)
+{
+    return !signbit (v) && v < US_LIMIT;
+}
+
+/* Round half up, exactly: t is below 2^53, so t - us loses nothing
+ * (unlike t + 0.5, which can round up a fraction just below a half). */
+static inline uint64_t to_us (double v)
+{
+    double t = v * 1e6;
+    uint64_t us = (uint64_t)t;
+    return us + (t - (double)us >= 0.5);
+}
+
 void gr_journal_opts_init (gr_journal_opts_t *o)
 {
     o->commit_interval = 0.05;
@@ -202,15 +321,122 @@ static unsigned char *put_end (unsigned char *p, const gr_jend_t *t)
     return put_i64 (p, t->maxrss_kb);
 }
 
+/* Version 2.  Each record is encoded against a fresh state, so that every
+ * record decodes on its own: the previous index is taken as UINT64_MAX
+ * (the first index is predicted to be 0), the previous def and maxrss_kb
+ * as 0. */
+static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
+                                     size_t k)
+{
+    uint64_t prev_index = UINT64_MAX;
+    uint32_t prev_def = 0;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char *fp = p;
+        unsigned f = 0;
+        p = put_u64 (p + 1, t[i].key);
+        uint64_t d = t[i].index - prev_index - 1;
+        prev_index = t[i].index;
+        if (d != 0) {
+            f |= E_INDEX;
+            p = put_varint (p, zigzag64 (d));
+        }
+        if (t[i].def != prev_def) {
+            f |= E_DEF;
+            p = put_varint (p, t[i].def);
+            prev_def = t[i].def;
+        }
+        if (t[i].attempt != 1) {
+            f |= E_ATTEMPT;
+            p = put_varint (p, t[i].attempt);
+        }
+        *fp = (unsigned char)f;
+    }
+    return p;
+}
+
+static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t k)
+{
+    uint64_t prev_index = UINT64_MAX;
+    uint32_t prev_def = 0;
+    int64_t prev_rss = 0;
+    for (size_t i = 0; i < k; i++) {
+        const gr_jend_t *e = &t[i];
+        unsigned char *fp = p;
+        unsigned f = 0;
+        p = put_u64 (p + 1, e->key);
+        uint64_t d = e->index - prev_index - 1;
+        prev_index = e->index;
+        if (d != 0) {
+            f |= E_INDEX;
+            p = put_varint (p, zigzag64 (d));
+        }
+        if (e->def != prev_def) {
+            f |= E_DEF;
+            p = put_varint (p, e->def);
+            prev_def = e->def;
+        }
+        if (e->attempt != 1) {
+            f |= E_ATTEMPT;
+            p = put_varint (p, e->attempt);
+        }
+        if (((uint32_t)e->exit_code | (uint32_t)e->signal | e->flags | e->outcome) != 0) {
+            f |= E_STATUS;
+            p = put_varint (p, zigzag32 (e->exit_code));
+            p = put_varint (p, zigzag32 (e->signal));
+            p = put_varint (p, e->flags);
+            p = put_varint (p, e->outcome);
+        }
+        /* All three +0.0 (a no-op task) is the common case: one test. */
+        uint64_t bw, bu, bs;
+        memcpy (&bw, &e->wall, 8);
+        memcpy (&bu, &e->utime, 8);
+        memcpy (&bs, &e->stime, 8);
+        if ((bw | bu | bs) != 0) {
+            if (us_ok (e->wall) && us_ok (e->utime) && us_ok (e->stime)) {
+                uint64_t w = to_us (e->wall);
+                uint64_t u = to_us (e->utime);
+                uint64_t s = to_us (e->stime);
+                if (w != 0) {
+                    f |= E_WALL;
+                    p = put_varint (p, w);
+                }
+                if ((u | s) != 0) {
+                    f |= E_CPU;
+                    p = put_varint (p, u);
+                    p = put_varint (p, s);
+                }
+            }
+            else {
+                f |= E_RAW;
+                p = put_f64 (p, e->wall);
+                p = put_f64 (p, e->utime);
+                p = put_f64 (p, e->stime);
+            }
+        }
+        if (e->maxrss_kb != prev_rss) {
+            f |= E_RSS;
+            p = put_varint (p, zigzag64 ((uint64_t)e->maxrss_kb));
+            prev_rss = e->maxrss_kb;
+        }
+        *fp = (unsigned char)f;
+    }
+    return p;
+}
+
 /* Encode a batch of task starts or ends.  A batch too large for one record
  * becomes several records of the same worker: each record stands alone on
- * replay, so the split changes nothing a reader can rely on. */
+ * replay, so the split changes nothing a reader can rely on.  Version 2
+ * entries vary in size; the split counts them at their largest, so that
+ * the buffer can be reserved up front and no record can outgrow the
+ * limit. */
 static int append_batch (gr_journal_t *j, const gr_jrec_t *rec)
 {
     bool is_start = rec->type == GR_JREC_TASK_START;
+    bool v1 = j->version == 1;
     uint32_t worker = is_start ? rec->start.worker : rec->end.worker;
     uint32_t n = is_start ? rec->start.n : rec->end.n;
-    size_t esize = is_start ? START_ENTRY_LEN : END_ENTRY_LEN;
+    size_t esize = is_start ? (v1 ? START_ENTRY_LEN : V2_START_MAX)
+                            : (v1 ? END_ENTRY_LEN : V2_END_MAX);
     size_t per_rec = (GR_JOURNAL_MAX_RECORD - BATCH_HDR_LEN) / esize;
     size_t nrec = n == 0 ? 1 : (n + per_rec - 1) / per_rec;
 
@@ -223,11 +449,17 @@ static int append_batch (gr_journal_t *j, const gr_jrec_t *rec)
         unsigned char *p = begin_record (j, rec);
         p = put_u32 (p, worker);
         p = put_u32 (p, (uint32_t)k);
-        for (size_t i = 0; i < k; i++) {
-            if (is_start)
-                p = put_start (p, &rec->start.tasks[done + i]);
-            else
-                p = put_end (p, &rec->end.tasks[done + i]);
+        if (!v1 && k > 0 && is_start)
+            p = put_starts_v2 (p, rec->start.tasks + done, k);
+        else if (!v1 && k > 0)
+            p = put_ends_v2 (p, rec->end.tasks + done, k);
+        else if (v1) {
+            for (size_t i = 0; i < k; i++) {
+                if (is_start)
+                    p = put_start (p, &rec->start.tasks[done + i]);
+                else
+                    p = put_end (p, &rec->end.tasks[done + i]);
+            }
         }
         end_record (j, p);
         done += k;
@@ -239,7 +471,7 @@ static int append_batch (gr_journal_t *j, const gr_jrec_t *rec)
 int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp)
 {
     unsigned char *p;
-    size_t hostlen = 0;
+    size_t namelen = 0;
 
     if (!j || !rec) {
         errno = EINVAL;
@@ -265,8 +497,8 @@ int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp)
             break;
         }
         case GR_JREC_WORKER:
-            hostlen = strnlen (rec->worker.host, sizeof (rec->worker.host));
-            if (hostlen > HOST_MAX) {
+            namelen = strnlen (rec->worker.host, sizeof (rec->worker.host));
+            if (namelen > HOST_MAX) {
                 errno = EINVAL;
                 return gr_errprintf (errp, "journal append: the host name of "
                                      "worker %" PRIu32 " is not terminated",
@@ -277,7 +509,22 @@ int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp)
         case GR_JREC_DRAIN:
         case GR_JREC_RUN_END:
         case GR_JREC_WORKER_LOST:
-            if (reserve (j, FRAME_LEN + WORKER_MIN_LEN + HOST_MAX) < 0)
+        case GR_JREC_QUARANTINE:
+            if (rec->type == GR_JREC_QUARANTINE) {
+                namelen = strnlen (rec->quarantine.name, sizeof (rec->quarantine.name));
+                if (namelen > HOST_MAX) {
+                    errno = EINVAL;
+                    return gr_errprintf (errp, "journal append: the name of a "
+                                         "quarantined domain is not terminated");
+                }
+                /* Version 1 has no such type, and its readers would take
+                 * one for damage and drop every record after it.  The
+                 * record is only a note for people; task state does not
+                 * depend on it. */
+                if (j->version == 1)
+                    return 0;
+            }
+            if (reserve (j, FRAME_LEN + QUAR_MIN_LEN + HOST_MAX) < 0)
                 return gr_errprintf (errp, "out of memory buffering journal "
                                      "records for '%s'", j->path);
             p = begin_record (j, rec);
@@ -290,9 +537,9 @@ int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp)
                 p = put_u32 (p, rec->worker.rank);
                 p = put_u32 (p, rec->worker.cpus);
                 p = put_u32 (p, rec->worker.gpus);
-                p = put_u8 (p, (uint8_t)hostlen);
-                memcpy (p, rec->worker.host, hostlen);
-                p += hostlen;
+                p = put_u8 (p, (uint8_t)namelen);
+                memcpy (p, rec->worker.host, namelen);
+                p += namelen;
             }
             else if (rec->type == GR_JREC_DRAIN) {
                 p = put_i32 (p, rec->drain.reason);
@@ -300,6 +547,15 @@ int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp)
             }
             else if (rec->type == GR_JREC_RUN_END)
                 p = put_i32 (p, rec->run_end.exit_code);
+            else if (rec->type == GR_JREC_QUARANTINE) {
+                p = put_u32 (p, rec->quarantine.level);
+                p = put_u32 (p, rec->quarantine.on);
+                p = put_u32 (p, rec->quarantine.failures);
+                p = put_f64 (p, rec->quarantine.until);
+                p = put_u8 (p, (uint8_t)namelen);
+                memcpy (p, rec->quarantine.name, namelen);
+                p += namelen;
+            }
             else
                 p = put_u32 (p, rec->lost.rank);
             end_record (j, p);
@@ -517,19 +773,20 @@ void gr_journal_get_stats (const gr_journal_t *j, gr_journal_stats_t *st)
 
 /* The first bytes of a journal: the magic, whose last byte is the format
  * version, so that a future version is named as such rather than taken
- * for a foreign file. */
+ * for a foreign file.  Versions 1 and 2 are read; *version says which. */
 static int check_header (const char *path, const unsigned char *hdr,
-                         size_t n, gr_error_t *errp)
+                         size_t n, unsigned *version, gr_error_t *errp)
 {
     errno = EINVAL;
     if (n < GR_JOURNAL_HDR_LEN
         || memcmp (hdr, GR_JOURNAL_MAGIC, GR_JOURNAL_HDR_LEN - 1) != 0)
         return gr_errprintf (errp, "'%s' is not a gridrun journal", path);
-    if (hdr[GR_JOURNAL_HDR_LEN - 1]
-        != (unsigned char)GR_JOURNAL_MAGIC[GR_JOURNAL_HDR_LEN - 1])
+    unsigned v = hdr[GR_JOURNAL_HDR_LEN - 1];
+    if (v < 1 || v > GR_JOURNAL_VERSION)
         return gr_errprintf (errp, "'%s' is a gridrun journal of format "
                              "version %u, which this gridrun cannot read",
-                             path, (unsigned)hdr[GR_JOURNAL_HDR_LEN - 1]);
+                             path, v);
+    *version = v;
     return 0;
 }
 
@@ -616,7 +873,9 @@ gr_journal_t *gr_journal_open (const char *path, uint64_t valid_len,
                       strerror (errno));
         goto error;
     }
-    if (check_header (path, hdr, (size_t)n, errp) < 0)
+    /* An existing journal is appended to in its own version, so that a
+     * run begun by an older gridrun stays readable by it. */
+    if (check_header (path, hdr, (size_t)n, &j->version, errp) < 0)
         goto error;
     j->file_len = (uint64_t)st.st_size;
     if (valid_len > 0) {
@@ -672,6 +931,7 @@ typedef struct {
     uint64_t buf_off;       /* file offset of buf[0] */
     uint64_t file_len;      /* bytes to read, from fstat */
     uint64_t read_off;      /* file offset of buf[end] */
+    unsigned version;       /* the file's format version */
     void *tasks;            /* decoded batch, reused */
     size_t tasks_cap;       /* bytes */
 } reader_t;
@@ -713,15 +973,194 @@ static ssize_t fill (reader_t *r, size_t need)
     return (ssize_t)(r->end - r->pos < need ? r->end - r->pos : need);
 }
 
+/* Version 2 entries.  Each decoder reads one entry from *pp, never past
+ * end, and advances *pp only when it returns DEC_OK.  DEC_SHORT: the bytes
+ * end inside the entry; DEC_BAD (with *why): no writer makes this entry.
+ * After a failure *prev is undefined: the caller stops there. */
+
+typedef struct {
+    uint64_t index;
+    uint32_t def;
+    int64_t maxrss_kb;
+} v2_prev_t;
+
+#define V2_PREV_INIT { UINT64_MAX, 0, 0 }
+
+/* Read a varint (or a u32 varint) into v, or return from the decoder. */
+#define GET_VARINT(v)                                                          \
+    do {                                                                       \
+        int rc_ = get_varint (&p, end, &(v));                                  \
+        if (rc_ != DEC_OK)                                                     \
+            return bad_number (rc_, why);                                      \
+    } while (0)
+#define GET_VARINT32(v)                                                        \
+    do {                                                                       \
+        int rc_ = get_varint32 (&p, end, &(v));                                \
+        if (rc_ != DEC_OK)                                                     \
+            return bad_number (rc_, why);                                      \
+    } while (0)
+
+static int bad_number (int rc, const char **why)
+{
+    if (rc == DEC_BAD)
+        *why = "a malformed or out-of-range varint in a task entry";
+    return rc;
+}
+
+/* The fields that start and end entries share: flags, key, index, def,
+ * attempt.  *flags gets the flag byte. */
+static int get_common_v2 (const unsigned char **pp, const unsigned char *end,
+                          unsigned allowed, v2_prev_t *prev, unsigned *flags,
+                          uint64_t *key, uint64_t *index, uint32_t *def,
+                          uint32_t *attempt, const char **why)
+{
+    const unsigned char *p = *pp;
+    if (end - p < V2_ENTRY_MIN)
+        return DEC_SHORT;
+    unsigned f = p[0];
+    if (f & ~allowed) {
+        *why = "unknown flag bits in a task entry";
+        return DEC_BAD;
+    }
+    *key = get_u64 (p + 1);
+    p += V2_ENTRY_MIN;
+    uint64_t d = 0;
+    if (f & E_INDEX)
+        GET_VARINT (d);
+    *index = prev->index + 1 + unzigzag64 (d);
+    *def = prev->def;
+    if (f & E_DEF)
+        GET_VARINT32 (*def);
+    *attempt = 1;
+    if (f & E_ATTEMPT)
+        GET_VARINT32 (*attempt);
+    prev->index = *index;
+    prev->def = *def;
+    *flags = f;
+    *pp = p;
+    return DEC_OK;
+}
+
+static int get_start_v2 (const unsigned char **pp, const unsigned char *end,
+                         v2_prev_t *prev, gr_jstart_t *t, const char **why)
+{
+    unsigned f;
+    return get_common_v2 (pp, end, E_START_BITS, prev, &f, &t->key, &t->index,
+                          &t->def, &t->attempt, why);
+}
+
+static int get_end_v2 (const unsigned char **pp, const unsigned char *end,
+                       v2_prev_t *prev, gr_jend_t *t, const char **why)
+{
+    unsigned f;
+    const unsigned char *p = *pp;
+    int rc = get_common_v2 (&p, end, 0xff, prev, &f, &t->key, &t->index, &t->def,
+                            &t->attempt, why);
+    if (rc != DEC_OK)
+        return rc;
+    t->exit_code = 0;
+    t->signal = 0;
+    t->flags = 0;
+    t->outcome = GR_JOUT_DONE;
+    if (f & E_STATUS) {
+        uint32_t ec, sig;
+        GET_VARINT32 (ec);
+        GET_VARINT32 (sig);
+        GET_VARINT32 (t->flags);
+        GET_VARINT32 (t->outcome);
+        t->exit_code = unzigzag32 (ec);
+        t->signal = unzigzag32 (sig);
+        /* The runtime indexes by outcome; only known ones pass. */
+        if (t->outcome > GR_JOUT_REQUEUED) {
+            *why = "an unknown task outcome";
+            return DEC_BAD;
+        }
+    }
+    if (f & E_RAW) {
+        if (f & (E_WALL | E_CPU)) {
+            *why = "a task entry with its times both exact and in microseconds";
+            return DEC_BAD;
+        }
+        if (end - p < 24)
+            return DEC_SHORT;
+        t->wall = get_f64 (p);
+        t->utime = get_f64 (p + 8);
+        t->stime = get_f64 (p + 16);
+        p += 24;
+    }
+    else {
+        uint64_t w = 0, u = 0, s = 0;
+        if (f & E_WALL)
+            GET_VARINT (w);
+        if (f & E_CPU) {
+            GET_VARINT (u);
+            GET_VARINT (s);
+        }
+        t->wall = (double)w / 1e6;
+        t->utime = (double)u / 1e6;
+        t->stime = (double)s / 1e6;
+    }
+    t->maxrss_kb = prev->maxrss_kb;
+    if (f & E_RSS) {
+        uint64_t z;
+        GET_VARINT (z);
+        t->maxrss_kb = (int64_t)unzigzag64 (z);
+    }
+    prev->maxrss_kb = t->maxrss_kb;
+    *pp = p;
+    return DEC_OK;
+}
+
+#undef GET_VARINT
+#undef GET_VARINT32
+
+/* Version 2 batches: the entries that are visible must parse, and the
+ * length must leave room for the rest of them, at their smallest and at
+ * their largest.  A batch whose entries all end before the file does is
+ * no torn write: its real end is known, and it is not len. */
+static bool batch_prefix_agrees_v2 (const unsigned char *p, size_t have,
+                                    uint32_t len)
+{
+    bool is_start = p[0] == GR_JREC_TASK_START;
+    uint64_t emax = is_start ? V2_START_MAX : V2_END_MAX;
+    if (len < BATCH_HDR_LEN)
+        return false;
+    if (have < BATCH_HDR_LEN)
+        return true;
+    uint32_t n = get_u32 (p + COMMON_LEN + 4);
+    const unsigned char *q = p + BATCH_HDR_LEN;
+    const unsigned char *end = p + have;
+    v2_prev_t prev = V2_PREV_INIT;
+    const char *why;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t at = (uint64_t)(q - p);
+        if (len < at + (uint64_t)(n - i) * V2_ENTRY_MIN
+            || len > at + (uint64_t)(n - i) * emax)
+            return false;
+        gr_jstart_t ts;
+        gr_jend_t te;
+        int rc = is_start ? get_start_v2 (&q, end, &prev, &ts, &why)
+                          : get_end_v2 (&q, end, &prev, &te, &why);
+        if (rc == DEC_SHORT)
+            return true;
+        if (rc == DEC_BAD)
+            return false;
+    }
+    return false;
+}
+
 /* Whether the visible start of a record that runs past the end of the file
  * agrees with its length.  A torn write leaves a prefix of a real record,
  * which does; a length that was damaged usually no longer matches the type
  * and count that follow it, and is then reported as a bad length, not as a
  * harmless torn tail. */
-static bool prefix_agrees (const unsigned char *p, size_t have, uint32_t len)
+static bool prefix_agrees (unsigned version, const unsigned char *p, size_t have,
+                           uint32_t len)
 {
     if (have < 1)
         return true;
+    if (version == 2 && (p[0] == GR_JREC_TASK_START || p[0] == GR_JREC_TASK_END))
+        return batch_prefix_agrees_v2 (p, have, len);
     switch (p[0]) {
         case GR_JREC_RUN_START:
             return len == RUN_START_LEN;
@@ -736,6 +1175,11 @@ static bool prefix_agrees (const unsigned char *p, size_t have, uint32_t len)
                 return false;
             return have < WORKER_MIN_LEN
                    || len == WORKER_MIN_LEN + (uint32_t)p[WORKER_MIN_LEN - 1];
+        case GR_JREC_QUARANTINE:
+            if (version < 2 || len < QUAR_MIN_LEN || len > QUAR_MIN_LEN + HOST_MAX)
+                return false;
+            return have < QUAR_MIN_LEN
+                   || len == QUAR_MIN_LEN + (uint32_t)p[QUAR_MIN_LEN - 1];
         case GR_JREC_TASK_START:
         case GR_JREC_TASK_END: {
             uint64_t esize = p[0] == GR_JREC_TASK_START ? START_ENTRY_LEN
@@ -748,6 +1192,38 @@ static bool prefix_agrees (const unsigned char *p, size_t have, uint32_t len)
         default:
             return false;
     }
+}
+
+/* The entries of a version 2 batch, from q to end, into tasks (room for
+ * n).  Every byte must belong to an entry. */
+static int decode_batch_v2 (const unsigned char *q, const unsigned char *end,
+                            bool is_start, uint32_t worker, uint32_t n,
+                            void *tasks, gr_jrec_t *rec, const char **why)
+{
+    v2_prev_t prev = V2_PREV_INIT;
+    for (uint32_t i = 0; i < n; i++) {
+        int rc = is_start ? get_start_v2 (&q, end, &prev, (gr_jstart_t *)tasks + i, why)
+                          : get_end_v2 (&q, end, &prev, (gr_jend_t *)tasks + i, why);
+        if (rc == DEC_SHORT)
+            *why = "a task entry that runs past the end of its record";
+        if (rc != DEC_OK)
+            return -1;
+    }
+    if (q != end) {
+        *why = "bytes after the last entry of a batch";
+        return -1;
+    }
+    if (is_start) {
+        rec->start.worker = worker;
+        rec->start.n = n;
+        rec->start.tasks = tasks;
+    }
+    else {
+        rec->end.worker = worker;
+        rec->end.n = n;
+        rec->end.tasks = tasks;
+    }
+    return 0;
 }
 
 /* Decode one payload whose CRC matched.  Returns 0, or -1 with *why set
@@ -799,9 +1275,14 @@ static int decode (reader_t *r, const unsigned char *p, uint32_t len,
                 goto badsize;
             uint32_t worker = get_u32 (q);
             uint32_t n = get_u32 (q + 4);
-            /* 64-bit product: n is as large as the file wants. */
-            if ((uint64_t)rest - 8 != (uint64_t)n * esize)
+            /* 64-bit products: n is as large as the file wants.  Checked
+             * before the allocation, which n bounds. */
+            if (r->version == 1 && (uint64_t)rest - 8 != (uint64_t)n * esize)
                 goto badsize;
+            if (r->version == 2 && (uint64_t)rest - 8 < (uint64_t)n * V2_ENTRY_MIN) {
+                *why = "more entries than the record can hold";
+                return -1;
+            }
             q += 8;
             if ((size_t)n * tsize > r->tasks_cap) {
                 void *nt = realloc (r->tasks, (size_t)n * tsize);
@@ -810,6 +1291,9 @@ static int decode (reader_t *r, const unsigned char *p, uint32_t len,
                 r->tasks = nt;
                 r->tasks_cap = (size_t)n * tsize;
             }
+            if (r->version == 2)
+                return decode_batch_v2 (q, p + len, is_start, worker, n, r->tasks,
+                                        rec, why);
             if (is_start) {
                 gr_jstart_t *t = r->tasks;
                 for (uint32_t i = 0; i < n; i++, q += START_ENTRY_LEN) {
@@ -865,6 +1349,32 @@ static int decode (reader_t *r, const unsigned char *p, uint32_t len,
                 goto badsize;
             rec->lost.rank = get_u32 (q);
             return 0;
+        case GR_JREC_QUARANTINE: {
+            if (r->version < 2) {
+                *why = "an unknown record type";
+                return -1;
+            }
+            if (len < QUAR_MIN_LEN)
+                goto badsize;
+            uint32_t namelen = q[20];
+            if (namelen > HOST_MAX) {
+                *why = "a domain name longer than 63 bytes";
+                return -1;
+            }
+            if (len != QUAR_MIN_LEN + namelen)
+                goto badsize;
+            if (memchr (q + 21, '\0', namelen)) {
+                *why = "a NUL byte inside a domain name";
+                return -1;
+            }
+            rec->quarantine.level = get_u32 (q);
+            rec->quarantine.on = get_u32 (q + 4);
+            rec->quarantine.failures = get_u32 (q + 8);
+            rec->quarantine.until = get_f64 (q + 12);
+            memcpy (rec->quarantine.name, q + 21, namelen);
+            rec->quarantine.name[namelen] = '\0';
+            return 0;
+        }
         default:
             *why = "an unknown record type";
             return -1;
@@ -916,8 +1426,9 @@ int gr_journal_replay (const char *path, gr_journal_rec_f fn, void *arg,
     ssize_t have = fill (&r, GR_JOURNAL_HDR_LEN);
     if (have < 0)
         goto readerr;
-    if (check_header (path, r.buf, (size_t)have, errp) < 0)
+    if (check_header (path, r.buf, (size_t)have, &r.version, errp) < 0)
         goto error;
+    info->version = r.version;
     r.pos = GR_JOURNAL_HDR_LEN;
     info->valid_len = GR_JOURNAL_HDR_LEN;
 
@@ -944,7 +1455,7 @@ int gr_journal_replay (const char *path, gr_journal_rec_f fn, void *arg,
             goto readerr;
         const unsigned char *p = r.buf + r.pos + FRAME_LEN;
         if ((size_t)have < FRAME_LEN + len) {
-            if (prefix_agrees (p, (size_t)have - FRAME_LEN, len))
+            if (prefix_agrees (r.version, p, (size_t)have - FRAME_LEN, len))
                 set_damage (info, path, GR_JDAMAGE_TORN, off,
                             "a record that runs past the end of the file: "
                             "a torn write");

@@ -1,9 +1,10 @@
 /* The run journal: an append-only file of CRC-framed records that lets a
  * killed run resume with no completed task lost or counted twice.
  *
- * File layout (all integers little-endian):
+ * File layout (all integers little-endian; doc/journal-format.md has
+ * every byte):
  *
- *   header   8 bytes  "GRJNL\0\0\1"  (magic + format version 1)
+ *   header   8 bytes  "GRJNL\0\0" + a version byte: 1 or 2
  *   record*  u32 len | u32 crc | payload[len]
  *
  * len counts the payload only; crc is gr_crc32c over the payload.  The
@@ -11,6 +12,27 @@
  * depends on the type (see gr_jrec_t).  Task records come in batches (one
  * record holds the starts of one ASSIGN message, or the ends of one READY
  * message), which keeps the CRC and write cost per task low.
+ *
+ * Version 2 (what new journals are written in) differs from version 1 in
+ * the task entries, and has one more record type, QUARANTINE.  Version 1
+ * stores every field of every entry at a fixed size (24 bytes a start, 72
+ * an end).  Version 2 stores a flag byte, the key (8 bytes), and then only
+ * the fields that differ from the usual: index when it is not the
+ * previous one's + 1, def when it changes, attempt when it is not 1, exit
+ * code, signal, flags and outcome when any is not 0, durations when not 0,
+ * maxrss_kb when it changes; numbers as LEB128 varints, signed ones
+ * zigzagged.  A no-op task costs 9 bytes to start and 9 to end.
+ *
+ * Replay returns every field exactly as appended, except that in version
+ * 2 wall, utime and stime are kept to 1 microsecond: when all three of an
+ * entry's lie from 0 up to 9e9 seconds, they are stored as whole
+ * microseconds, rounded to the nearest (halves up).  Otherwise (NaN,
+ * infinities, negative values, -0.0 included, or longer times) all three
+ * are stored bit for bit.
+ *
+ * Replay reads both versions.  gr_journal_open creates version 2, and
+ * appends to an existing journal in that journal's own version, so a run
+ * begun by an older gridrun stays readable by it.
  *
  * Writing is group commit: records are appended to a memory buffer and
  * written with one write() and one fdatasync() when commit_interval has
@@ -20,7 +42,9 @@
  *
  * Replay reads records in order and stops at the first damaged one: a
  * short tail (a torn write), a length that runs past the end, an
- * impossible length, or a CRC mismatch.  Everything before the damage is
+ * impossible length, a CRC mismatch, or a payload that does not parse
+ * (in version 2 that includes a varint that is cut off, longer than 10
+ * bytes or out of range for its field).  Everything before the damage is
  * delivered; the damage is reported with its offset, and the writer can
  * truncate it away before appending.
  *
@@ -35,7 +59,9 @@
 
 #include "src/common/error.h"
 
-#define GR_JOURNAL_MAGIC "GRJNL\0\0\1"
+/* The format version new journals get, and their header. */
+#define GR_JOURNAL_VERSION 2
+#define GR_JOURNAL_MAGIC "GRJNL\0\0\2"
 #define GR_JOURNAL_HDR_LEN 8
 /* Background mode: the most bytes buffered while the writer is busy. */
 #define GR_JOURNAL_MAX_PENDING (2u * 1024 * 1024)
@@ -50,6 +76,7 @@ typedef enum {
     GR_JREC_DRAIN = 5,      /* the run began to drain */
     GR_JREC_RUN_END = 6,    /* the run ended; exit code */
     GR_JREC_WORKER_LOST = 7,/* a worker was declared lost */
+    GR_JREC_QUARANTINE = 8, /* a failure domain was quarantined or released */
 } gr_jrec_type_t;
 
 /* Outcome of an attempt, as the master decided it (sched's outcome kinds). */
@@ -118,6 +145,13 @@ typedef struct gr_jrec {
         struct {
             uint32_t rank;
         } lost;
+        struct {
+            uint32_t level;       /* gr_level_t of the domain */
+            uint32_t on;          /* 1: quarantined; 0: released */
+            uint32_t failures;    /* failures that triggered it */
+            double until;         /* wall clock the quarantine ends; 0 */
+            char name[64];        /* "node h2", NUL-terminated */
+        } quarantine;
     };
 } gr_jrec_t;
 
@@ -150,7 +184,10 @@ gr_journal_t *gr_journal_open (const char *path, uint64_t valid_len,
 /* Write what is buffered, fdatasync, and close.  NULL is fine. */
 int gr_journal_close (gr_journal_t *j, gr_error_t *errp);
 
-/* Append a record to the buffer (copies what rec points to). */
+/* Append a record to the buffer (copies what rec points to).  A
+ * QUARANTINE record appended to a version 1 journal is dropped (returns
+ * 0): that version has no such type, and its readers would take it for
+ * damage. */
 int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp);
 
 /* Commit if the group-commit rule says so; now is gr_now() (monotonic).
@@ -192,6 +229,7 @@ typedef struct gr_journal_info {
     gr_jdamage_t damage;
     uint64_t damage_offset;   /* where the first bad record starts */
     char damage_text[256];    /* a sentence for people, empty if none */
+    unsigned version;         /* the file's format version (1 or 2) */
 } gr_journal_info_t;
 
 /* Called for each good record, in order; rec and what it points to are

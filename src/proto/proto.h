@@ -40,6 +40,9 @@ enum {
 #define GR_RES_SPAWN 0x2      /* could not be started (errno in exit_code) */
 #define GR_RES_KILLED 0x4     /* killed by gridrun while draining */
 #define GR_RES_RETURNED 0x8   /* never started: given back while draining */
+/* Both SPAWN and RETURNED: never started, no worker could take it (the
+ * master's verdict, in journal entries only). */
+#define GR_RES_UNPLACED (GR_RES_SPAWN | GR_RES_RETURNED)
 
 typedef struct gr_assign_rec {
     uint64_t id;       /* master's handle for this attempt */
@@ -86,6 +89,7 @@ typedef struct gr_worker_info {
     uint32_t gpus;
     uint64_t mem;
     char host[64];
+    char topo_addr[128];   /* SLURM_TOPOLOGY_ADDR, or "" */
 } gr_worker_info_t;
 
 static inline size_t gr_ready_size (uint32_t nresults)

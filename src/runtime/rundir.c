@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "src/common/fs.h"
+#include "src/common/units.h"
 #include "rundir.h"
 
 const char *gr_rundir_file (const char *run_dir, const char *name, char *buf,
@@ -92,9 +94,15 @@ static bool strv_eq (char **a, char **b)
     return *a == *b;
 }
 
+/* Parameter combinations: count includes the replicas. */
+static uint64_t combos (const gr_taskdef_t *d)
+{
+    return d->count / (d->replicas > 1 ? d->replicas : 1);
+}
+
 static bool params_eq (const gr_taskdef_t *a, const gr_taskdef_t *b)
 {
-    if (a->nparams != b->nparams || a->zip != b->zip || a->count != b->count)
+    if (a->nparams != b->nparams || a->zip != b->zip || combos (a) != combos (b))
         return false;
     for (size_t i = 0; i < a->nparams; i++) {
         const gr_param_t *p = &a->params[i], *q = &b->params[i];
@@ -114,12 +122,83 @@ static bool params_eq (const gr_taskdef_t *a, const gr_taskdef_t *b)
     return true;
 }
 
+static gr_level_t default_spread (const gr_taskdef_t *d)
+{
+    return d->replicas > 1 ? GR_LEVEL_NODE : GR_LEVEL_NONE;
+}
+
+/* Whether every value of a is one of b's.  Long lists (only a hostile
+ * spec has them) are compared in order, to keep this linear. */
+static bool values_in (const gr_label_match_t *a, const gr_label_match_t *b)
+{
+    bool ordered = a->nvalues > 64 || b->nvalues > 64;
+
+    for (size_t i = 0; i < a->nvalues; i++) {
+        bool found = false;
+        if (ordered)
+            found = i < b->nvalues && strcmp (a->values[i], b->values[i]) == 0;
+        for (size_t k = 0; !ordered && !found && k < b->nvalues; k++)
+            found = strcmp (a->values[i], b->values[k]) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* require: and prefer: are sets of labels, each a set of values. */
+static bool labels_eq (const gr_label_match_t *a, size_t na, const gr_label_match_t *b,
+                       size_t nb)
+{
+    bool ordered = na > 64;
+
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++) {
+        const gr_label_match_t *m = NULL;
+        if (ordered && strcmp (a[i].key, b[i].key) == 0)
+            m = &b[i];
+        for (size_t k = 0; !ordered && !m && k < nb; k++) {
+            if (strcmp (a[i].key, b[k].key) == 0)
+                m = &b[k];
+        }
+        if (!m || !values_in (&a[i], m) || !values_in (m, &a[i]))
+            return false;
+    }
+    return true;
+}
+
+static bool quarantine_eq (const gr_quarantine_t *a, const gr_quarantine_t *b)
+{
+    if (!a->enabled || !b->enabled)
+        return a->enabled == b->enabled;
+    return a->failures == b->failures && a->window == b->window && a->cooloff == b->cooloff
+           && a->level == b->level;
+}
+
+static const char *describe_quarantine (const gr_quarantine_t *q, char *buf, size_t len)
+{
+    char w[32], c[32];
+
+    if (!q->enabled)
+        return "off";
+    snprintf (buf, len, "%" PRIu32 " failures in %s per %s, cooloff %s", q->failures,
+              gr_fmt_duration (q->window, w, sizeof (w)), gr_level_name (q->level),
+              gr_fmt_duration (q->cooloff, c, sizeof (c)));
+    return buf;
+}
+
 void gr_spec_describe_changes (const gr_spec_t *a, const gr_spec_t *b, char *buf,
                                size_t len)
 {
     buf[0] = '\0';
     if (strcmp (a->name, b->name) != 0)
         add (buf, len, "\n  job name: '%s' became '%s'", a->name, b->name);
+    if (!quarantine_eq (&a->quarantine, &b->quarantine)) {
+        char qa[128], qb[128];
+        add (buf, len, "\n  quarantine: became %s (was %s)",
+             describe_quarantine (&b->quarantine, qb, sizeof (qb)),
+             describe_quarantine (&a->quarantine, qa, sizeof (qa)));
+    }
     for (size_t i = 0; i < a->ntasks; i++) {
         const gr_taskdef_t *o = &a->tasks[i];
         const gr_taskdef_t *n = gr_spec_find (b, o->name);
@@ -133,6 +212,30 @@ void gr_spec_describe_changes (const gr_spec_t *a, const gr_spec_t *b, char *buf
         if (!params_eq (o, n))
             add (buf, len, "\n  task '%s': its params changed (%llu tasks, was %llu)",
                  o->name, (unsigned long long)n->count, (unsigned long long)o->count);
+        if (o->replicas != n->replicas)
+            add (buf, len, "\n  task '%s': its replicas changed (%" PRIu32 ", was %" PRIu32
+                 "; %llu tasks, was %llu)",
+                 o->name, n->replicas, o->replicas, (unsigned long long)n->count,
+                 (unsigned long long)o->count);
+        {
+            /* Which placement keys changed, by name.  A spread that only
+             * followed replicas to or from its default is no news. */
+            char keys[96] = "";
+            if (o->spread != n->spread
+                && !(o->spread == default_spread (o) && n->spread == default_spread (n)))
+                add (keys, sizeof (keys), ", spread");
+            if (o->retry_away != n->retry_away)
+                add (keys, sizeof (keys), ", retry_away");
+            if (!labels_eq (o->require, o->nrequire, n->require, n->nrequire))
+                add (keys, sizeof (keys), ", require");
+            if (!labels_eq (o->prefer, o->nprefer, n->prefer, n->nprefer))
+                add (keys, sizeof (keys), ", prefer");
+            if (!str_eq (o->locality, n->locality))
+                add (keys, sizeof (keys), ", locality");
+            if (keys[0])
+                add (buf, len, "\n  task '%s': its placement changed (%s)", o->name,
+                     keys + 2);
+        }
         if (!strv_eq (o->env, n->env) || !str_eq (o->cwd, n->cwd))
             add (buf, len, "\n  task '%s': its env or cwd changed", o->name);
         if (o->cpus != n->cpus || o->gpus != n->gpus || o->mem != n->mem)

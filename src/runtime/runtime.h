@@ -46,6 +46,7 @@ typedef struct gr_run_opts {
     double lost_after;          /* a silent worker is lost after this long */
     double snapshot_interval;   /* seconds between run.h5 snapshots */
     bool no_bind;               /* do not bind tasks to cores and GPUs */
+    const char *site_path;      /* site topology file; NULL: $GRIDRUN_SITE */
 } gr_run_opts_t;
 
 /* Signal handling: every rank counts drain signals; only the master acts.

@@ -26,7 +26,7 @@
 #include "outlog.h"
 #include "runtime.h"
 
-#define GR_EXTRA_ENV 9
+#define GR_EXTRA_ENV 11
 
 typedef struct run {
     bool used;
@@ -458,6 +458,12 @@ static char **task_env (gr_worker_t *w, const gr_taskdef_t *d, const run_t *r,
     snprintf (w->extra[5], sizeof (w->extra[5]), "GRIDRUN_WORKER=%d", w->rank);
     snprintf (w->extra[6], sizeof (w->extra[6]), "GRIDRUN_CPUS=%u", d->cpus);
     int nextra = 7;
+    if (d->replicas > 1) {
+        snprintf (w->extra[nextra++], sizeof (w->extra[0]), "GRIDRUN_REPLICA=%" PRIu32,
+                  gr_expand_replica (w->x));
+        snprintf (w->extra[nextra++], sizeof (w->extra[0]), "GRIDRUN_REPLICAS=%" PRIu32,
+                  d->replicas);
+    }
     if (cpulist) {
         snprintf (w->extra[nextra++], sizeof (w->extra[0]), "GRIDRUN_CPU_LIST=%s", cpulist);
         if (r->nbound_gpus > 0) {

@@ -65,6 +65,20 @@ struct gr_sched {
     bool restored;
     bool started;
 
+    /* Placement (gr_sched_set_placement). */
+    bool placing;           /* some definition has replicas or retry_away */
+    int nranks;
+    uint32_t *dom;          /* nranks * GR_SCHED_LEVELS domain ids */
+    uint8_t *req;           /* nranks * ntasks: meets require:; NULL: all */
+    uint8_t *usable;        /* nranks */
+    uint32_t *sib;          /* per row when placing: the next replica of its
+                               task, a ring; NO_ROW when alone */
+    uint8_t *cur;           /* per row when placing: placed in this
+                               incarnation (older placements name ranks
+                               of another incarnation) */
+    uint32_t *pend;         /* replicas made, waiting to be placed (FIFO) */
+    size_t npend, cappend;
+
     size_t ndefs_ended;
     gr_sched_stats_t st;
     gr_slow_task_t slow[GR_SCHED_SLOWEST];
@@ -185,20 +199,35 @@ void gr_sched_destroy (gr_sched_t *s)
     free (s->mkeys);
     free (s->mrows);
     free (s->failures);
+    free (s->dom);
+    free (s->req);
+    free (s->usable);
+    free (s->sib);
+    free (s->cur);
+    free (s->pend);
     free (s);
     errno = saved;
 }
 
+/* p (capacity *cap, n in use) with room for one more element of elsize
+ * bytes: p itself, or p grown by doubling (from 64), or NULL. */
+static void *grow (void *p, size_t *cap, size_t n, size_t elsize)
+{
+    if (n < *cap)
+        return p;
+    size_t ncap = *cap ? *cap * 2 : 64;
+    void *q = realloc (p, ncap * elsize);
+    if (q)
+        *cap = ncap;
+    return q;
+}
+
 static int heap_push (gr_sched_t *s, double when, uint32_t row)
 {
-    if (s->nheap == s->capheap) {
-        size_t ncap = s->capheap ? s->capheap * 2 : 64;
-        retry_ent_t *h = realloc (s->heap, ncap * sizeof (*h));
-        if (!h)
-            return -1;
-        s->heap = h;
-        s->capheap = ncap;
-    }
+    retry_ent_t *h = grow (s->heap, &s->capheap, s->nheap, sizeof (*h));
+    if (!h)
+        return -1;
+    s->heap = h;
     size_t i = s->nheap++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
@@ -211,10 +240,16 @@ static int heap_push (gr_sched_t *s, double when, uint32_t row)
     return 0;
 }
 
-static void heap_pop (gr_sched_t *s)
+/* Take entry i out of the heap. */
+static void heap_remove (gr_sched_t *s, size_t i)
 {
     retry_ent_t last = s->heap[--s->nheap];
-    size_t i = 0;
+    if (i == s->nheap)
+        return;
+    while (i > 0 && s->heap[(i - 1) / 2].when > last.when) {
+        s->heap[i] = s->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= s->nheap)
@@ -226,8 +261,23 @@ static void heap_pop (gr_sched_t *s)
         s->heap[i] = s->heap[c];
         i = c;
     }
-    if (s->nheap > 0)
-        s->heap[i] = last;
+    s->heap[i] = last;
+}
+
+/* The per-row placement arrays follow the task table's capacity. */
+static int aux_grow (gr_sched_t *s)
+{
+    if (!s->placing || s->caprows == 0)
+        return 0;
+    uint32_t *sib = realloc (s->sib, s->caprows * sizeof (*sib));
+    if (!sib)
+        return -1;
+    s->sib = sib;
+    uint8_t *cur = realloc (s->cur, s->caprows);
+    if (!cur)
+        return -1;
+    s->cur = cur;
+    return 0;
 }
 
 static uint32_t row_new (gr_sched_t *s, uint64_t key, uint32_t def, uint64_t index)
@@ -241,6 +291,8 @@ static uint32_t row_new (gr_sched_t *s, uint64_t key, uint32_t def, uint64_t ind
             return NO_ROW;
         s->rows = r;
         s->caprows = ncap;
+        if (aux_grow (s) < 0)
+            return NO_ROW;
     }
     gr_task_row_t *r = &s->rows[s->nrows];
     memset (r, 0, sizeof (*r));
@@ -248,6 +300,10 @@ static uint32_t row_new (gr_sched_t *s, uint64_t key, uint32_t def, uint64_t ind
     r->def = def;
     r->index = index;
     r->state = GR_TASK_PENDING;
+    if (s->placing) {
+        s->sib[s->nrows] = NO_ROW;
+        s->cur[s->nrows] = 0;
+    }
     return (uint32_t)s->nrows++;
 }
 
@@ -389,23 +445,256 @@ static void def_exhausted (gr_sched_t *s, size_t i, bool dispatching)
         def_maybe_end (s, id);
 }
 
+/* ------------------------------------------------------------------ */
+/* Placement. */
+
+int gr_sched_set_placement (gr_sched_t *s, int nranks, const uint32_t *dom,
+                            const uint8_t *req)
+{
+    size_t nd = (size_t)nranks * GR_SCHED_LEVELS;
+    size_t nq = (size_t)nranks * s->spec->ntasks;
+
+    if (nranks <= 0 || !dom) {
+        errno = EINVAL;
+        return -1;
+    }
+    free (s->dom);
+    free (s->req);
+    free (s->usable);
+    s->req = NULL;
+    if (!(s->dom = malloc (nd * sizeof (*s->dom))) || !(s->usable = malloc ((size_t)nranks))
+        || (req && !(s->req = malloc (nq ? nq : 1))))
+        goto nomem;
+    memcpy (s->dom, dom, nd * sizeof (*s->dom));
+    /* A rank on no node (the master, when it runs no worker) takes none. */
+    for (int r = 0; r < nranks; r++)
+        s->usable[r] = dom[(size_t)r * GR_SCHED_LEVELS + GR_LEVEL_NODE] != UINT32_MAX;
+    if (req)
+        memcpy (s->req, req, nq);
+    s->nranks = nranks;
+    for (size_t i = 0; i < s->spec->ntasks; i++) {
+        const gr_taskdef_t *d = &s->spec->tasks[i];
+        if ((d->replicas > 1 && d->spread != GR_LEVEL_NONE) || d->retry_away != GR_LEVEL_NONE)
+            s->placing = true;
+    }
+    if (s->placing) {
+        bool fresh = s->sib == NULL;
+        if (aux_grow (s) < 0)
+            goto nomem;
+        /* Rows restored from a journal are alone until their task's
+         * replicas are gathered, and were placed by another incarnation. */
+        for (size_t r = 0; fresh && r < s->nrows; r++) {
+            s->sib[r] = NO_ROW;
+            s->cur[r] = 0;
+        }
+    }
+    return 0;
+nomem:
+    errno = ENOMEM;
+    return -1;
+}
+
+void gr_sched_set_usable (gr_sched_t *s, int rank, bool usable)
+{
+    if (s->usable && rank >= 0 && rank < s->nranks)
+        s->usable[rank] = usable;
+}
+
+static bool req_ok (const gr_sched_t *s, int rank, uint32_t def)
+{
+    return !s->req || s->req[(size_t)rank * s->spec->ntasks + def];
+}
+
+/* The domain of rank at level, or UINT32_MAX when unknown. */
+static uint32_t dom_of (const gr_sched_t *s, int rank, gr_level_t level)
+{
+    if (!s->dom || rank < 0 || rank >= s->nranks || level == GR_LEVEL_NONE)
+        return UINT32_MAX;
+    return s->dom[(size_t)rank * GR_SCHED_LEVELS + (size_t)level];
+}
+
+/* Could a usable rank outside domain `bad` of level run def? */
+static bool room_elsewhere (const gr_sched_t *s, uint32_t def, gr_level_t level, uint32_t bad)
+{
+    for (int r = 0; r < s->nranks; r++) {
+        if (s->usable[r] && req_ok (s, r, def) && dom_of (s, r, level) != bad)
+            return true;
+    }
+    return false;
+}
+
+/* Does spread forbid row on a worker in domain d (of the spread level)? */
+static bool sibling_in (const gr_sched_t *s, uint32_t row, uint32_t d)
+{
+    const gr_taskdef_t *def = &s->spec->tasks[s->rows[row].def];
+    if (!s->placing || def->replicas < 2 || def->spread == GR_LEVEL_NONE)
+        return false;
+    for (uint32_t r = s->sib[row]; r != NO_ROW && r != row; r = s->sib[r]) {
+        const gr_task_row_t *o = &s->rows[r];
+        if (!s->cur[r] || (o->state != GR_TASK_RUNNING && o->state != GR_TASK_DONE))
+            continue;
+        if (dom_of (s, o->worker, def->spread) == d)
+            return true;
+    }
+    return false;
+}
+
+/* May row run on worker, as far as domains go? */
+static bool placeable (const gr_sched_t *s, uint32_t row, int worker)
+{
+    const gr_task_row_t *tr = &s->rows[row];
+    const gr_taskdef_t *d = &s->spec->tasks[tr->def];
+
+    if (!s->dom || worker < 0 || worker >= s->nranks)
+        return true;
+    if (!req_ok (s, worker, tr->def))
+        return false;
+    if (!s->placing)
+        return true;
+    if (sibling_in (s, row, dom_of (s, worker, d->spread)))
+        return false;
+    if (d->retry_away != GR_LEVEL_NONE && s->cur[row] && tr->attempts > 0) {
+        uint32_t bad = dom_of (s, tr->worker, d->retry_away);
+        if (bad == dom_of (s, worker, d->retry_away)
+            && room_elsewhere (s, tr->def, d->retry_away, bad))
+            return false;
+    }
+    return true;
+}
+
+typedef struct want {
+    double now;
+    int worker;
+    uint32_t cpus, gpus;
+    uint64_t mem;
+    double max_duration;
+    const uint8_t *eligible;
+} want_t;
+
+static bool def_ok (const gr_sched_t *s, uint32_t id, const want_t *w)
+{
+    return (!w->eligible || w->eligible[id])
+           && (w->worker < 0 || w->worker >= s->nranks || req_ok (s, w->worker, id))
+           && fits (&s->spec->tasks[id], w->cpus, w->gpus, w->mem)
+           && expected (s, id) <= w->max_duration;
+}
+
+static bool takeable (const gr_sched_t *s, uint32_t row, const want_t *w)
+{
+    return def_ok (s, s->rows[row].def, w) && placeable (s, row, w->worker);
+}
+
+/* The most replicas waiting to be placed before the cursors stop making
+ * more: enough to keep every worker fed. */
+static size_t pend_limit (const gr_sched_t *s)
+{
+    return 64 + 4 * (size_t)s->nranks;
+}
+
+static int pend_push (gr_sched_t *s, uint32_t row)
+{
+    uint32_t *p = grow (s->pend, &s->cappend, s->npend, sizeof (*p));
+    if (!p)
+        return -1;
+    s->pend = p;
+    s->pend[s->npend++] = row;
+    gr_task_row_t *tr = &s->rows[row];
+    tr->state = GR_TASK_PENDING;
+    s->defs[tr->def].waiting++;
+    s->st.waiting++;
+    return 0;
+}
+
+static void pend_remove (gr_sched_t *s, size_t k)
+{
+    uint32_t row = s->pend[k];
+    memmove (&s->pend[k], &s->pend[k + 1], (s->npend - k - 1) * sizeof (uint32_t));
+    s->npend--;
+    s->defs[s->rows[row].def].waiting--;
+    s->st.waiting--;
+}
+
+/* Make the rows of all replicas of the task at definition id's cursor,
+ * linked in a ring: those an earlier incarnation finished are counted,
+ * the others wait in pend to be placed one by one. */
+static int make_replicas (gr_sched_t *s, uint32_t id)
+{
+    const gr_taskdef_t *d = &s->spec->tasks[id];
+    def_state_t *ds = &s->defs[id];
+    uint32_t first = NO_ROW, prev = NO_ROW;
+
+    for (uint32_t k = 0; k < d->replicas && ds->next_index < d->count; k++) {
+        uint64_t index = ds->next_index++;
+        if (gr_expand_select (s->x, d, index) < 0)
+            return -1;
+        uint64_t key = gr_expand_key (s->x);
+        uint32_t r = s->restored ? map_get (s, key) : NO_ROW;
+        if (r == NO_ROW && (r = row_new (s, key, id, index)) == NO_ROW) {
+            errno = ENOMEM;
+            return -1;
+        }
+        gr_task_row_t *tr = &s->rows[r];
+        tr->def = id;
+        tr->index = index;
+        if (first == NO_ROW)
+            first = r;
+        else
+            s->sib[prev] = r;
+        prev = r;
+        if (tr->state == GR_TASK_DONE || tr->state == GR_TASK_FAILED
+            || tr->state == GR_TASK_POISON)
+            count_restored (s, id, r);
+        else if (pend_push (s, r) < 0)
+            return -1;
+    }
+    if (prev != NO_ROW)
+        s->sib[prev] = first == prev ? NO_ROW : first;
+    return 0;
+}
+
 int gr_sched_next (gr_sched_t *s, double now, int worker, uint32_t cpus,
                    uint32_t gpus, uint64_t mem, double max_duration,
                    gr_assign_rec_t *rec)
 {
+    return gr_sched_next_placed (s, now, worker, cpus, gpus, mem, max_duration, NULL, rec);
+}
+
+int gr_sched_next_placed (gr_sched_t *s, double now, int worker, uint32_t cpus,
+                          uint32_t gpus, uint64_t mem, double max_duration,
+                          const uint8_t *eligible, gr_assign_rec_t *rec)
+{
     uint32_t slot, row = NO_ROW;
+    const want_t w = {.now = now, .worker = worker, .cpus = cpus, .gpus = gpus,
+                      .mem = mem, .max_duration = max_duration, .eligible = eligible};
+    bool choosy = s->placing || eligible || s->req;
 
     start_defs (s);
     if (s->nheap > 0 && s->heap[0].when <= now) {
-        uint32_t hr = s->heap[0].row;
-        uint32_t id = s->rows[hr].def;
-        if (fits (&s->spec->tasks[id], cpus, gpus, mem) && expected (s, id) <= max_duration) {
+        size_t hi = SIZE_MAX;
+        if (takeable (s, s->heap[0].row, &w))
+            hi = 0;
+        for (size_t k = 1; choosy && hi == SIZE_MAX && k < s->nheap; k++) {
+            if (s->heap[k].when <= now && takeable (s, s->heap[k].row, &w))
+                hi = k;
+        }
+        if (hi != SIZE_MAX) {
+            uint32_t hr = s->heap[hi].row;
             if (slot_alloc (s, &slot) < 0)
                 return -1;
-            heap_pop (s);
+            heap_remove (s, hi);
             row = hr;
-            s->defs[id].waiting--;
+            s->defs[s->rows[hr].def].waiting--;
             s->st.waiting--;
+            goto found;
+        }
+    }
+again:
+    for (size_t k = 0; k < s->npend; k++) {
+        if (takeable (s, s->pend[k], &w)) {
+            if (slot_alloc (s, &slot) < 0)
+                return -1;
+            row = s->pend[k];
+            pend_remove (s, k);
             goto found;
         }
     }
@@ -413,9 +702,20 @@ int gr_sched_next (gr_sched_t *s, double now, int worker, uint32_t cpus,
         uint32_t id = s->active[i];
         const gr_taskdef_t *d = &s->spec->tasks[id];
         def_state_t *ds = &s->defs[id];
-        if (!fits (d, cpus, gpus, mem) || expected (s, id) > max_duration) {
+        if (!def_ok (s, id, &w)) {
             i++;
             continue;
+        }
+        if (s->placing && d->replicas > 1) {
+            if (s->npend >= pend_limit (s)) {
+                i++;
+                continue;
+            }
+            if (make_replicas (s, id) < 0)
+                return -1;
+            if (ds->next_index == d->count)
+                def_exhausted (s, i, false);
+            goto again;
         }
         while (ds->next_index < d->count) {
             if (gr_expand_select (s->x, d, ds->next_index) < 0)
@@ -457,6 +757,8 @@ found:;
     f->gen++;
     tr->attempts++;
     tr->state = GR_TASK_RUNNING;
+    if (s->placing)
+        s->cur[row] = 1;
     tr->worker = (uint16_t)(worker < 0 ? 0 : worker > 65535 ? 65535 : worker);
     s->defs[tr->def].running++;
     s->st.running++;
@@ -489,7 +791,9 @@ void gr_sched_describe (const gr_taskdef_t *d, int exit_code, int signal,
                         uint32_t flags, char *buf, size_t len)
 {
     char sig[32];
-    if (flags & GR_RES_SPAWN)
+    if ((flags & GR_RES_UNPLACED) == GR_RES_UNPLACED)
+        snprintf (buf, len, "could not be placed on any usable worker");
+    else if (flags & GR_RES_SPAWN)
         snprintf (buf, len, "could not start: %s", strerror (exit_code));
     else if (flags & GR_RES_TIMEOUT)
         snprintf (buf, len, "timeout after %gs", d->timeout);
@@ -644,6 +948,85 @@ int gr_sched_requeue_worker (gr_sched_t *s, int worker, gr_outcome_f fn, void *a
         if (fn)
             fn (&o, arg);
         n++;
+    }
+    return n;
+}
+
+/* Fail row for good: it cannot be placed. */
+static void fail_row (gr_sched_t *s, uint32_t row, gr_outcome_f fn, void *arg)
+{
+    gr_task_row_t *tr = &s->rows[row];
+    const gr_taskdef_t *d = &s->spec->tasks[tr->def];
+    def_state_t *ds = &s->defs[tr->def];
+    gr_outcome_t o = {.kind = GR_OUTCOME_FAILED, .def = tr->def, .index = tr->index,
+                      .key = tr->key, .attempt = tr->attempts, .row = row,
+                      .worker = tr->worker};
+    uint32_t usable = 0;
+
+    if (d->replicas > 1 && d->spread != GR_LEVEL_NONE) {
+        /* Count the usable domains of the spread level this task may use. */
+        uint32_t seen[64];
+        for (int r = 0; r < s->nranks; r++) {
+            uint32_t dd = dom_of (s, r, d->spread), k;
+            if (!s->usable[r] || !req_ok (s, r, tr->def))
+                continue;
+            for (k = 0; k < usable && seen[k] != dd; k++)
+                ;
+            if (k == usable && usable < 64)
+                seen[usable++] = dd;
+        }
+        snprintf (o.reason, sizeof (o.reason),
+                  "cannot be placed: its %u replicas need %u distinct %ss, %u usable left",
+                  d->replicas, d->replicas, gr_level_name (d->spread), usable);
+    }
+    else
+        snprintf (o.reason, sizeof (o.reason),
+                  "cannot be placed: no usable node meets its require:");
+    tr->state = GR_TASK_FAILED;
+    tr->flags = GR_RES_UNPLACED;
+    tr->signal = 0;
+    ds->waiting--;
+    s->st.waiting--;
+    s->st.failed++;
+    ds->bad++;
+    note_failure (s, &o);
+    if (fn)
+        fn (&o, arg);
+    def_maybe_end (s, tr->def);
+}
+
+int gr_sched_fail_unplaceable (gr_sched_t *s, gr_outcome_f fn, void *arg)
+{
+    int n = 0;
+    if (!s->dom)
+        return 0;
+    for (size_t k = 0; k < s->npend;) {
+        uint32_t row = s->pend[k];
+        bool any = false;
+        for (int r = 0; r < s->nranks && !any; r++)
+            any = s->usable[r] && placeable (s, row, r);
+        if (any) {
+            k++;
+            continue;
+        }
+        memmove (&s->pend[k], &s->pend[k + 1], (s->npend - k - 1) * sizeof (uint32_t));
+        s->npend--;
+        fail_row (s, row, fn, arg);
+        n++;
+    }
+    for (size_t k = 0; k < s->nheap;) {
+        uint32_t row = s->heap[k].row;
+        bool any = false;
+        for (int r = 0; r < s->nranks && !any; r++)
+            any = s->usable[r] && placeable (s, row, r);
+        if (any) {
+            k++;
+            continue;
+        }
+        heap_remove (s, k);
+        fail_row (s, row, fn, arg);
+        n++;
+        k = 0; /* the heap moved */
     }
     return n;
 }

@@ -83,6 +83,8 @@ typedef struct gr_slow_task {
 
 typedef struct gr_sched gr_sched_t;
 
+typedef void (*gr_outcome_f) (const gr_outcome_t *o, void *arg);
+
 /* The spec must outlive the scheduler.  seed drives the backoff jitter. */
 gr_sched_t *gr_sched_create (const gr_spec_t *spec, uint64_t seed);
 void gr_sched_destroy (gr_sched_t *s);
@@ -97,13 +99,53 @@ int gr_sched_next (gr_sched_t *s, double now, int worker, uint32_t cpus,
                    uint32_t gpus, uint64_t mem, double max_duration,
                    gr_assign_rec_t *rec);
 
+/* ------------------------------------------------------------------ */
+/* Placement by failure domains.
+ *
+ * gr_sched_set_placement tells the scheduler where each worker rank sits:
+ * dom[rank * GR_SCHED_LEVELS + level] is its zone, rack and node id
+ * (levels numbered as gr_level_t), and req[rank * ntasks + def] is 1 when
+ * the rank's node meets the definition's require: (req NULL: every rank
+ * meets every require).  Without it, spread, retry_away and require are
+ * ignored, as on a single node.
+ *
+ * Then:
+ *  - The replicas of a task (replicas: N, spread: LEVEL) are created
+ *    together and handed out one by one, never to a worker in the domain
+ *    of a sibling replica that is running or done in this incarnation.
+ *  - A retry (retry_away: LEVEL) avoids the domain of its failed attempt
+ *    while some usable worker elsewhere may run the task.
+ *  - gr_sched_next_placed takes, per definition, whether this worker may
+ *    be given its tasks now (require: and the prefer: policy the caller
+ *    applies); NULL allows every definition.
+ */
+#define GR_SCHED_LEVELS 3
+
+int gr_sched_set_placement (gr_sched_t *s, int nranks, const uint32_t *dom,
+                            const uint8_t *req);
+
+/* A rank that may take no new work (lost, or in a quarantined domain), or
+ * may again.  Retries only avoid a domain while a usable rank elsewhere
+ * could take them. */
+void gr_sched_set_usable (gr_sched_t *s, int rank, bool usable);
+
+int gr_sched_next_placed (gr_sched_t *s, double now, int worker, uint32_t cpus,
+                          uint32_t gpus, uint64_t mem, double max_duration,
+                          const uint8_t *eligible, gr_assign_rec_t *rec);
+
+/* Tasks waiting to be placed that no usable rank can take (a spread that
+ * lost its domains, a require: only lost nodes met): fail them for good,
+ * each with a reason saying why.  The caller calls this only when nothing
+ * runs and every usable worker asked for work in vain.  fn sees each
+ * failure.  Returns how many failed, or -1. */
+int gr_sched_fail_unplaceable (gr_sched_t *s, gr_outcome_f fn, void *arg);
+
 /* Account the result of an attempt and decide what follows. */
 int gr_sched_complete (gr_sched_t *s, double now, const gr_result_rec_t *res,
                        gr_outcome_t *out);
 
 /* Give back every attempt in flight on `worker` (it was lost): each runs
  * again, not counted as a failure.  fn, if not NULL, sees each outcome. */
-typedef void (*gr_outcome_f) (const gr_outcome_t *o, void *arg);
 int gr_sched_requeue_worker (gr_sched_t *s, int worker, gr_outcome_f fn,
                              void *arg);
 

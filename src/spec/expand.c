@@ -24,6 +24,7 @@ static const char *const builtin_names[] = {
     [GR__BUILTIN_INDEX] = "index",
     [GR__BUILTIN_ATTEMPT] = "attempt",
     [GR__BUILTIN_RUN_DIR] = "run_dir",
+    [GR__BUILTIN_REPLICA] = "replica",
 };
 
 int gr__tpl_builtin (const char *name, size_t len)
@@ -243,20 +244,28 @@ static void set_value (gr_expand_t *x, size_t i, const gr_param_t *p, uint64_t k
 
 int gr_expand_select (gr_expand_t *x, const gr_taskdef_t *def, uint64_t index)
 {
+    /* A definition built by hand, not by the parser, may leave replicas
+     * 0: that means one. */
+    uint32_t replicas = def && def->replicas > 1 ? def->replicas : 1;
+    uint64_t combo;
+
     if (!x || !def || index >= def->count) {
         errno = EINVAL;
         return -1;
     }
     if (grow_values (x, def->nparams) < 0)
         return -1;
+    /* The replicas of a combination are neighbours, so the tasks of one
+     * combination are created, and finish, close together. */
+    combo = index / replicas;
     if (def->zip) {
         for (size_t i = 0; i < def->nparams; i++)
-            set_value (x, i, &def->params[i], index);
+            set_value (x, i, &def->params[i], combo);
     }
     else {
         /* Mixed-radix decoding with the last param as the least
          * significant digit, so the last param varies fastest. */
-        uint64_t rest = index;
+        uint64_t rest = combo;
         for (size_t i = def->nparams; i-- > 0;) {
             const gr_param_t *p = &def->params[i];
             set_value (x, i, p, rest % p->count);
@@ -265,8 +274,17 @@ int gr_expand_select (gr_expand_t *x, const gr_taskdef_t *def, uint64_t index)
     }
     x->def = def;
     x->index = index;
+    x->combo = combo;
+    x->replica = (uint32_t)(index % replicas);
     x->selected = true;
     return 0;
+}
+
+uint32_t gr_expand_replica (const gr_expand_t *x)
+{
+    if (!x || !x->selected)
+        return 0;
+    return x->replica;
 }
 
 const char *gr_expand_value (const gr_expand_t *x, size_t i)
@@ -278,8 +296,10 @@ const char *gr_expand_value (const gr_expand_t *x, size_t i)
 
 /* The task key.  It names the task in journals and snapshots, so resuming a
  * run depends on it: the bytes hashed (the definition name, then for each
- * param in declaration order "\0" name "=" value) and gr_hash64 itself
- * must never change.  tests/unit/test_spec.c pins one value. */
+ * param in declaration order "\0" name "=" value, then for replica r > 0
+ * "\0#replica=" r) and gr_hash64 itself must never change.  Replica 0
+ * hashes nothing more, so adding replicas to a spec keeps the tasks that
+ * already ran.  tests/unit/test_spec.c pins values. */
 uint64_t gr_expand_key (const gr_expand_t *x)
 {
     const gr_taskdef_t *def;
@@ -296,23 +316,42 @@ uint64_t gr_expand_key (const gr_expand_t *x)
         h = gr_hash64_update (h, "=", 1);
         h = gr_hash64_update (h, x->values[i], x->lens[i]);
     }
+    if (x->replica > 0) {
+        char num[24];
+        size_t nl = fmt_u64 (num, x->replica);
+        h = gr_hash64_update (h, "\0#replica=", 10);
+        h = gr_hash64_update (h, num, nl);
+    }
     return gr_hash64_final (h);
 }
 
 const char *gr_expand_name (gr_expand_t *x)
 {
-    size_t need;
-    char num[24];
+    const gr_taskdef_t *def;
+    uint32_t replicas;
+    size_t need, len;
+    char num[24], rnum[24];
 
     if (!x || !x->selected)
         return NULL;
-    if (x->def->count == 1)
-        return x->def->name;
-    fmt_u64 (num, x->index);
-    need = strlen (x->def->name) + strlen (num) + 3;
+    def = x->def;
+    replicas = def->replicas > 1 ? def->replicas : 1;
+    if (def->count == 1)
+        return def->name;
+    /* "name", then "[combination]" when there are several, then "#replica"
+     * when there are several. */
+    fmt_u64 (num, x->combo);
+    fmt_u64 (rnum, x->replica);
+    need = strlen (def->name) + strlen (num) + strlen (rnum) + 4;
     if (grow ((void **)&x->name, &x->name_cap, need, 1) < 0)
         return NULL;
-    snprintf (x->name, x->name_cap, "%s[%s]", x->def->name, num);
+    len = strlen (def->name);
+    memcpy (x->name, def->name, len);
+    if (def->count / replicas > 1)
+        len += (size_t)snprintf (x->name + len, x->name_cap - len, "[%s]", num);
+    if (replicas > 1)
+        len += (size_t)snprintf (x->name + len, x->name_cap - len, "#%s", rnum);
+    x->name[len] = '\0';
     return x->name;
 }
 
@@ -495,6 +534,10 @@ static int put_template (gr_expand_t *x, const gr_render_ctx_t *ctx, const char 
                     break;
                 case GR__BUILTIN_RUN_DIR:
                     v = ctx && ctx->run_dir ? ctx->run_dir : ".";
+                    break;
+                case GR__BUILTIN_REPLICA:
+                    fmt_u64 (num, x->replica);
+                    v = num;
                     break;
                 default:
                     errno = EINVAL;

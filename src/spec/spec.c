@@ -153,7 +153,8 @@ static int parse_number (const char *s, double *d, long long *i, bool *integral)
 /* ------------------------------------------------------------------ */
 /* Templates. */
 
-static const char *const builtin_vars[] = {"task", "index", "attempt", "run_dir", NULL};
+static const char *const builtin_vars[] = {"task", "index", "replica", "attempt", "run_dir",
+                                           NULL};
 
 static int check_template (pctx_t *c, const gr_taskdef_t *t, const gr__ynode_t *n,
                            const char *what)
@@ -191,7 +192,7 @@ static int check_template (pctx_t *c, const gr_taskdef_t *t, const gr__ynode_t *
         /* A VAR: a param of this task, or a built-in. */
         {
             char name[256];
-            const char *words[GR_SPEC_MAX_PARAMS + 5];
+            const char *words[GR_SPEC_MAX_PARAMS + sizeof (builtin_vars) / sizeof (*builtin_vars)];
             size_t nw = 0;
             const char *hint;
             char have[1024];
@@ -218,8 +219,8 @@ static int check_template (pctx_t *c, const gr_taskdef_t *t, const gr__ynode_t *
             hint = gr__ysuggest (name, words, nw);
             return gr__yerr_at (&c->y, line, col,
                                  "undefined template parameter '{%s}' in the %s of task '%s'; "
-                                 "%s%s%s%s task has %s%s{task}, {index}, {attempt} and "
-                                 "{run_dir}",
+                                 "%s%s%s%s task has %s%s{task}, {index}, {replica}, "
+                                 "{attempt} and {run_dir}",
                                  name, what, t->name, hint ? "did you mean '{" : "",
                                  hint ? hint : "", hint ? "}'? " : "", hint ? "This" : "this",
                                  have,
@@ -231,15 +232,19 @@ static int check_template (pctx_t *c, const gr_taskdef_t *t, const gr__ynode_t *
 /* ------------------------------------------------------------------ */
 /* Task keys. */
 
-static const char *const top_keys[] = {"name", "defaults", "tasks", "grace", NULL};
+static const char *const top_keys[] = {"name", "defaults", "tasks", "grace", "quarantine",
+                                       NULL};
 static const char *const task_keys[] = {
-    "name",      "command", "shell",      "builtin", "duration", "params",
-    "combine",   "env",     "cwd",        "resources", "timeout", "kill_grace",
-    "retries",   "success", "after",      "stdout",  "stderr",   NULL};
+    "name",      "command",  "shell",      "builtin",  "duration", "params",
+    "combine",   "env",      "cwd",        "resources", "timeout", "kill_grace",
+    "retries",   "success",  "after",      "stdout",   "stderr",   "replicas",
+    "spread",    "retry_away", "require",  "prefer",   "locality", NULL};
 static const char *const default_keys[] = {
-    "command", "shell",   "builtin", "duration", "params",     "combine",
-    "env",     "cwd",     "resources", "timeout", "kill_grace", "retries",
-    "success", "stdout",  "stderr",  NULL};
+    "command",  "shell",    "builtin",    "duration", "params",     "combine",
+    "env",      "cwd",      "resources",  "timeout",  "kill_grace", "retries",
+    "success",  "stdout",   "stderr",     "replicas", "spread",     "retry_away",
+    "require",  "prefer",   "locality",   NULL};
+static const char *const quarantine_keys[] = {"failures", "window", "cooloff", "level", NULL};
 static const char *const resource_keys[] = {"cpus", "gpus", "mem", NULL};
 static const char *const retry_keys[] = {"max", "backoff", "backoff_max", "jitter",
                                          "crash_limit", NULL};
@@ -1085,12 +1090,255 @@ done:
     return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* Placement. */
+
+/* Indexed by gr_level_t. */
+static const char *const level_words[] = {"zone", "rack", "node", NULL};
+
+const char *gr_level_name (gr_level_t l)
+{
+    if (l < GR_LEVEL_ZONE || l > GR_LEVEL_NODE)
+        return "none";
+    return level_words[l];
+}
+
+static int get_level (pctx_t *c, const gr__ynode_t *n, const char *what, gr_level_t *out)
+{
+    const char *hint;
+
+    if (gr__ywant_string (&c->y, n, what) < 0)
+        return -1;
+    /* none: replicas anywhere, retries anywhere (overrides a default). */
+    if (strcmp (n->str, "none") == 0) {
+        *out = GR_LEVEL_NONE;
+        return 0;
+    }
+    for (int l = GR_LEVEL_ZONE; l <= GR_LEVEL_NODE; l++) {
+        if (strcmp (n->str, level_words[l]) == 0) {
+            *out = (gr_level_t)l;
+            return 0;
+        }
+    }
+    hint = gr__ysuggest (n->str, level_words, 3);
+    return gr__yerr (&c->y, n, "%s: '%s' is not a failure-domain level; %s%s%s", what, n->str,
+                     hint ? "did you mean '" : "use node, rack, zone or none", hint ? hint : "",
+                     hint ? "'?" : "");
+}
+
+/* Placement words (label names and values, data set names) are matched
+ * against the site as they are: a template could never match, so a brace
+ * is refused, at its column, with that reason.  Names hold letters,
+ * digits, '-', '.' and '_'; values anything printable but spaces and
+ * commas, since a "data" label lists data sets separated by commas. */
+static int check_place_word (pctx_t *c, const gr__ynode_t *n, const char *what,
+                             const char *noun, bool name)
+{
+    const char *brace;
+
+    if (gr__ywant_string (&c->y, n, what) < 0)
+        return -1;
+    if (n->len == 0)
+        return gr__yerr (&c->y, n, "%s: the %s is empty; write one, or leave the key out", what,
+                         noun);
+    if ((brace = strchr (n->str, '{'))) {
+        int col = n->mark.col;
+        if (n->coloff >= 0)
+            col += n->coloff + (int)gr__yutf8_chars (n->str, (size_t)(brace - n->str));
+        return gr__yerr_at (&c->y, n->mark.line, col,
+                            "%s: templates are not allowed here, but %s '%s' holds a '{'; "
+                            "write the %s itself",
+                            what, noun, n->str, noun);
+    }
+    for (const unsigned char *p = (const unsigned char *)n->str; *p; p++) {
+        unsigned char ch = *p;
+        if (name && !((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')
+                      || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_'))
+            return gr__yerr (&c->y, n, "%s: %s '%s' may only hold letters, digits, '-', '.' "
+                                       "and '_'; use a label name of the site file",
+                             what, noun, n->str);
+        if (!name && (ch <= ' ' || ch == 0x7f || ch == ','))
+            return gr__yerr (&c->y, n, "%s: %s '%s' may not hold spaces, commas or control "
+                                       "characters; %s",
+                             what, noun, n->str,
+                             ch == ',' ? "list several values as [a, b]" : "remove them");
+    }
+    return 0;
+}
+
+/* require: or prefer: of a task (its own, else the default's) into
+ * *outp and *np. */
+static int parse_labels (pctx_t *c, const gr__ynode_t *tn, const char *key,
+                         gr_label_match_t **outp, size_t *np, gr__ynode_t **keyp)
+{
+    const gr__ynode_t *m = tget (c, tn, key, keyp);
+    char what[64], buf[64];
+
+    if (!m || gr__yis_null (m))
+        return 0;
+    if (m->type != GR__YMAP)
+        return gr__yerr (&c->y, m, "%s: expected a mapping of label: value or [values], got "
+                                   "%s; write e.g. %s: {gpu: [a100, h100], zone: east}",
+                         key, gr__ydescribe (m, buf, sizeof (buf)), key);
+    if (m->n == 0)
+        return 0;
+    if (!(*outp = calloc (m->n / 2, sizeof (**outp))))
+        return gr__ynomem (&c->y);
+    for (const gr__ynode_t *k = m->first; k; k = k->next->next) {
+        const gr__ynode_t *v = k->next;
+        gr_label_match_t *lm = &(*outp)[*np];
+        size_t nv = v->type == GR__YSEQ ? v->n : 1;
+
+        snprintf (what, sizeof (what), "%s", key);
+        if (check_place_word (c, k, what, "label name", true) < 0)
+            return -1;
+        /* Counted before it holds anything, so gr_spec_destroy() frees
+         * what a failed one holds. */
+        (*np)++;
+        lm->mark = k->mark;
+        if (!(lm->key = strdup (k->str)))
+            return gr__ynomem (&c->y);
+        if (v->type == GR__YMAP)
+            return gr__yerr (&c->y, v, "%s: label '%s' has a mapping; give a value or a list of "
+                                       "values, e.g. %s: {%s: [a, b]}",
+                             key, k->str, key, k->str);
+        if (v->type == GR__YSEQ && v->n == 0)
+            return gr__yerr (&c->y, v, "%s: label '%s' has an empty list of values; give at "
+                                       "least one value, or leave '%s' out",
+                             key, k->str, k->str);
+        if (!(lm->values = calloc (nv, sizeof (*lm->values))))
+            return gr__ynomem (&c->y);
+        snprintf (what, sizeof (what), "%s.%.40s", key, k->str);
+        /* A scalar's next is its sibling in the mapping, so only lists
+         * are walked. */
+        for (const gr__ynode_t *e = v->type == GR__YSEQ ? v->first : v; e;
+             e = v->type == GR__YSEQ ? e->next : NULL) {
+            if (e->type != GR__YSCALAR)
+                return gr__yerr (&c->y, e, "%s: a value of label '%s' is %s; values are single "
+                                           "words like a100",
+                                 key, k->str, gr__ykind (e));
+            if (check_place_word (c, e, what, "label value", false) < 0)
+                return -1;
+            if (!(lm->values[lm->nvalues] = strdup (e->str)))
+                return gr__ynomem (&c->y);
+            lm->nvalues++;
+        }
+    }
+    return 0;
+}
+
+static int parse_placement (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
+{
+    gr__ynode_t *rkey = NULL, *qkey = NULL, *pkey = NULL;  /* replicas, require, prefer */
+    const gr__ynode_t *v;
+    uint64_t u;
+
+    t->replicas = 1;
+    t->spread = GR_LEVEL_NONE;
+    t->retry_away = GR_LEVEL_NONE;
+    if ((v = tget (c, tn, "replicas", &rkey))) {
+        char buf[64];
+        if (v->type != GR__YSCALAR || gr_parse_u64 (v->str, &u) < 0 || u < 1
+            || u > GR_SPEC_MAX_REPLICAS)
+            return gr__yerr (&c->y, v, "replicas: expected a whole number from 1 to %d, got %s; "
+                                       "give how many copies of each task to run (at most %d, "
+                                       "GR_SPEC_MAX_REPLICAS)",
+                             GR_SPEC_MAX_REPLICAS, gr__ydescribe (v, buf, sizeof (buf)),
+                             GR_SPEC_MAX_REPLICAS);
+        t->replicas = (uint32_t)u;
+        if (__builtin_mul_overflow (t->count, (uint64_t)t->replicas, &t->count))
+            return gr__yerr (&c->y, rkey, "task '%s' with %" PRIu32 " replicas expands to more "
+                                          "than 2^64 tasks; use fewer values or fewer replicas",
+                             t->name, t->replicas);
+    }
+    if (t->replicas > 1)
+        t->spread = GR_LEVEL_NODE;
+    if ((v = tget (c, tn, "spread", NULL)) && get_level (c, v, "spread", &t->spread) < 0)
+        return -1;
+    if ((v = tget (c, tn, "retry_away", NULL))
+        && get_level (c, v, "retry_away", &t->retry_away) < 0)
+        return -1;
+    if (parse_labels (c, tn, "require", &t->require, &t->nrequire, &qkey) < 0
+        || parse_labels (c, tn, "prefer", &t->prefer, &t->nprefer, &pkey) < 0)
+        return -1;
+    if ((v = tget (c, tn, "locality", NULL))) {
+        if (v->type == GR__YSEQ)
+            return gr__yerr (&c->y, v, "locality: expected one data set name, got a list; a task "
+                                       "names the one data set it reads most");
+        if (check_place_word (c, v, "locality", "data set name", false) < 0)
+            return -1;
+        if (!(t->locality = strdup (v->str)))
+            return gr__ynomem (&c->y);
+    }
+    t->place_mark = rkey ? rkey->mark : qkey ? qkey->mark : t->mark;
+    return 0;
+}
+
+/* quarantine: true | false | {failures, window, cooloff, level}. */
+static int parse_quarantine (pctx_t *c, const gr__ynode_t *root)
+{
+    gr_quarantine_t *q = &c->spec->quarantine;
+    const gr__ynode_t *v = gr__ymap_get (root, "quarantine", NULL);
+    const gr__ynode_t *e;
+    char buf[64];
+    uint64_t u;
+
+    q->enabled = false;
+    q->failures = 5;
+    q->window = 600;
+    q->cooloff = 600;
+    q->level = GR_LEVEL_NODE;
+    if (!v)
+        return 0;
+    if (v->type == GR__YSCALAR && !gr__yis_null (v)) {
+        static const char *const yes[] = {"true", "True", "TRUE", NULL};
+        static const char *const no[] = {"false", "False", "FALSE", NULL};
+        for (size_t i = 0; yes[i]; i++) {
+            if (strcmp (v->str, yes[i]) == 0) {
+                q->enabled = true;
+                return 0;
+            }
+            if (strcmp (v->str, no[i]) == 0)
+                return 0;
+        }
+    }
+    if (v->type != GR__YMAP)
+        return gr__yerr (&c->y, v, "quarantine: expected true, false or a mapping {failures, "
+                                   "window, cooloff, level}, got %s; write e.g. quarantine: "
+                                   "{failures: 3, window: 5m}",
+                         gr__ydescribe (v, buf, sizeof (buf)));
+    if (gr__ycheck_keys (&c->y, v, quarantine_keys, "quarantine") < 0)
+        return -1;
+    q->enabled = true;
+    if ((e = gr__ymap_get (v, "failures", NULL))) {
+        if (get_uint (c, e, "quarantine.failures", 1, UINT32_MAX, &u) < 0)
+            return -1;
+        q->failures = (uint32_t)u;
+    }
+    if ((e = gr__ymap_get (v, "window", NULL))
+        && get_duration (c, e, "quarantine.window", &q->window) < 0)
+        return -1;
+    if (e && !(q->window > 0))
+        return gr__yerr (&c->y, e, "quarantine.window: must be longer than 0; it is how far "
+                                   "back failures are counted, e.g. 10m");
+    if ((e = gr__ymap_get (v, "cooloff", NULL))
+        && get_duration (c, e, "quarantine.cooloff", &q->cooloff) < 0)
+        return -1;
+    if (e && !(q->cooloff > 0))
+        return gr__yerr (&c->y, e, "quarantine.cooloff: must be longer than 0; it is how long "
+                                   "a quarantined domain gets no work, e.g. 10m");
+    if ((e = gr__ymap_get (v, "level", NULL))
+        && get_level (c, e, "quarantine.level", &q->level) < 0)
+        return -1;
+    return 0;
+}
+
 static int parse_task (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
     const gr__ynode_t *v;
 
-    if (parse_params (c, t, tn) < 0 || parse_action (c, t, tn) < 0
-        || parse_env (c, t, tn) < 0)
+    if (parse_params (c, t, tn) < 0 || parse_placement (c, t, tn) < 0
+        || parse_action (c, t, tn) < 0 || parse_env (c, t, tn) < 0)
         return -1;
     if ((v = tget (c, tn, "cwd", NULL))) {
         if (dup_string (c, v, "cwd", &t->cwd) < 0
@@ -1139,13 +1387,38 @@ static uint64_t h_dbl (uint64_t h, double d)
     return h_str (h, buf);
 }
 
+/* require: and prefer: are sets: neither the order of their labels nor
+ * that of a label's values changes what they mean, so each goes in as the
+ * sum of its members' hashes, which no order changes. */
+static uint64_t h_labels (uint64_t h, const char *tag, const gr_label_match_t *m, size_t n)
+{
+    uint64_t sum = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        uint64_t hm = h_str (GR_HASH64_INIT, m[i].key), vsum = 0;
+        for (size_t k = 0; k < m[i].nvalues; k++)
+            vsum += gr_hash64_final (h_str (GR_HASH64_INIT, m[i].values[k]));
+        hm = h_u64 (hm, m[i].nvalues);
+        hm = h_u64 (hm, vsum);
+        sum += gr_hash64_final (hm);
+    }
+    h = h_str (h, tag);
+    h = h_u64 (h, n);
+    return h_u64 (h, sum);
+}
+
 /* The run identity hashes the parsed spec, not its text: comments, spacing,
  * quoting and the order of keys inside a task do not change it, while
  * anything that changes what runs does, including the content of param
  * files (their values, not their paths).  Every field goes in with a
  * length or fixed width so no two specs can collide by concatenation.
  * Like task keys it is stored in journals, so the scheme ("gridrun-spec-1")
- * must only ever change together with that tag. */
+ * must only ever change together with that tag.
+ *
+ * The placement keys came later: each goes in only when it differs from
+ * its default, after a tag that starts with '+', so every spec that does
+ * not use them keeps the identity it had before they existed.  No task
+ * name holds a '+', so a tag cannot be mistaken for the next task. */
 static uint64_t hash_spec (const gr_spec_t *s)
 {
     uint64_t h = GR_HASH64_INIT;
@@ -1204,6 +1477,33 @@ static uint64_t hash_spec (const gr_spec_t *s)
         h = h_str (h, t->out_path);
         h = h_u64 (h, t->err_mode);
         h = h_str (h, t->err_path);
+        if (t->replicas != 1) {
+            h = h_str (h, "+replicas");
+            h = h_u64 (h, t->replicas);
+        }
+        if (t->spread != (t->replicas > 1 ? GR_LEVEL_NODE : GR_LEVEL_NONE)) {
+            h = h_str (h, "+spread");
+            h = h_u64 (h, (uint64_t)(t->spread + 1));
+        }
+        if (t->retry_away != GR_LEVEL_NONE) {
+            h = h_str (h, "+retry_away");
+            h = h_u64 (h, (uint64_t)(t->retry_away + 1));
+        }
+        if (t->nrequire)
+            h = h_labels (h, "+require", t->require, t->nrequire);
+        if (t->nprefer)
+            h = h_labels (h, "+prefer", t->prefer, t->nprefer);
+        if (t->locality) {
+            h = h_str (h, "+locality");
+            h = h_str (h, t->locality);
+        }
+    }
+    if (s->quarantine.enabled) {
+        h = h_str (h, "+quarantine");
+        h = h_u64 (h, s->quarantine.failures);
+        h = h_dbl (h, s->quarantine.window);
+        h = h_dbl (h, s->quarantine.cooloff);
+        h = h_u64 (h, (uint64_t)(s->quarantine.level + 1));
     }
     return gr_hash64_final (h);
 }
@@ -1239,6 +1539,8 @@ static int parse_top (pctx_t *c)
     s->grace = 60;
     if ((v = gr__ymap_get (root, "grace", NULL)) && get_duration (c, v, "grace", &s->grace) < 0)
         return -1;
+    if (parse_quarantine (c, root) < 0)
+        return -1;
     if ((c->defaults = gr__ymap_get (root, "defaults", &key))) {
         if (gr__yis_null (c->defaults))
             c->defaults = NULL;
@@ -1252,6 +1554,10 @@ static int parse_top (pctx_t *c)
             if ((v = gr__ymap_get (c->defaults, "after", &key)))
                 return gr__yerr (&c->y, key, "after: cannot be a default, since a task cannot be "
                                              "after itself; put after: on the tasks that wait");
+            if ((v = gr__ymap_get (c->defaults, "quarantine", &key)))
+                return gr__yerr (&c->y, key, "quarantine: cannot be a default, since it applies "
+                                             "to the whole job; move it to the top level of "
+                                             "the spec");
             if (gr__ycheck_keys (&c->y, c->defaults, default_keys, "defaults") < 0)
                 return -1;
         }
@@ -1291,6 +1597,9 @@ static int parse_top (pctx_t *c)
         /* Counted before anything is allocated for it, so that
          * gr_spec_destroy() frees what a failed task holds. */
         s->ntasks = i + 1;
+        if (gr__ymap_get (tn, "quarantine", &nk))
+            return gr__yerr (&c->y, nk, "quarantine: is a job key, not a task key; move it to "
+                                        "the top level of the spec");
         if (gr__ycheck_keys (&c->y, tn, task_keys, "a task") < 0)
             return -1;
         if (!(v = gr__ymap_get (tn, "name", &nk)))
@@ -1405,6 +1714,17 @@ int gr_spec_load (const char *path, gr_spec_t **specp, gr_error_t *errp)
     return rc;
 }
 
+static void free_labels (gr_label_match_t *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free (m[i].key);
+        for (size_t k = 0; k < m[i].nvalues; k++)
+            free (m[i].values[k]);
+        free (m[i].values);
+    }
+    free (m);
+}
+
 void gr_spec_destroy (gr_spec_t *s)
 {
     int saved = errno;
@@ -1437,6 +1757,9 @@ void gr_spec_destroy (gr_spec_t *s)
         free (t->after);
         free (t->out_path);
         free (t->err_path);
+        free_labels (t->require, t->nrequire);
+        free_labels (t->prefer, t->nprefer);
+        free (t->locality);
     }
     free (s->tasks);
     for (size_t i = 0; i < s->nfiles; i++) {

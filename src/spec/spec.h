@@ -23,6 +23,13 @@
  *       after: [prep]
  *       stdout: capture | discard | "path/{x}.out"
  *       stderr: capture | discard | stdout | "path"
+ *       replicas: 3                  # run each task 3 times ...
+ *       spread: rack                 # ... on 3 distinct racks (node|rack|zone)
+ *       retry_away: node             # a retry avoids the failed attempt's node
+ *       require: { gpu: [a100, h100], zone: east }   # labels a node must have
+ *       prefer: { cost: low }        # labels to prefer when they have room
+ *       locality: era5               # prefer nodes whose data: label lists era5
+ *   quarantine: { failures: 5, window: 10m, cooloff: 10m, level: node }
  *
  * Ownership: gr_spec_t and everything reachable from it belong to the spec
  * and are freed by gr_spec_destroy().  All structures are read-only after
@@ -92,6 +99,28 @@ typedef struct gr_retry {
                              task is poison and never retried (default 3) */
 } gr_retry_t;
 
+/* Failure-domain levels a spec can name; the same numbering as topo's
+ * gr_dom_level_t (zone 0, rack 1, node 2). */
+typedef enum {
+    GR_LEVEL_NONE = -1,
+    GR_LEVEL_ZONE = 0,
+    GR_LEVEL_RACK = 1,
+    GR_LEVEL_NODE = 2,
+} gr_level_t;
+
+/* "zone", "rack", "node" or "none". */
+const char *gr_level_name (gr_level_t l);
+
+/* One label condition of require: or prefer:, e.g. gpu: [a100, h100]: a
+ * node matches when its label key has one of the values.  The keys zone,
+ * rack and node match the names of the node's domains. */
+typedef struct gr_label_match {
+    char *key;
+    char **values;        /* nvalues strings (>= 1) */
+    size_t nvalues;
+    gr_mark_t mark;       /* of the key */
+} gr_label_match_t;
+
 typedef struct gr_taskdef {
     uint32_t id;          /* index into spec->tasks */
     char *name;
@@ -111,7 +140,8 @@ typedef struct gr_taskdef {
     gr_param_t *params;
     size_t nparams;
     bool zip;             /* false: cartesian product (first param slowest) */
-    uint64_t count;       /* tasks this definition expands to (>= 1) */
+    uint64_t count;       /* tasks this definition expands to (>= 1),
+                             replicas included: params * replicas */
 
     uint32_t cpus;        /* default 1 */
     uint32_t gpus;        /* default 0 */
@@ -130,7 +160,35 @@ typedef struct gr_taskdef {
     gr_out_mode_t out_mode, err_mode;
     char *out_path;       /* template, GR_OUT_FILE only */
     char *err_path;
+
+    /* Placement.  Task index i of the definition is replica i % replicas
+     * of the parameter combination i / replicas. */
+    uint32_t replicas;    /* default 1; at most GR_SPEC_MAX_REPLICAS */
+    gr_level_t spread;    /* replicas on distinct domains of this level:
+                             default node when replicas > 1, else NONE */
+    gr_level_t retry_away;/* a retry avoids the failed attempt's domain of
+                             this level when another has room; default NONE */
+    gr_label_match_t *require; /* all must match; hard */
+    size_t nrequire;
+    gr_label_match_t *prefer;  /* soft: such nodes get the tasks first */
+    size_t nprefer;
+    char *locality;       /* data set name: prefer nodes whose "data" label
+                             lists it (comma-separated); NULL if none */
+    gr_mark_t place_mark; /* of replicas:, else require:, else the task */
 } gr_taskdef_t;
+
+#define GR_SPEC_MAX_REPLICAS 64
+
+/* Quarantine (job key quarantine:): a domain of `level` in which tasks
+ * fail `failures` times within `window` seconds gets no new work for
+ * `cooloff` seconds.  Off unless the spec asks for it. */
+typedef struct gr_quarantine {
+    bool enabled;
+    uint32_t failures;    /* default 5 */
+    double window;        /* default 600 */
+    double cooloff;       /* default 600 */
+    gr_level_t level;     /* default node */
+} gr_quarantine_t;
 
 typedef struct gr_spec {
     char *path;           /* as given to gr_spec_load */
@@ -140,6 +198,7 @@ typedef struct gr_spec {
     uint64_t total;       /* sum of counts, saturating at UINT64_MAX */
     uint64_t hash;        /* run identity: hash of the normalized spec */
     double grace;         /* drain grace, seconds (job key grace:, default 60) */
+    gr_quarantine_t quarantine;
 
     /* Source text and every file the spec read, so that gr_spec_pack() can
      * ship exactly the same input to other ranks. */
@@ -200,10 +259,17 @@ int gr_expand_select (gr_expand_t *x, const gr_taskdef_t *def, uint64_t index);
 const char *gr_expand_value (const gr_expand_t *x, size_t i);
 
 /* The task key: gr_hash64 over the task name and, in declaration order,
- * each "param=value".  Stable across runs and versions. */
+ * each "param=value".  Stable across runs and versions.  Replica r > 0 of
+ * a task also hashes "\0" "#replica=" and r in decimal at the end, so
+ * replica 0 keeps the key the task has without replicas. */
 uint64_t gr_expand_key (const gr_expand_t *x);
 
-/* "name" when the definition has count 1, else "name[index]". */
+/* The replica number (0 .. replicas-1) of the selected task. */
+uint32_t gr_expand_replica (const gr_expand_t *x);
+
+/* "name" when the definition has count 1, else "name[index]"; with
+ * replicas > 1, "name#r" or "name[index]#r" where index counts parameter
+ * combinations (the task index / replicas) and r is the replica. */
 const char *gr_expand_name (gr_expand_t *x);
 
 /* "x=1 y=foo" (values with spaces or quotes are double-quoted), or "". */

@@ -31,6 +31,7 @@ typedef enum {
     GR__BUILTIN_INDEX = 1,
     GR__BUILTIN_ATTEMPT = 2,
     GR__BUILTIN_RUN_DIR = 3,
+    GR__BUILTIN_REPLICA = 4,
 } gr__builtin_var_t;
 
 /* The built-in whose name is the len bytes at name, or -1. */
@@ -61,7 +62,9 @@ void gr__tpl_next (const char *t, size_t *pos, gr__tpl_tok_t *tok);
  * allocate nothing. */
 struct gr_expand {
     const gr_taskdef_t *def;
-    uint64_t index;
+    uint64_t index;        /* the task index within def */
+    uint64_t combo;        /* its parameter combination: index / replicas */
+    uint32_t replica;      /* and its replica: index % replicas */
     bool selected;
 
     /* Values of the selected task, one per param: they point into the

@@ -63,6 +63,17 @@ static unsigned char *get_file (const char *path, size_t *lenp)
     return buf;
 }
 
+static void assert_same_file (const char *a_path, const char *b_path)
+{
+    size_t alen, blen;
+    unsigned char *a = get_file (a_path, &alen);
+    unsigned char *b = get_file (b_path, &blen);
+    ck_assert_uint_eq (alen, blen);
+    ck_assert (memcmp (a, b, alen) == 0);
+    free (a);
+    free (b);
+}
+
 static uint64_t file_size (const char *path)
 {
     struct stat st;
@@ -131,23 +142,47 @@ static bool same_f64 (double a, double b)
     return memcmp (&a, &b, sizeof (a)) == 0;
 }
 
+/* Whether version 2 stores a duration in microseconds: from 0 up to 9e9
+ * seconds (doc/journal-format.md). */
+static bool in_us (double v)
+{
+    return !signbit (v) && v < 9e9;
+}
+
+/* What replay gives back for a duration written in a format version, when
+ * version 2 stores it in microseconds: the nearest, halves up.  Other
+ * values come back bit for bit. */
+static double kept (double v, unsigned version)
+{
+    if (version < 2 || !in_us (v))
+        return v;
+    return round (v * 1e6) / 1e6;
+}
+
 static bool start_eq (const gr_jstart_t *a, const gr_jstart_t *b)
 {
     return a->key == b->key && a->index == b->index && a->def == b->def
            && a->attempt == b->attempt;
 }
 
-static bool end_eq (const gr_jend_t *a, const gr_jend_t *b)
+/* a was replayed from a journal of the given version; b was appended.
+ * Version 2 stores an entry's three durations in microseconds only when
+ * all three can be; otherwise all three bit for bit. */
+static bool end_eq (const gr_jend_t *a, const gr_jend_t *b, unsigned version)
 {
+    if (!in_us (b->wall) || !in_us (b->utime) || !in_us (b->stime))
+        version = 1;
     return a->key == b->key && a->index == b->index && a->def == b->def
            && a->attempt == b->attempt && a->exit_code == b->exit_code
            && a->signal == b->signal && a->flags == b->flags
-           && a->outcome == b->outcome && same_f64 (a->wall, b->wall)
-           && same_f64 (a->utime, b->utime) && same_f64 (a->stime, b->stime)
+           && a->outcome == b->outcome && same_f64 (a->wall, kept (b->wall, version))
+           && same_f64 (a->utime, kept (b->utime, version))
+           && same_f64 (a->stime, kept (b->stime, version))
            && a->maxrss_kb == b->maxrss_kb;
 }
 
-static void assert_rec_eq (const gr_jrec_t *a, const gr_jrec_t *b, size_t i)
+static void assert_rec_eq (const gr_jrec_t *a, const gr_jrec_t *b, size_t i,
+                           unsigned version)
 {
     ck_assert_msg (a->type == b->type, "record %zu: type %d, want %d", i,
                    (int)a->type, (int)b->type);
@@ -175,7 +210,7 @@ static void assert_rec_eq (const gr_jrec_t *a, const gr_jrec_t *b, size_t i)
             ck_assert_uint_eq (a->end.worker, b->end.worker);
             ck_assert_uint_eq (a->end.n, b->end.n);
             for (uint32_t k = 0; k < b->end.n; k++)
-                ck_assert_msg (end_eq (&a->end.tasks[k], &b->end.tasks[k]),
+                ck_assert_msg (end_eq (&a->end.tasks[k], &b->end.tasks[k], version),
                                "record %zu: end entry %u differs", i, k);
             break;
         case GR_JREC_DRAIN:
@@ -188,14 +223,28 @@ static void assert_rec_eq (const gr_jrec_t *a, const gr_jrec_t *b, size_t i)
         case GR_JREC_WORKER_LOST:
             ck_assert_uint_eq (a->lost.rank, b->lost.rank);
             break;
+        case GR_JREC_QUARANTINE:
+            ck_assert_uint_eq (a->quarantine.level, b->quarantine.level);
+            ck_assert_uint_eq (a->quarantine.on, b->quarantine.on);
+            ck_assert_uint_eq (a->quarantine.failures, b->quarantine.failures);
+            ck_assert (same_f64 (a->quarantine.until, b->quarantine.until));
+            ck_assert_str_eq (a->quarantine.name, b->quarantine.name);
+            break;
     }
 }
 
-static void assert_recs_eq (const recs_t *got, const gr_jrec_t *want, size_t n)
+static void assert_recs_eq_v (const recs_t *got, const gr_jrec_t *want, size_t n,
+                              unsigned version)
 {
     ck_assert_uint_eq (got->n, n);
     for (size_t i = 0; i < n; i++)
-        assert_rec_eq (&got->v[i], &want[i], i);
+        assert_rec_eq (&got->v[i], &want[i], i, version);
+}
+
+/* As written in the current version. */
+static void assert_recs_eq (const recs_t *got, const gr_jrec_t *want, size_t n)
+{
+    assert_recs_eq_v (got, want, n, GR_JOURNAL_VERSION);
 }
 
 static gr_journal_opts_t quiet_opts (void)
@@ -207,14 +256,25 @@ static gr_journal_opts_t quiet_opts (void)
     return o;
 }
 
-/* Write recs to path, one sync per record, and return in offs[i] the file
- * offset where record i starts (offs[n] is the end). */
-static void write_journal (const char *path, const gr_jrec_t *recs, size_t n,
-                           uint64_t *offs)
+/* Open a new journal in the given format version.  gridrun creates
+ * version 2 and appends in a file's own version, so version 1 is had by
+ * writing its header first. */
+static gr_journal_t *open_version (const char *path, unsigned version,
+                                   const gr_journal_opts_t *o, gr_error_t *e)
+{
+    if (version == 1)
+        put_file (path, "GRJNL\0\0\1", GR_JOURNAL_HDR_LEN);
+    return gr_journal_open (path, 0, o, e);
+}
+
+/* Write recs to path in a format version, one sync per record, and return
+ * in offs[i] the file offset where record i starts (offs[n] is the end). */
+static void write_journal_v (const char *path, unsigned version,
+                             const gr_jrec_t *recs, size_t n, uint64_t *offs)
 {
     gr_error_t e;
     gr_journal_opts_t o = quiet_opts ();
-    gr_journal_t *j = gr_journal_open (path, 0, &o, &e);
+    gr_journal_t *j = open_version (path, version, &o, &e);
     ck_assert_msg (j != NULL, "%s", e.text);
     for (size_t i = 0; i < n; i++) {
         if (offs)
@@ -225,6 +285,12 @@ static void write_journal (const char *path, const gr_jrec_t *recs, size_t n,
     if (offs)
         offs[n] = file_size (path);
     ck_assert_msg (gr_journal_close (j, &e) == 0, "%s", e.text);
+}
+
+static void write_journal (const char *path, const gr_jrec_t *recs, size_t n,
+                           uint64_t *offs)
+{
+    write_journal_v (path, GR_JOURNAL_VERSION, recs, n, offs);
 }
 
 static void replay_ok (const char *path, recs_t *rs, gr_journal_info_t *info)
@@ -285,9 +351,11 @@ START_TEST (test_opts_defaults)
 }
 END_TEST
 
+/* Looped over the format versions: _i is 1 or 2. */
 START_TEST (test_roundtrip)
 {
     enum { BIG = 10000 };
+    unsigned version = (unsigned)_i;
     gr_jstart_t one_start = { UINT64_MAX, UINT64_MAX - 1, UINT32_MAX, 7 };
     gr_jend_t one_end = { 1, 2, 3, 4, INT32_MIN, INT32_MAX, 0xffffffffu,
                           GR_JOUT_REQUEUED, -0.0, 1e300, NAN, INT64_MIN };
@@ -354,13 +422,23 @@ START_TEST (test_roundtrip)
     r[n++].lost.rank = 42;
     r[n] = (gr_jrec_t){ .type = GR_JREC_RUN_END, .time = 11.0 };
     r[n++].run_end.exit_code = -2;
+    /* Version 2 only: appended to a version 1 journal, it is left out. */
+    r[n] = (gr_jrec_t){ .type = GR_JREC_QUARANTINE, .time = 12.0 };
+    r[n].quarantine.level = UINT32_MAX;
+    r[n].quarantine.on = 1;
+    r[n].quarantine.failures = UINT32_MAX;
+    r[n].quarantine.until = NAN;
+    strcpy (r[n++].quarantine.name, host63);
+    size_t nappend = n;
+    if (version == 1)
+        n--;
 
     /* All in one commit. */
     gr_error_t e;
     gr_journal_opts_t o = quiet_opts ();
-    gr_journal_t *j = gr_journal_open (jpath, 0, &o, &e);
+    gr_journal_t *j = open_version (jpath, version, &o, &e);
     ck_assert_msg (j != NULL, "%s", e.text);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < nappend; i++)
         ck_assert_msg (gr_journal_append (j, &r[i], &e) == 0, "%s", e.text);
     gr_journal_stats_t st;
     gr_journal_get_stats (j, &st);
@@ -373,17 +451,26 @@ START_TEST (test_roundtrip)
     recs_t got = { 0 };
     gr_journal_info_t info;
     replay_ok (jpath, &got, &info);
-    assert_recs_eq (&got, r, n);
+    assert_recs_eq_v (&got, r, n, version);
+    ck_assert_uint_eq (info.version, version);
     ck_assert_uint_eq (info.records, n);
     ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
     ck_assert_str_eq (info.damage_text, "");
     ck_assert_uint_eq (info.valid_len, GR_JOURNAL_HDR_LEN + st.bytes);
     ck_assert_uint_eq (info.file_len, info.valid_len);
     /* Exact sizes: the format is packed, not a struct dump. */
-    ck_assert_uint_eq (st.bytes, 8 * n + 25 + (22 + 0) + (22 + 63) + 17
-                                     + (17 + 24) + (17 + 24 * BIG) + 17
-                                     + (17 + 72) + (17 + 72 * BIG) + 21 + 21
-                                     + 13 + 13);
+    uint64_t fixed = 8 * n + 25 + (22 + 0) + (22 + 63) + 17 + 17 + 21 + 21 + 13 + 13
+                     + (version == 1 ? 0 : 30 + 63);
+    if (version == 1)
+        ck_assert_uint_eq (st.bytes, fixed + (17 + 24) + (17 + 24 * BIG) + (17 + 72)
+                                         + (17 + 72 * BIG));
+    else {
+        /* one_start: flags, key, index delta -2 (zigzag 3), def, attempt 7. */
+        uint64_t one_start_len = 1 + 8 + 1 + 5 + 1;
+        ck_assert_uint_le (st.bytes, fixed + 17 + one_start_len + (17 + 29 * BIG)
+                                         + (17 + 83) + (17 + 83 * BIG));
+        ck_assert_uint_lt (st.bytes, fixed + 2 * 17 + 96 * BIG);
+    }
     recs_free (&got);
     free (bs);
     free (be);
@@ -394,6 +481,7 @@ END_TEST
 START_TEST (test_split_batch)
 {
     enum { N = 150000 };
+    unsigned version = (unsigned)_i;
     gr_jend_t *be = calloc (N, sizeof (*be));
     ck_assert_ptr_nonnull (be);
     for (uint32_t i = 0; i < N; i++)
@@ -405,7 +493,7 @@ START_TEST (test_split_batch)
     r.end.tasks = be;
     gr_error_t e;
     gr_journal_opts_t o = quiet_opts ();
-    gr_journal_t *j = gr_journal_open (jpath, 0, &o, &e);
+    gr_journal_t *j = open_version (jpath, version, &o, &e);
     ck_assert_ptr_nonnull (j);
     ck_assert_int_eq (gr_journal_append (j, &r, &e), 0);
     gr_journal_stats_t st;
@@ -422,9 +510,13 @@ START_TEST (test_split_batch)
     for (size_t i = 0; i < got.n; i++) {
         ck_assert_int_eq (got.v[i].type, GR_JREC_TASK_END);
         ck_assert_uint_eq (got.v[i].end.worker, 3);
-        ck_assert_uint_le (17 + 72ull * got.v[i].end.n, GR_JOURNAL_MAX_RECORD);
+        /* Split at the largest entry size: 72 bytes (v1), 83 (v2). */
+        uint64_t emax = version == 1 ? 72 : 83;
+        ck_assert_uint_le (17 + emax * got.v[i].end.n, GR_JOURNAL_MAX_RECORD);
+        if (i + 1 < got.n)
+            ck_assert_uint_eq (got.v[i].end.n, (GR_JOURNAL_MAX_RECORD - 17) / emax);
         for (uint32_t t = 0; t < got.v[i].end.n; t++, k++)
-            ck_assert (end_eq (&got.v[i].end.tasks[t], &be[k]));
+            ck_assert (end_eq (&got.v[i].end.tasks[t], &be[k], version));
     }
     ck_assert_uint_eq (k, N);
     recs_free (&got);
@@ -544,6 +636,11 @@ START_TEST (test_bad_append)
     ck_assert_int_eq (gr_journal_append (j, &r, &e), -1);
     ck_assert_int_eq (errno, EINVAL);
     ck_assert_ptr_nonnull (strstr (e.text, "host"));
+    r = (gr_jrec_t){ .type = GR_JREC_QUARANTINE, .time = 1 };
+    memset (r.quarantine.name, 'x', sizeof (r.quarantine.name));
+    ck_assert_int_eq (gr_journal_append (j, &r, &e), -1);
+    ck_assert_int_eq (errno, EINVAL);
+    ck_assert_ptr_nonnull (strstr (e.text, "name"));
     /* Nothing of the failed appends was kept. */
     gr_journal_stats_t st;
     gr_journal_get_stats (j, &st);
@@ -582,10 +679,11 @@ static void assert_damage (const char *path, size_t want_records,
 
 START_TEST (test_truncate)
 {
+    unsigned version = (unsigned)_i; /* looped over the format versions */
     gr_jrec_t r[8];
     uint64_t off[9];
     size_t n = small_journal (r);
-    write_journal (jpath, r, n, off);
+    write_journal_v (jpath, version, r, n, off);
     size_t len;
     unsigned char *whole = get_file (jpath, &len);
     ck_assert_uint_eq (len, off[n]);
@@ -611,7 +709,7 @@ START_TEST (test_truncate)
         put_file (cut, whole, off[i]);
         recs_t got = { 0 };
         replay_ok (cut, &got, &info);
-        assert_recs_eq (&got, r, i);
+        assert_recs_eq_v (&got, r, i, version);
         ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
         ck_assert_uint_eq (info.valid_len, off[i]);
         recs_free (&got);
@@ -627,10 +725,11 @@ END_TEST
 
 START_TEST (test_bitflip)
 {
+    unsigned version = (unsigned)_i; /* looped over the format versions */
     gr_jrec_t r[8];
     uint64_t off[9];
     size_t n = small_journal (r);
-    write_journal (jpath, r, n, off);
+    write_journal_v (jpath, version, r, n, off);
     int fd = open (jpath, O_RDWR);
     ck_assert_int_ge (fd, 0);
     gr_jdamage_t kinds[] = { GR_JDAMAGE_CRC, GR_JDAMAGE_LENGTH,
@@ -676,10 +775,11 @@ static void random_bytes (gr_rng_t *rng, unsigned char *p, size_t len)
 
 START_TEST (test_garbage_tail)
 {
+    unsigned version = (unsigned)_i; /* looped over the format versions */
     gr_jrec_t r[8];
     uint64_t off[9];
     size_t n = small_journal (r);
-    write_journal (jpath, r, n, off);
+    write_journal_v (jpath, version, r, n, off);
     size_t len;
     unsigned char *whole = get_file (jpath, &len);
     gr_jdamage_t any[] = { GR_JDAMAGE_TORN, GR_JDAMAGE_CRC, GR_JDAMAGE_LENGTH,
@@ -704,7 +804,7 @@ START_TEST (test_garbage_tail)
             recs_t got = { 0 };
             gr_journal_info_t info;
             replay_ok (jpath, &got, &info);
-            assert_recs_eq (&got, r, n);
+            assert_recs_eq_v (&got, r, n, version);
             recs_free (&got);
             assert_damage (jpath, n, off[n], any, 4, what);
             free (buf);
@@ -716,6 +816,7 @@ END_TEST
 
 START_TEST (test_random_file)
 {
+    unsigned version = (unsigned)_i; /* looped over the format versions */
     gr_rng_t rng;
     gr_rng_seed (&rng, 12345);
     gr_jdamage_t any[] = { GR_JDAMAGE_TORN, GR_JDAMAGE_CRC, GR_JDAMAGE_LENGTH,
@@ -725,6 +826,7 @@ START_TEST (test_random_file)
         unsigned char *buf = malloc (GR_JOURNAL_HDR_LEN + len);
         ck_assert_ptr_nonnull (buf);
         memcpy (buf, GR_JOURNAL_MAGIC, GR_JOURNAL_HDR_LEN);
+        buf[GR_JOURNAL_HDR_LEN - 1] = (unsigned char)version;
         random_bytes (&rng, buf + GR_JOURNAL_HDR_LEN, len);
         put_file (jpath, buf, GR_JOURNAL_HDR_LEN + len);
         assert_damage (jpath, 0, GR_JOURNAL_HDR_LEN, any, 4, "random file");
@@ -805,6 +907,49 @@ static void fill_host_ff (unsigned char *body)
     body[12] = 255;
 }
 
+/* A small journal of a given version, and the bad record tests put
+ * after its first two records. */
+typedef struct {
+    gr_jrec_t r[8];
+    uint64_t off[9];
+    unsigned char *whole;
+    unsigned char *buf;
+} bad_journal_t;
+
+static void bad_journal_init (bad_journal_t *bj, unsigned version)
+{
+    size_t len;
+    size_t n = small_journal (bj->r);
+    write_journal_v (jpath, version, bj->r, n, bj->off);
+    bj->whole = get_file (jpath, &len);
+    bj->buf = malloc (len + 2 * 1024);
+    ck_assert_ptr_nonnull (bj->buf);
+}
+
+static void bad_journal_free (bad_journal_t *bj)
+{
+    free (bj->buf);
+    free (bj->whole);
+}
+
+/* Good records, the bad one, then (unless its length is to run past the
+ * end of the file) a good one that must not be reached. */
+static void bad_journal_check (bad_journal_t *bj, const unsigned char *payload,
+                               size_t plen, int64_t len_adjust, gr_jdamage_t want,
+                               const char *name)
+{
+    const uint64_t *off = bj->off;
+    memcpy (bj->buf, bj->whole, off[2]);
+    size_t at = off[2];
+    at += frame (bj->buf + at, (uint32_t)((int64_t)plen + len_adjust), payload, plen);
+    if (len_adjust == 0) {
+        memcpy (bj->buf + at, bj->whole + off[2], off[3] - off[2]);
+        at += off[3] - off[2];
+    }
+    put_file (jpath, bj->buf, at);
+    assert_damage (jpath, 2, off[2], &want, 1, name);
+}
+
 START_TEST (test_format_damage)
 {
     static const bad_case_t cases[] = {
@@ -842,15 +987,9 @@ START_TEST (test_format_damage)
         { "length past end", GR_JREC_RUN_START, 16, 975, GR_JDAMAGE_LENGTH,
           fill_zero },
     };
-    gr_jrec_t r[8];
-    uint64_t off[9];
-    size_t n = small_journal (r);
-    write_journal (jpath, r, n, off);
-    size_t len;
-    unsigned char *whole = get_file (jpath, &len);
-    unsigned char *buf = malloc (len + 2 * 1024);
-    ck_assert_ptr_nonnull (buf);
-
+    /* These are version 1 layouts (the v2 ones follow below). */
+    bad_journal_t bj;
+    bad_journal_init (&bj, 1);
     for (size_t c = 0; c < sizeof (cases) / sizeof (cases[0]); c++) {
         const bad_case_t *bc = &cases[c];
         unsigned char payload[512];
@@ -858,39 +997,222 @@ START_TEST (test_format_damage)
         payload[0] = bc->type;
         memcpy (payload + 1, &(double){ 1.0 }, 8);
         bc->fill (payload + 9);
-        size_t plen = 9 + bc->body_len;
-        /* Good records, the bad one, then a good one that must not be
-         * reached. */
-        memcpy (buf, whole, off[2]);
-        size_t at = off[2];
-        at += frame (buf + at, (uint32_t)((int64_t)plen + bc->len_adjust),
-                     payload, plen);
-        if (bc->len_adjust == 0) {
-            memcpy (buf + at, whole + off[2], off[3] - off[2]);
-            at += off[3] - off[2];
-        }
-        put_file (jpath, buf, at);
-        assert_damage (jpath, 2, off[2], &bc->want, 1, bc->name);
+        bad_journal_check (&bj, payload, 9 + bc->body_len, bc->len_adjust, bc->want,
+                           bc->name);
     }
-    free (buf);
-    free (whole);
+    bad_journal_free (&bj);
 }
 END_TEST
 
-/* Records with a correct CRC and random contents: each parses or is
- * FORMAT damage, and nothing is read out of bounds (run under valgrind). */
+/* Version 2 task records with a correct CRC that no writer makes.  Bodies
+ * are what follows type and time: u32 worker, u32 n, entries. */
+#define KEY8 "\x11\x22\x33\x44\x55\x66\x77\x88"
+#define N1 "\0\0\0\0" "\x01\0\0\0"
+#define N2 "\0\0\0\0" "\x02\0\0\0"
+#define RAW24 "\0\0\0\0\0\0\0\0" "\0\0\0\0\0\0\0\0" "\0\0\0\0\0\0\0\0"
+
+typedef struct {
+    const char *name;
+    uint8_t type;
+    const char *body;
+    size_t body_len;        /* sizeof the literal, less its NUL */
+    int64_t len_adjust;
+    gr_jdamage_t want;
+} bad_v2_t;
+
+#define BAD_V2(name, type, body, adj, want)                                     \
+    { name, type, body, sizeof (body) - 1, adj, want }
+
+START_TEST (test_format_damage_v2)
+{
+    static const bad_v2_t cases[] = {
+        BAD_V2 ("varint of 11 bytes", GR_JREC_TASK_START,
+                N1 "\x01" KEY8 "\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("varint above 2^64", GR_JREC_TASK_START,
+                N1 "\x01" KEY8 "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("varint cut by the record's end", GR_JREC_TASK_START,
+                N1 "\x01" KEY8 "\x80", 0, GR_JDAMAGE_FORMAT),
+        BAD_V2 ("varint of 10 bytes cut", GR_JREC_TASK_END,
+                N1 "\x40" KEY8 "\xff\xff\xff\xff\xff\xff\xff\xff\xff", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("def above 2^32-1", GR_JREC_TASK_START,
+                N1 "\x02" KEY8 "\x80\x80\x80\x80\x10", 0, GR_JDAMAGE_FORMAT),
+        BAD_V2 ("attempt above 2^32-1", GR_JREC_TASK_END,
+                N1 "\x04" KEY8 "\xff\xff\xff\xff\x7f", 0, GR_JDAMAGE_FORMAT),
+        BAD_V2 ("exit code above 2^32-1", GR_JREC_TASK_END,
+                N1 "\x08" KEY8 "\x80\x80\x80\x80\x10\x00\x00\x00", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("signal above 2^32-1", GR_JREC_TASK_END,
+                N1 "\x08" KEY8 "\x00\x80\x80\x80\x80\x10\x00\x00", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("outcome 5", GR_JREC_TASK_END, N1 "\x08" KEY8 "\x00\x00\x00\x05", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("status with three fields", GR_JREC_TASK_END,
+                N1 "\x08" KEY8 "\x00\x00\x00", 0, GR_JDAMAGE_FORMAT),
+        BAD_V2 ("start flag 0x08", GR_JREC_TASK_START, N1 "\x08" KEY8, 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("start flag 0x80", GR_JREC_TASK_START, N1 "\x80" KEY8 RAW24, 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("raw and wall", GR_JREC_TASK_END, N1 "\x90" KEY8 RAW24 "\x01", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("raw and cpu", GR_JREC_TASK_END, N1 "\xa0" KEY8 RAW24 "\x01\x01", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("raw times cut", GR_JREC_TASK_END,
+                N1 "\x80" KEY8 "\0\0\0\0\0\0\0\0" "\0\0\0\0\0\0\0", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("cpu with one varint", GR_JREC_TASK_END, N1 "\x20" KEY8 "\x01", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("key cut", GR_JREC_TASK_END, N1 "\x00\x11\x22\x33\x44", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("n=2, room for one", GR_JREC_TASK_START, N2 "\x00" KEY8, 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("n=2, second entry cut", GR_JREC_TASK_START,
+                N2 "\x01" KEY8 "\x02" "\x00\x11\x22\x33\x44\x55\x66\x77", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("byte after the last entry", GR_JREC_TASK_START, N1 "\x00" KEY8 "\x00",
+                0, GR_JDAMAGE_FORMAT),
+        BAD_V2 ("n=0 and a byte", GR_JREC_TASK_END, "\0\0\0\0\0\0\0\0\x00", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("n=2^32-1", GR_JREC_TASK_END, "\0\0\0\0\xff\xff\xff\xff" "\x00" KEY8,
+                0, GR_JDAMAGE_FORMAT),
+        BAD_V2 ("no count", GR_JREC_TASK_START, "\0\0\0\0\x01\0\0", 0,
+                GR_JDAMAGE_FORMAT),
+        /* Past the end of the file, with every entry in view: its real
+         * length is known, so this is a bad length, not a torn write. */
+        BAD_V2 ("length past end, entries whole", GR_JREC_TASK_START, N1 "\x00" KEY8, 5,
+                GR_JDAMAGE_LENGTH),
+        BAD_V2 ("length past end, n=0", GR_JREC_TASK_END, "\0\0\0\0\0\0\0\0", 1,
+                GR_JDAMAGE_LENGTH),
+        BAD_V2 ("length past end, too long for n", GR_JREC_TASK_START,
+                N1 "\x01" KEY8 "\x80", 100, GR_JDAMAGE_LENGTH),
+        BAD_V2 ("length past end, bad entry", GR_JREC_TASK_START, N2 "\x08" KEY8, 9,
+                GR_JDAMAGE_LENGTH),
+        /* Past the end inside an entry that could go on: a torn write. */
+        BAD_V2 ("torn inside a varint", GR_JREC_TASK_START, N1 "\x01" KEY8 "\x80", 1,
+                GR_JDAMAGE_TORN),
+        /* Quarantine: level, on, failures, until, namelen, name. */
+        BAD_V2 ("quarantine no namelen", GR_JREC_QUARANTINE,
+                "\0\0\0\0" "\0\0\0\0" "\0\0\0\0" "\0\0\0\0\0\0\0\0", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("quarantine name short", GR_JREC_QUARANTINE,
+                "\0\0\0\0" "\0\0\0\0" "\0\0\0\0" "\0\0\0\0\0\0\0\0" "\x05" "abcd", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("quarantine name long", GR_JREC_QUARANTINE,
+                "\0\0\0\0" "\0\0\0\0" "\0\0\0\0" "\0\0\0\0\0\0\0\0" "\x03" "abcd", 0,
+                GR_JDAMAGE_FORMAT),
+        BAD_V2 ("quarantine name nul", GR_JREC_QUARANTINE,
+                "\0\0\0\0" "\0\0\0\0" "\0\0\0\0" "\0\0\0\0\0\0\0\0" "\x04" "ab\0d",
+                0, GR_JDAMAGE_FORMAT),
+        BAD_V2 ("quarantine namelen 64", GR_JREC_QUARANTINE,
+                "\0\0\0\0" "\0\0\0\0" "\0\0\0\0" "\0\0\0\0\0\0\0\0" "\x40"
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                0, GR_JDAMAGE_FORMAT),
+        BAD_V2 ("quarantine length past end", GR_JREC_QUARANTINE,
+                "\0\0\0\0" "\0\0\0\0" "\0\0\0\0" "\0\0\0\0\0\0\0\0" "\x02" "ab",
+                3, GR_JDAMAGE_LENGTH),
+        BAD_V2 ("type 9", 9, "\0\0\0\0", 0, GR_JDAMAGE_FORMAT),
+    };
+    bad_journal_t bj;
+    bad_journal_init (&bj, 2);
+    for (size_t c = 0; c < sizeof (cases) / sizeof (cases[0]); c++) {
+        const bad_v2_t *bc = &cases[c];
+        unsigned char payload[512];
+        payload[0] = bc->type;
+        memcpy (payload + 1, &(double){ 1.0 }, 8);
+        memcpy (payload + 9, bc->body, bc->body_len);
+        bad_journal_check (&bj, payload, 9 + bc->body_len, bc->len_adjust, bc->want,
+                           bc->name);
+    }
+    bad_journal_free (&bj);
+}
+END_TEST
+
+/* A random version 2 entry, well formed more often than not: a flag byte
+ * and key, then the fields its flags call for, as varints of 1 to 5 bytes
+ * (now and then one of 10 or 11 bytes, or cut short), or raw times. */
+static size_t random_entry_v2 (gr_rng_t *rng, unsigned char *p, bool is_start)
+{
+    static const unsigned nvar[] = { 1, 1, 1, 4 };  /* INDEX DEF ATTEMPT STATUS */
+    unsigned char *q = p;
+    unsigned f = (unsigned)gr_rng_next (rng) & (is_start ? 0x07 : 0xff);
+    if ((f & 0x80) && gr_rng_next (rng) % 4 != 0)
+        f &= ~0x30u;
+    *q++ = (unsigned char)f;
+    random_bytes (rng, q, 8);
+    q += 8;
+    unsigned count = 0;
+    for (unsigned bit = 0; bit < 4; bit++)
+        count += (f >> bit & 1) ? nvar[bit] : 0;
+    count += (f & 0x10 ? 1 : 0) + (f & 0x20 ? 2 : 0) + (f & 0x40 ? 1 : 0);
+    if (f & 0x80) {
+        random_bytes (rng, q, 24);
+        q += 24;
+    }
+    for (unsigned v = 0; v < count; v++) {
+        uint64_t r = gr_rng_next (rng);
+        size_t len = r % 64 == 0 ? 10 + r / 64 % 2 : 1 + r / 64 % 5;
+        random_bytes (rng, q, len);
+        for (size_t k = 0; k + 1 < len; k++)
+            q[k] |= 0x80;
+        q[len - 1] &= r % 97 == 0 ? 0xff : 0x7f;
+        /* Small values, so outcomes and such often pass. */
+        if (len == 1 && r % 3 == 0)
+            q[0] &= 0x03;
+        q += len;
+    }
+    return (size_t)(q - p);
+}
+
+/* One CRC-valid record alone in a journal of the given version: it parses
+ * or is FORMAT damage, and nothing is read out of bounds (run under
+ * valgrind or ASan).  Returns whether it parsed; one that parsed is
+ * appended again by gridrun, and must replay the same. */
+static bool fuzz_one (unsigned version, const unsigned char *payload, size_t plen)
+{
+    unsigned char out[4096];
+    memcpy (out, GR_JOURNAL_MAGIC, GR_JOURNAL_HDR_LEN);
+    out[GR_JOURNAL_HDR_LEN - 1] = (unsigned char)version;
+    size_t l = GR_JOURNAL_HDR_LEN + frame (out + GR_JOURNAL_HDR_LEN, (uint32_t)plen,
+                                           payload, plen);
+    put_file (jpath, out, l);
+    gr_journal_info_t info;
+    recs_t got = { 0 };
+    replay_ok (jpath, &got, &info);
+    if (info.damage != GR_JDAMAGE_NONE) {
+        ck_assert_int_eq (info.damage, GR_JDAMAGE_FORMAT);
+        ck_assert_uint_eq (got.n, 0);
+        recs_free (&got);
+        return false;
+    }
+    ck_assert_uint_eq (got.n, 1);
+    char again[160];
+    snprintf (again, sizeof (again), "%s/again", tmpdir);
+    unlink (again);
+    write_journal_v (again, version, got.v, 1, NULL);
+    recs_t got2 = { 0 };
+    replay_ok (again, &got2, &info);
+    assert_recs_eq_v (&got2, got.v, 1, version);
+    recs_free (&got2);
+    recs_free (&got);
+    return true;
+}
+
 START_TEST (test_fuzz_parse)
 {
+    unsigned version = (unsigned)_i; /* looped over the format versions */
     gr_rng_t rng;
     gr_rng_seed (&rng, 99);
-    unsigned char payload[2048], out[4096];
+    unsigned char payload[2048];
     int parsed = 0;
     for (int rep = 0; rep < 3000; rep++) {
         size_t plen = 9 + (size_t)(gr_rng_next (&rng) % 200);
         random_bytes (&rng, payload, plen);
         payload[0] = (unsigned char)(gr_rng_next (&rng) % 9);
+        bool batch = payload[0] == GR_JREC_TASK_START || payload[0] == GR_JREC_TASK_END;
         /* Often make the count or host length agree, to get past them. */
-        if (rep % 3 == 0 && plen >= 17) {
+        if (version == 1 && rep % 3 == 0 && plen >= 17) {
             uint32_t esize = payload[0] == GR_JREC_TASK_END ? 72 : 24;
             plen = 17 + esize * ((plen - 17) / esize);
             le32 (payload + 13, (uint32_t)((plen - 17) / esize));
@@ -898,38 +1220,78 @@ START_TEST (test_fuzz_parse)
                 if (payload[0] == GR_JREC_TASK_END)
                     le32 (payload + k, (uint32_t)(gr_rng_next (&rng) % 6));
         }
+        if (version == 2 && rep % 3 == 0 && batch) {
+            /* Entries after their grammar; now and then a wrong count or a
+             * flipped byte. */
+            uint32_t n = (uint32_t)(gr_rng_next (&rng) % 6);
+            plen = 17;
+            for (uint32_t i = 0; i < n; i++)
+                plen += random_entry_v2 (&rng, payload + plen,
+                                         payload[0] == GR_JREC_TASK_START);
+            uint64_t r = gr_rng_next (&rng);
+            le32 (payload + 13, r % 8 == 0 ? n + 1 : r % 8 == 1 && n ? n - 1 : n);
+            if (r % 8 == 2) {
+                size_t at = 9 + (size_t)(r / 8 % (plen - 9));
+                payload[at] ^= (unsigned char)(1u << (r / 1024 % 8));
+            }
+        }
         if (rep % 3 == 1 && payload[0] == GR_JREC_WORKER && plen >= 22) {
             payload[21] = (unsigned char)(plen - 22);
         }
-        memcpy (out, GR_JOURNAL_MAGIC, GR_JOURNAL_HDR_LEN);
-        size_t l = GR_JOURNAL_HDR_LEN + frame (out + GR_JOURNAL_HDR_LEN,
-                                               (uint32_t)plen, payload, plen);
-        put_file (jpath, out, l);
-        gr_journal_info_t info;
-        recs_t got = { 0 };
-        replay_ok (jpath, &got, &info);
-        if (info.damage == GR_JDAMAGE_NONE) {
-            ck_assert_uint_eq (got.n, 1);
-            parsed++;
-        }
-        else {
-            ck_assert_int_eq (info.damage, GR_JDAMAGE_FORMAT);
-            ck_assert_uint_eq (got.n, 0);
-        }
-        recs_free (&got);
+        parsed += fuzz_one (version, payload, plen);
     }
-    printf ("# fuzz: %d of 3000 random CRC-valid records parsed\n", parsed);
+    printf ("# fuzz v%u: %d of 3000 random CRC-valid records parsed\n", version, parsed);
     fflush (stdout);
     ck_assert_int_gt (parsed, 0);
 }
 END_TEST
 
+/* Records gridrun wrote, a few bytes changed, the CRC made to match:
+ * each parses or is FORMAT damage. */
+START_TEST (test_fuzz_mutate)
+{
+    unsigned version = (unsigned)_i; /* looped over the format versions */
+    gr_jrec_t r[8];
+    uint64_t off[9];
+    size_t n = small_journal (r);
+    write_journal_v (jpath, version, r, n, off);
+    size_t len;
+    unsigned char *whole = get_file (jpath, &len);
+    gr_rng_t rng;
+    gr_rng_seed (&rng, 4242);
+    unsigned char payload[2048];
+    int parsed = 0;
+    for (int rep = 0; rep < 4000; rep++) {
+        /* The two batches, mostly. */
+        size_t i = rep % 4 == 3 ? (size_t)(gr_rng_next (&rng) % n)
+                                : (size_t)(2 + rep % 2);
+        size_t plen = (size_t)(off[i + 1] - off[i]) - 8;
+        memcpy (payload, whole + off[i] + 8, plen);
+        int changes = 1 + (int)(gr_rng_next (&rng) % 3);
+        for (int c = 0; c < changes; c++) {
+            /* Past type and time: a new byte, or one bit flipped. */
+            uint64_t x = gr_rng_next (&rng);
+            size_t at = 9 + (size_t)(x % (plen - 9));
+            if (x / 4096 % 2)
+                payload[at] = (unsigned char)(x >> 16);
+            else
+                payload[at] ^= (unsigned char)(1u << (x >> 16) % 8);
+        }
+        parsed += fuzz_one (version, payload, plen);
+    }
+    printf ("# mutate v%u: %d of 4000 changed records parsed\n", version, parsed);
+    fflush (stdout);
+    free (whole);
+}
+END_TEST
+
 START_TEST (test_reopen_after_damage)
 {
+    unsigned version = (unsigned)_i; /* looped over the format versions */
     gr_jrec_t r[16];
     uint64_t off[9];
     size_t n = small_journal (r);
-    write_journal (jpath, r, n, off);
+    write_journal_v (jpath, version, r, n, off);
     /* A torn tail: half of a copy of record 3. */
     size_t len;
     unsigned char *whole = get_file (jpath, &len);
@@ -965,7 +1327,7 @@ START_TEST (test_reopen_after_damage)
     recs_t got = { 0 };
     replay_ok (jpath, &got, &info);
     ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
-    assert_recs_eq (&got, r, n + 4);
+    assert_recs_eq_v (&got, r, n + 4, version);
     recs_free (&got);
 
     /* valid_len 0 keeps the file and appends at its end. */
@@ -976,7 +1338,7 @@ START_TEST (test_reopen_after_damage)
     ck_assert_int_eq (gr_journal_close (j, &e), 0);
     replay_ok (jpath, &got, &info);
     ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
-    assert_recs_eq (&got, r, n + 5);
+    assert_recs_eq_v (&got, r, n + 5, version);
     recs_free (&got);
     free (whole);
 }
@@ -994,7 +1356,8 @@ START_TEST (test_header)
         { "empty", "", 0, "is not a gridrun journal" },
         { "short", "GRJ", 3, "is not a gridrun journal" },
         { "seven", "GRJNL\0\0", 7, "is not a gridrun journal" },
-        { "version 2", "GRJNL\0\0\2", 8, "format version 2" },
+        { "version 3", "GRJNL\0\0\3", 8, "format version 3" },
+        { "version 255", "GRJNL\0\0\377", 8, "format version 255" },
         { "version 0", "GRJNL\0\0\0", 8, "format version 0" },
     };
     char path[160];
@@ -1033,6 +1396,8 @@ START_TEST (test_header)
     unsigned char *data = get_file (path, &len);
     ck_assert_uint_eq (len, GR_JOURNAL_HDR_LEN);
     ck_assert (memcmp (data, GR_JOURNAL_MAGIC, GR_JOURNAL_HDR_LEN) == 0);
+    /* New journals are version 2. */
+    ck_assert (memcmp (data, "GRJNL\0\0\2", GR_JOURNAL_HDR_LEN) == 0);
     free (data);
     gr_journal_info_t info;
     recs_t got = { 0 };
@@ -1042,6 +1407,17 @@ START_TEST (test_header)
     ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
     ck_assert_uint_eq (info.valid_len, GR_JOURNAL_HDR_LEN);
     ck_assert_uint_eq (info.file_len, GR_JOURNAL_HDR_LEN);
+    ck_assert_uint_eq (info.version, 2);
+
+    /* A version 1 journal with no records: read, and appended to. */
+    snprintf (path, sizeof (path), "%s/v1", tmpdir);
+    put_file (path, "GRJNL\0\0\1", GR_JOURNAL_HDR_LEN);
+    replay_ok (path, &got, &info);
+    ck_assert_uint_eq (info.records, 0);
+    ck_assert_uint_eq (info.version, 1);
+    j = gr_journal_open (path, 0, NULL, &e);
+    ck_assert_ptr_nonnull (j);
+    ck_assert_int_eq (gr_journal_close (j, &e), 0);
 
     /* A directory, and a missing parent. */
     ck_assert_ptr_null (gr_journal_open (tmpdir, 0, NULL, &e));
@@ -1194,18 +1570,284 @@ START_TEST (test_fixture_v1)
     gr_journal_info_t info;
     replay_ok (fixture, &got, &info);
     ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
-    assert_recs_eq (&got, r, n);
+    ck_assert_uint_eq (info.version, 1);
+    assert_recs_eq_v (&got, r, n, 1);
+    recs_free (&got);
+
+    /* And today's writer, appending to a version 1 journal, produces the
+     * same bytes. */
+    write_journal_v (jpath, 1, r, n, NULL);
+    assert_same_file (fixture, jpath);
+}
+END_TEST
+
+/* The pinned journal of format version 2 (tests/data/journal-v2.bin, made
+ * by tests/data/mkjournal-v2.py, an encoder written from
+ * doc/journal-format.md).  Its entries set every flag bit. */
+
+static gr_jstart_t fx2_starts[4] = {
+    { 0xefc46cde4dc87bb3ULL, 0, 0, 1 },
+    { 0x1111222233334444ULL, 1, 0, 1 },
+    { 0x5555666677778888ULL, 7, 2, 3 },
+    { 0x9999aaaabbbbccccULL, 3, 2, 1 },
+};
+static gr_jend_t fx2_ends[2] = {
+    { 0xefc46cde4dc87bb3ULL, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 1.5, 1.25, 0.125,
+      20480 },
+    { 0x1111222233334444ULL, 1, 0, 1, 3, 0, 1, GR_JOUT_RETRY, 0.75, 0.5,
+      0.0625, 20480 },
+};
+static gr_jend_t fx2_ends2[4] = {
+    { 0x5555666677778888ULL, 7, 2, 3, -1, 9, 2, GR_JOUT_REQUEUED, 30.5, 0.0,
+      0.0, -1 },
+    /* 1.5 us is kept as 2 us. */
+    { 0x9999aaaabbbbccccULL, 3, 2, 1, 0, 0, 0, GR_JOUT_DONE, 0.0000015, 0.0,
+      0.0, -1 },
+    { UINT64_MAX, UINT64_MAX, UINT32_MAX, UINT32_MAX, INT32_MIN, INT32_MAX,
+      UINT32_MAX, GR_JOUT_FAILED, -1.0, INFINITY, -0.0, INT64_MAX },
+    { 0, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 0.0, 0.0, 0.0, 0 },
+};
+
+static size_t fixture_records_v2 (gr_jrec_t *r)
+{
+    size_t n = fixture_records (r);
+    /* Record 3 and 4: more entries; record 8: four ends. */
+    r[3].start.n = 4;
+    r[3].start.tasks = fx2_starts;
+    r[4].end.tasks = fx2_ends;
+    r[8].end.n = 4;
+    r[8].end.tasks = fx2_ends2;
+    /* Two quarantine records before the run's end. */
+    r[n + 1] = r[n - 1];
+    r[n - 1] = (gr_jrec_t){ .type = GR_JREC_QUARANTINE, .time = 1700000006.5 };
+    r[n - 1].quarantine.level = 2;
+    r[n - 1].quarantine.on = 1;
+    r[n - 1].quarantine.failures = 3;
+    r[n - 1].quarantine.until = 1700000606.5;
+    strcpy (r[n - 1].quarantine.name, "rack r1");
+    r[n] = (gr_jrec_t){ .type = GR_JREC_QUARANTINE, .time = 1700000006.75 };
+    r[n].quarantine.level = 2;
+    r[n].quarantine.failures = 3;
+    return n + 2;
+}
+
+START_TEST (test_fixture_v2)
+{
+    gr_jrec_t r[16];
+    size_t n = fixture_records_v2 (r);
+    const char *fixture = DATA "/journal-v2.bin";
+
+    recs_t got = { 0 };
+    gr_journal_info_t info;
+    replay_ok (fixture, &got, &info);
+    ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
+    ck_assert_uint_eq (info.version, 2);
+    assert_recs_eq_v (&got, r, n, 2);
+    /* The documented rounding, spelled out. */
+    ck_assert (same_f64 (got.v[8].end.tasks[1].wall, 2e-6));
+    ck_assert (same_f64 (got.v[8].end.tasks[2].stime, -0.0));
+    ck_assert (same_f64 (got.v[8].end.tasks[2].utime, INFINITY));
+    ck_assert_int_eq (got.v[8].end.tasks[2].exit_code, INT32_MIN);
+    ck_assert_int_eq (got.v[8].end.tasks[2].maxrss_kb, INT64_MAX);
+    ck_assert_int_eq (got.v[8].end.tasks[3].maxrss_kb, 0);
     recs_free (&got);
 
     /* And today's writer produces the same bytes. */
-    write_journal (jpath, r, n, NULL);
-    size_t alen, blen;
-    unsigned char *a = get_file (fixture, &alen);
-    unsigned char *b = get_file (jpath, &blen);
-    ck_assert_uint_eq (alen, blen);
-    ck_assert (memcmp (a, b, alen) == 0);
-    free (a);
-    free (b);
+    write_journal_v (jpath, 2, r, n, NULL);
+    assert_same_file (fixture, jpath);
+}
+END_TEST
+
+/* An existing journal is appended to in its own version; replay reads
+ * the old records and the new ones alike. */
+START_TEST (test_append_keeps_version)
+{
+    for (unsigned version = 1; version <= 2; version++) {
+        gr_jrec_t r[16];
+        size_t n = version == 1 ? fixture_records (r) : fixture_records_v2 (r);
+        char src[512];
+        snprintf (src, sizeof (src), DATA "/journal-v%u.bin", version);
+        size_t len;
+        unsigned char *data = get_file (src, &len);
+        put_file (jpath, data, len);
+        free (data);
+
+        gr_journal_info_t info;
+        gr_error_t e;
+        ck_assert_int_eq (gr_journal_replay (jpath, NULL, NULL, &info, &e), 0);
+        gr_journal_opts_t o = quiet_opts ();
+        gr_journal_t *j = gr_journal_open (jpath, info.valid_len, &o, &e);
+        ck_assert_msg (j != NULL, "%s", e.text);
+        /* A one-entry batch: 8 + 17 + 24 bytes in version 1; 8 + 17 + 9
+         * (flags and key) in version 2. */
+        gr_jstart_t t = { 0xabcdefULL, 0, 0, 1 };
+        r[n] = (gr_jrec_t){ .type = GR_JREC_TASK_START, .time = 1700000008.0 };
+        r[n].start.worker = 1;
+        r[n].start.n = 1;
+        r[n].start.tasks = &t;
+        ck_assert_int_eq (gr_journal_append (j, &r[n], &e), 0);
+        /* A quarantine record: version 1 has no such type, and leaves it
+         * out. */
+        gr_jrec_t q = { .type = GR_JREC_QUARANTINE, .time = 1700000009.0 };
+        q.quarantine.on = 1;
+        strcpy (q.quarantine.name, "node h2");
+        ck_assert_int_eq (gr_journal_append (j, &q, &e), 0);
+        if (version == 2)
+            r[++n] = q;
+        ck_assert_int_eq (gr_journal_close (j, &e), 0);
+        ck_assert_uint_eq (file_size (jpath), len + 8 + 17 + (version == 1 ? 24 : 9)
+                                                  + (version == 1 ? 0 : 8 + 30 + 7));
+
+        data = get_file (jpath, &len);
+        ck_assert_uint_eq (data[GR_JOURNAL_HDR_LEN - 1], version);
+        free (data);
+        recs_t got = { 0 };
+        replay_ok (jpath, &got, &info);
+        ck_assert_uint_eq (info.version, version);
+        ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
+        assert_recs_eq_v (&got, r, n + 1, version);
+        recs_free (&got);
+        unlink (jpath);
+    }
+}
+END_TEST
+
+/* Values at the edges of every field, in an order that defeats the
+ * deltas, round trip in both versions (durations to 1 us in version 2). */
+START_TEST (test_extremes)
+{
+    unsigned version = (unsigned)_i; /* looped over the format versions */
+    static const uint64_t idx[] = { UINT64_MAX, 0, 1, 5, 4, 4, UINT64_MAX - 1, 0,
+                                    1ULL << 63, (1ULL << 63) - 1, 1000000, 999999,
+                                    3, 1ULL << 32, 2 };
+    static const uint32_t u32s[] = { 0, 1, 2, 127, 128, 16383, 16384, UINT32_MAX,
+                                     UINT32_MAX - 1, 7 };
+    static const int32_t i32s[] = { 0, -1, 1, INT32_MIN, INT32_MAX, -64, 64, 255, -9 };
+    static const int64_t i64s[] = { 0, -1, INT64_MIN, INT64_MAX, 1LL << 40, 20480,
+                                    20480, -(1LL << 40), 1 };
+    const double durs[] = { 0.0, -0.0, 1e-7, 4.99e-7, 5e-7, 1.5, 0.1 + 0.2,
+                            8.99e9, 9e9, 1e300, INFINITY, -INFINITY, NAN, -1.0,
+                            5e-324, 3600.000001, 1.0000005, 123.4567891 };
+    enum { N = 300 };
+    size_t nidx = sizeof (idx) / sizeof (idx[0]);
+    size_t nu = sizeof (u32s) / sizeof (u32s[0]);
+    size_t ni = sizeof (i32s) / sizeof (i32s[0]);
+    size_t nl = sizeof (i64s) / sizeof (i64s[0]);
+    size_t nd = sizeof (durs) / sizeof (durs[0]);
+    gr_jstart_t *ts = calloc (N, sizeof (*ts));
+    gr_jend_t *te = calloc (N, sizeof (*te));
+    ck_assert (ts && te);
+    for (size_t i = 0; i < N; i++) {
+        /* Runs of plain entries between the odd ones, as in real runs. */
+        bool plain = i % 5 != 0;
+        uint64_t index = plain && i > 0 ? te[i - 1].index + 1 : idx[i / 5 % nidx];
+        uint32_t def = plain && i > 0 ? te[i - 1].def : u32s[i % nu];
+        ts[i] = (gr_jstart_t){ i % 7 == 0 ? UINT64_MAX - i : gr_hash64 (&i, sizeof (i)),
+                               index, def, plain ? 1 : u32s[(i / 3) % nu] };
+        te[i] = (gr_jend_t){ ts[i].key, index, def, ts[i].attempt,
+                             plain ? 0 : i32s[i % ni], plain ? 0 : i32s[(i / 2) % ni],
+                             plain ? 0 : u32s[(i / 4) % nu], (uint32_t)(i / 5 % 5),
+                             durs[i % nd], durs[(i / 3) % nd], durs[(i / 7) % nd],
+                             i64s[i / 2 % nl] };
+    }
+    gr_jrec_t r[4];
+    r[0] = (gr_jrec_t){ .type = GR_JREC_TASK_START, .time = 1.0 };
+    r[0].start.worker = UINT32_MAX;
+    r[0].start.n = N;
+    r[0].start.tasks = ts;
+    r[1] = (gr_jrec_t){ .type = GR_JREC_TASK_END, .time = 2.0 };
+    r[1].end.worker = 0;
+    r[1].end.n = N;
+    r[1].end.tasks = te;
+    r[2] = (gr_jrec_t){ .type = GR_JREC_TASK_END, .time = 3.0 };
+    r[2].end.worker = 1;
+    r[2].end.n = 0;
+    r[3] = (gr_jrec_t){ .type = GR_JREC_TASK_START, .time = 4.0 };
+    r[3].start.worker = 1;
+    r[3].start.n = 0;
+    write_journal_v (jpath, version, r, 4, NULL);
+    recs_t got = { 0 };
+    gr_journal_info_t info;
+    replay_ok (jpath, &got, &info);
+    ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
+    assert_recs_eq_v (&got, r, 4, version);
+
+    /* What version 2 does to durations, spelled out. */
+    if (version == 2) {
+        static const struct {
+            double in, out;
+        } want[] = {
+            { 1e-7, 0.0 }, { 4e-7, 0.0 }, { 6e-7, 1e-6 }, { 1.5, 1.5 },
+            { 0.1 + 0.2, 0.3 }, { 8.99e9, 8.99e9 }, { 3600.000001, 3600.000001 },
+            { 123.4567891, 123.456789 }, { 5e-324, 0.0 },
+        };
+        for (size_t k = 0; k < sizeof (want) / sizeof (want[0]); k++)
+            ck_assert_msg (same_f64 (kept (want[k].in, 2), want[k].out),
+                           "%.17g kept as %.17g, want %.17g", want[k].in,
+                           kept (want[k].in, 2), want[k].out);
+        for (size_t i = 0; i < N; i++) {
+            const gr_jend_t *g = &got.v[1].end.tasks[i];
+            ck_assert (fabs (g->wall - te[i].wall) <= 0.5e-6 || !(fabs (te[i].wall) < 9e9)
+                       || same_f64 (g->wall, te[i].wall));
+        }
+    }
+    recs_free (&got);
+    free (ts);
+    free (te);
+}
+END_TEST
+
+/* The point of version 2: a no-op task, started and ended in batches of
+ * consecutive indexes, costs 9 + 9 bytes and its share of two batch
+ * headers (25 bytes each), where version 1 takes 24 + 72. */
+START_TEST (test_compact_size)
+{
+    enum { BATCH = 256 };
+    gr_jstart_t s[BATCH];
+    gr_jend_t en[BATCH];
+    for (uint32_t i = 0; i < BATCH; i++) {
+        uint64_t index = 1000 + i;
+        s[i] = (gr_jstart_t){ gr_hash64 (&index, sizeof (index)), index, 0, 1 };
+        en[i] = (gr_jend_t){ .key = s[i].key, .index = index, .attempt = 1 };
+    }
+    for (unsigned version = 1; version <= 2; version++) {
+        gr_error_t e;
+        gr_journal_opts_t o = quiet_opts ();
+        unlink (jpath);
+        gr_journal_t *j = open_version (jpath, version, &o, &e);
+        ck_assert_ptr_nonnull (j);
+        gr_jrec_t r = { .type = GR_JREC_TASK_START, .time = 1.0 };
+        r.start.worker = 1;
+        r.start.n = BATCH;
+        r.start.tasks = s;
+        ck_assert_int_eq (gr_journal_append (j, &r, &e), 0);
+        gr_journal_stats_t st;
+        gr_journal_get_stats (j, &st);
+        /* The first entry's index, 1000, is a delta from 0: 2 bytes more. */
+        uint64_t want = version == 1 ? 25 + 24 * BATCH : 25 + 9 * BATCH + 2;
+        ck_assert_uint_eq (st.bytes, want);
+        r = (gr_jrec_t){ .type = GR_JREC_TASK_END, .time = 2.0 };
+        r.end.worker = 1;
+        r.end.n = BATCH;
+        r.end.tasks = en;
+        ck_assert_int_eq (gr_journal_append (j, &r, &e), 0);
+        gr_journal_get_stats (j, &st);
+        want += version == 1 ? 25 + 72 * BATCH : 25 + 9 * BATCH + 2;
+        ck_assert_uint_eq (st.bytes, want);
+        printf ("# version %u: %.2f bytes per no-op task in batches of %d\n", version,
+                (double)st.bytes / BATCH, BATCH);
+        fflush (stdout);
+        ck_assert_int_eq (gr_journal_close (j, &e), 0);
+        recs_t got = { 0 };
+        gr_journal_info_t info;
+        replay_ok (jpath, &got, &info);
+        ck_assert_uint_eq (got.n, 2);
+        for (uint32_t i = 0; i < BATCH; i++) {
+            ck_assert (start_eq (&got.v[0].start.tasks[i], &s[i]));
+            ck_assert (end_eq (&got.v[1].end.tasks[i], &en[i], version));
+        }
+        recs_free (&got);
+    }
 }
 END_TEST
 
@@ -1332,21 +1974,28 @@ int main (void)
     tcase_add_checked_fixture (tc, setup, teardown);
     tcase_set_timeout (tc, 120);
     tcase_add_test (tc, test_opts_defaults);
-    tcase_add_test (tc, test_roundtrip);
-    tcase_add_test (tc, test_split_batch);
+    /* Loop tests run once per format version: _i is 1, then 2. */
+    tcase_add_loop_test (tc, test_roundtrip, 1, 3);
+    tcase_add_loop_test (tc, test_split_batch, 1, 3);
+    tcase_add_loop_test (tc, test_extremes, 1, 3);
+    tcase_add_test (tc, test_compact_size);
     tcase_add_test (tc, test_group_commit);
     tcase_add_test (tc, test_bad_append);
-    tcase_add_test (tc, test_truncate);
-    tcase_add_test (tc, test_bitflip);
-    tcase_add_test (tc, test_garbage_tail);
-    tcase_add_test (tc, test_random_file);
+    tcase_add_loop_test (tc, test_truncate, 1, 3);
+    tcase_add_loop_test (tc, test_bitflip, 1, 3);
+    tcase_add_loop_test (tc, test_garbage_tail, 1, 3);
+    tcase_add_loop_test (tc, test_random_file, 1, 3);
     tcase_add_test (tc, test_format_damage);
-    tcase_add_test (tc, test_fuzz_parse);
-    tcase_add_test (tc, test_reopen_after_damage);
+    tcase_add_test (tc, test_format_damage_v2);
+    tcase_add_loop_test (tc, test_fuzz_parse, 1, 3);
+    tcase_add_loop_test (tc, test_fuzz_mutate, 1, 3);
+    tcase_add_loop_test (tc, test_reopen_after_damage, 1, 3);
     tcase_add_test (tc, test_header);
     tcase_add_test (tc, test_reader_stops);
     tcase_add_test (tc, test_write_failure);
     tcase_add_test (tc, test_fixture_v1);
+    tcase_add_test (tc, test_fixture_v2);
+    tcase_add_test (tc, test_append_keeps_version);
     tcase_add_test (tc, test_perf);
     tcase_add_test (tc, test_background);
     suite_add_tcase (s, tc);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "src/sched/quarantine.h"
 #include "src/sched/sched.h"
 #include "src/spec/spec.h"
 
@@ -464,6 +465,177 @@ START_TEST (test_max_duration)
     gr_spec_destroy (spec);
 }
 END_TEST
+/* Five ranks: 0 is the master; 1 and 2 share rack 0 (nodes 0 and 1),
+ * 3 is rack 1, 4 is rack 2, all in zone 0. */
+#define U UINT32_MAX
+static const uint32_t doms5[] = {U, U, U, 0, 0, 0, 0, 0, 1, 0, 1, 2, 0, 2, 3};
+
+START_TEST (test_spread)
+{
+    gr_spec_t *spec = parse ("name: t\n"
+                             "tasks:\n"
+                             "  - name: r\n"
+                             "    command: [echo, '{x}']\n"
+                             "    params: {x: [1, 2]}\n"
+                             "    replicas: 3\n"
+                             "    spread: rack\n"
+                             "    retries: {max: 1, backoff: 0, jitter: 0}\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a1, a2, a3, a4, a5, x;
+    gr_outcome_t o;
+
+    ck_assert_ptr_nonnull (s);
+    ck_assert_int_eq (spec->tasks[0].count, 6);
+    ck_assert_int_eq (gr_sched_set_placement (s, 5, doms5, NULL), 0);
+    /* Replica 0 of task 0 goes to rank 1; rank 2 shares its rack, so it
+     * gets replica 0 of task 1 instead; racks 1 and 2 get the rest. */
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, NOLIMIT, &a1), 1);
+    ck_assert_int_eq (a1.index, 0);
+    ck_assert_int_eq (gr_sched_next (s, 0, 2, 1, 0, 0, NOLIMIT, &a2), 1);
+    ck_assert_int_eq (a2.index, 3);
+    ck_assert_int_eq (gr_sched_next (s, 0, 3, 1, 0, 0, NOLIMIT, &a3), 1);
+    ck_assert_int_eq (a3.index, 1);
+    ck_assert_int_eq (gr_sched_next (s, 0, 4, 1, 0, 0, NOLIMIT, &a4), 1);
+    ck_assert_int_eq (a4.index, 2);
+    /* Rack 0 is full for both tasks: nothing more for rank 1. */
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, NOLIMIT, &x), 0);
+    ck_assert_int_eq (gr_sched_next (s, 0, 3, 1, 0, 0, NOLIMIT, &a5), 1);
+    ck_assert_int_eq (a5.index, 4);
+    /* Replica 1 of task 0 fails in rack 1: its retry may only go back to
+     * rack 1, since the others hold its siblings (running or done). */
+    gr_result_rec_t r = result (&a3, 1, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
+    r = result (&a1, 0, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_DONE);
+    ck_assert_int_eq (gr_sched_next (s, 2, 1, 1, 0, 0, NOLIMIT, &x), 0);
+    ck_assert_int_eq (gr_sched_next (s, 2, 4, 1, 0, 0, NOLIMIT, &x), 1);
+    ck_assert_int_eq (x.index, 5); /* task 1's last replica, not the retry */
+    ck_assert_int_eq (gr_sched_next (s, 2, 3, 1, 0, 0, NOLIMIT, &x), 1);
+    ck_assert_int_eq (x.index, 1);
+    ck_assert_int_eq (x.attempt, 2);
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_retry_away)
+{
+    gr_spec_t *spec = parse ("name: t\n"
+                             "tasks:\n"
+                             "  - name: a\n"
+                             "    command: [echo]\n"
+                             "    retry_away: node\n"
+                             "    retries: {max: 3, backoff: 0, jitter: 0}\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    gr_assign_rec_t a, x;
+    gr_outcome_t o;
+
+    ck_assert_int_eq (gr_sched_set_placement (s, 5, doms5, NULL), 0);
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, NOLIMIT, &a), 1);
+    gr_result_rec_t r = result (&a, 1, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
+    /* Not back on node 0 while others may take it... */
+    ck_assert_int_eq (gr_sched_next (s, 2, 1, 1, 0, 0, NOLIMIT, &x), 0);
+    ck_assert_int_eq (gr_sched_next (s, 2, 2, 1, 0, 0, NOLIMIT, &x), 1);
+    ck_assert_int_eq (x.attempt, 2);
+    r = result (&x, 1, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 3, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
+    /* ...but when every other rank is unusable, it runs where it can. */
+    gr_sched_set_usable (s, 1, false);
+    gr_sched_set_usable (s, 3, false);
+    gr_sched_set_usable (s, 4, false);
+    ck_assert_int_eq (gr_sched_next (s, 4, 2, 1, 0, 0, NOLIMIT, &x), 1);
+    ck_assert_int_eq (x.attempt, 3);
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_require_and_unplaceable)
+{
+    gr_spec_t *spec = parse ("name: t\n"
+                             "tasks:\n"
+                             "  - name: g\n"
+                             "    command: [echo]\n"
+                             "    require: {gpu: a100}\n"
+                             "  - name: p\n"
+                             "    command: [echo]\n"
+                             "    replicas: 2\n");
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    /* Ranks 1 and 2 meet g's require:, 3 and 4 do not; p needs none. */
+    uint8_t req[5 * 2] = {0, 1, 1, 1, 1, 1, 0, 1, 0, 1};
+    gr_assign_rec_t a, b, x;
+    gr_outcome_t o;
+    int nfailed = 0;
+
+    ck_assert_int_eq (gr_sched_set_placement (s, 5, doms5, req), 0);
+    ck_assert_int_eq (gr_sched_next (s, 0, 1, 1, 0, 0, NOLIMIT, &b), 1);
+    ck_assert_int_eq (b.def, 0);
+    ck_assert_int_eq (gr_sched_next (s, 0, 3, 1, 0, 0, NOLIMIT, &a), 1);
+    ck_assert_int_eq (a.def, 1); /* g is not for rank 3 */
+    /* p's second replica waits for another node; when the only other
+     * nodes are lost it cannot be placed and fails with a reason. */
+    gr_sched_set_usable (s, 1, false);
+    gr_sched_set_usable (s, 2, false);
+    gr_sched_set_usable (s, 4, false);
+    ck_assert_int_eq (gr_sched_next (s, 0, 3, 1, 0, 0, NOLIMIT, &x), 0);
+    ck_assert_int_eq (gr_sched_stats (s)->waiting, 1);
+    ck_assert_int_eq (gr_sched_fail_unplaceable (s, NULL, NULL), 1);
+    ck_assert_int_eq (gr_sched_stats (s)->waiting, 0);
+    ck_assert_int_eq (gr_sched_stats (s)->failed, 1);
+    const gr_outcome_t *f;
+    nfailed = gr_sched_failures (s, &f);
+    ck_assert_int_eq (nfailed, 1);
+    ck_assert_msg (strstr (f[0].reason, "2 distinct nodes, 1 usable"), "%s", f[0].reason);
+    gr_result_rec_t r = result (&a, 0, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
+    r = result (&b, 0, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
+    ck_assert (gr_sched_finished (s));
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
+START_TEST (test_quarantine)
+{
+    gr_quarantine_t p = {.enabled = true, .failures = 3, .window = 10, .cooloff = 5,
+                         .level = GR_LEVEL_NODE};
+    gr_quar_t *q = gr_quar_create (&p, 2);
+    ck_assert_ptr_nonnull (q);
+    /* Three failures, but not within 10 s of each other. */
+    ck_assert (!gr_quar_fail (q, 0, 0));
+    ck_assert (!gr_quar_fail (q, 0, 20));
+    ck_assert (!gr_quar_fail (q, 0, 21));
+    ck_assert (!gr_quar_active (q, 0));
+    /* The third within the window quarantines. */
+    ck_assert (gr_quar_fail (q, 0, 22));
+    ck_assert (gr_quar_active (q, 0));
+    ck_assert (!gr_quar_active (q, 1));
+    ck_assert_double_eq (gr_quar_until (q, 0), 27);
+    ck_assert_int_eq (gr_quar_count (q), 1);
+    ck_assert (!gr_quar_fail (q, 0, 23)); /* not counted while quarantined */
+    ck_assert_uint_eq (gr_quar_release (q, 26), SIZE_MAX);
+    ck_assert_uint_eq (gr_quar_release (q, 27), 0);
+    ck_assert_uint_eq (gr_quar_release (q, 27), SIZE_MAX);
+    ck_assert (!gr_quar_active (q, 0));
+    /* After the release it takes three new failures. */
+    ck_assert (!gr_quar_fail (q, 0, 28));
+    ck_assert (!gr_quar_fail (q, 0, 28));
+    ck_assert (gr_quar_fail (q, 0, 29));
+    ck_assert_uint_eq (gr_quar_times (q, 0), 2);
+    ck_assert (!gr_quar_fail (q, 7, 29)); /* out of range: ignored */
+    gr_quar_destroy (q);
+    p.enabled = false;
+    ck_assert_ptr_null (gr_quar_create (&p, 2));
+}
+END_TEST
+
+
 
 int main (void)
 {
@@ -480,6 +652,10 @@ int main (void)
     tcase_add_test (tc, test_restore);
     tcase_add_test (tc, test_requeue);
     tcase_add_test (tc, test_max_duration);
+    tcase_add_test (tc, test_spread);
+    tcase_add_test (tc, test_retry_away);
+    tcase_add_test (tc, test_require_and_unplaceable);
+    tcase_add_test (tc, test_quarantine);
     suite_add_tcase (s, tc);
     return gr_check_main (s);
 }

@@ -1120,6 +1120,12 @@ static const struct {
     {"spec-bad-nothing.yaml", "3:5", "has nothing to run"},
     {"spec-bad-combine.yaml", "5:14", "did you mean 'zip'?"},
     {"spec-bad-crash-limit.yaml", "6:20", "retries.crash_limit"},
+    {"spec-bad-spread.yaml", "6:13", "spread: 'racks' is not a failure-domain level; did you mean 'rack'?"},
+    {"spec-bad-replicas.yaml", "5:15", "replicas: expected a whole number from 1 to 64, got '0'"},
+    {"spec-bad-require-empty.yaml", "6:12", "require: label 'gpu' has an empty list of values"},
+    {"spec-bad-locality-template.yaml", "6:16", "locality: templates are not allowed here"},
+    {"spec-bad-quarantine-default.yaml", "4:3", "quarantine: cannot be a default"},
+    {"spec-bad-quarantine-key.yaml", "4:3", "unknown key 'windw' in quarantine; did you mean 'window'?"},
 };
 #define NBAD ((int)(sizeof (bad) / sizeof (bad[0])))
 
@@ -1377,6 +1383,458 @@ START_TEST (test_examples)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Placement: replicas, spread, retry_away, require, prefer, locality,
+ * quarantine. */
+
+static const gr_label_match_t *label (const gr_label_match_t *m, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp (m[i].key, key) == 0)
+            return &m[i];
+    }
+    ck_abort_msg ("no label %s", key);
+    return NULL;
+}
+
+START_TEST (test_placement_fixture)
+{
+    gr_spec_t *s = load_ok ("spec-good-placement.yaml");
+    const gr_taskdef_t *sim = gr_spec_find (s, "sim");
+    const gr_taskdef_t *check = gr_spec_find (s, "check");
+    const gr_taskdef_t *collect = gr_spec_find (s, "collect");
+    const gr_label_match_t *m;
+
+    ck_assert_uint_eq (s->total, 12 + 2 + 1);
+    ck_assert (s->quarantine.enabled);
+    ck_assert_uint_eq (s->quarantine.failures, 3);
+    ck_assert (s->quarantine.window == 300);
+    ck_assert (s->quarantine.cooloff == 600);
+    ck_assert_int_eq (s->quarantine.level, GR_LEVEL_RACK);
+
+    /* sim: its own keys; require: replaces the default's as a whole. */
+    ck_assert_uint_eq (sim->replicas, 3);
+    ck_assert_uint_eq (sim->count, 12);
+    ck_assert_int_eq (sim->spread, GR_LEVEL_RACK);
+    ck_assert_int_eq (sim->retry_away, GR_LEVEL_NODE);
+    ck_assert_uint_eq (sim->nrequire, 3);
+    ck_assert_str_eq (sim->require[0].key, "gpu");
+    ck_assert_uint_eq (sim->require[0].nvalues, 1);
+    ck_assert_str_eq (sim->require[0].values[0], "a100");
+    ck_assert_int_eq (sim->require[0].mark.line, 15);
+    ck_assert_int_eq (sim->require[0].mark.col, 7);
+    m = label (sim->require, sim->nrequire, "zone");
+    ck_assert_uint_eq (m->nvalues, 2);
+    ck_assert_str_eq (m->values[0], "east");
+    ck_assert_str_eq (m->values[1], "west");
+    /* A number is kept as written. */
+    m = label (sim->require, sim->nrequire, "mem_gb");
+    ck_assert_str_eq (m->values[0], "512");
+    ck_assert_uint_eq (sim->nprefer, 1);
+    ck_assert_str_eq (sim->prefer[0].key, "cost");
+    ck_assert_str_eq (sim->prefer[0].values[0], "low");
+    ck_assert_str_eq (sim->locality, "era5");
+    /* place_mark: the replicas: key. */
+    ck_assert_int_eq (sim->place_mark.line, 12);
+    ck_assert_int_eq (sim->place_mark.col, 5);
+
+    /* check: spread defaults to node with replicas; require is the
+     * default's, and so is place_mark's fallback: replicas: first. */
+    ck_assert_uint_eq (check->replicas, 2);
+    ck_assert_uint_eq (check->count, 2);
+    ck_assert_int_eq (check->spread, GR_LEVEL_NODE);
+    ck_assert_int_eq (check->retry_away, GR_LEVEL_NODE);
+    ck_assert_uint_eq (check->nrequire, 1);
+    ck_assert_uint_eq (check->require[0].nvalues, 2);
+    ck_assert_str_eq (check->require[0].values[1], "h100");
+    ck_assert_uint_eq (check->nprefer, 0);
+    ck_assert_ptr_null (check->locality);
+    ck_assert_int_eq (check->place_mark.line, 22);
+
+    /* collect: one replica with a spread is allowed; place_mark is the
+     * default's require: key. */
+    ck_assert_uint_eq (collect->replicas, 1);
+    ck_assert_uint_eq (collect->count, 1);
+    ck_assert_int_eq (collect->spread, GR_LEVEL_ZONE);
+    ck_assert_int_eq (collect->place_mark.line, 7);
+    ck_assert_int_eq (collect->place_mark.col, 3);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_placement_defaults)
+{
+    gr_spec_t *s = load_ok ("spec-good-minimal.yaml");
+    const gr_taskdef_t *t = &s->tasks[0];
+
+    ck_assert_uint_eq (t->replicas, 1);
+    ck_assert_int_eq (t->spread, GR_LEVEL_NONE);
+    ck_assert_int_eq (t->retry_away, GR_LEVEL_NONE);
+    ck_assert_ptr_null (t->require);
+    ck_assert_uint_eq (t->nrequire, 0);
+    ck_assert_ptr_null (t->prefer);
+    ck_assert_uint_eq (t->nprefer, 0);
+    ck_assert_ptr_null (t->locality);
+    ck_assert_int_eq (t->place_mark.line, t->mark.line);
+    ck_assert_int_eq (t->place_mark.col, t->mark.col);
+    ck_assert (!s->quarantine.enabled);
+    ck_assert_uint_eq (s->quarantine.failures, 5);
+    ck_assert (s->quarantine.window == 600);
+    ck_assert (s->quarantine.cooloff == 600);
+    ck_assert_int_eq (s->quarantine.level, GR_LEVEL_NODE);
+    gr_spec_destroy (s);
+
+    /* Defaults are inherited key by key; an empty require: {} of a task
+     * drops the default's. */
+    s = parse_ok ("name: d\ndefaults:\n  replicas: 4\n  spread: zone\n  locality: ds1\n"
+                  "  require: {gpu: a100}\n  prefer: {cost: [low, mid]}\ntasks:\n"
+                  "  - name: a\n    command: [x]\n"
+                  "  - name: b\n    command: [x]\n    replicas: 1\n    require: {}\n"
+                  "    locality: ds2\n");
+    ck_assert_uint_eq (s->tasks[0].replicas, 4);
+    ck_assert_uint_eq (s->tasks[0].count, 4);
+    ck_assert_int_eq (s->tasks[0].spread, GR_LEVEL_ZONE);
+    ck_assert_str_eq (s->tasks[0].locality, "ds1");
+    ck_assert_uint_eq (s->tasks[0].nrequire, 1);
+    ck_assert_uint_eq (s->tasks[0].nprefer, 1);
+    ck_assert_uint_eq (s->tasks[0].prefer[0].nvalues, 2);
+    ck_assert_int_eq (s->tasks[0].place_mark.line, 3);
+    ck_assert_uint_eq (s->tasks[1].replicas, 1);
+    ck_assert_uint_eq (s->tasks[1].count, 1);
+    ck_assert_int_eq (s->tasks[1].spread, GR_LEVEL_ZONE);
+    ck_assert_uint_eq (s->tasks[1].nrequire, 0);
+    ck_assert_str_eq (s->tasks[1].locality, "ds2");
+    ck_assert_uint_eq (s->total, 5);
+    gr_spec_destroy (s);
+
+    ck_assert_str_eq (gr_level_name (GR_LEVEL_ZONE), "zone");
+    ck_assert_str_eq (gr_level_name (GR_LEVEL_RACK), "rack");
+    ck_assert_str_eq (gr_level_name (GR_LEVEL_NODE), "node");
+    ck_assert_str_eq (gr_level_name (GR_LEVEL_NONE), "none");
+    ck_assert_str_eq (gr_level_name ((gr_level_t)7), "none");
+}
+END_TEST
+
+START_TEST (test_quarantine)
+{
+    static const char *const head = "name: q\ntasks:\n  - name: a\n    command: [x]\n";
+    static const struct {
+        const char *q;
+        bool enabled;
+        uint32_t failures;
+        double window, cooloff;
+        gr_level_t level;
+    } cases[] = {
+        {"", false, 5, 600, 600, GR_LEVEL_NODE},
+        {"quarantine: false\n", false, 5, 600, 600, GR_LEVEL_NODE},
+        {"quarantine: true\n", true, 5, 600, 600, GR_LEVEL_NODE},
+        {"quarantine: {}\n", true, 5, 600, 600, GR_LEVEL_NODE},
+        {"quarantine: {failures: 1, window: 90, cooloff: 1h, level: zone}\n", true, 1, 90,
+         3600, GR_LEVEL_ZONE},
+        {"quarantine:\n  cooloff: 30s\n", true, 5, 600, 30, GR_LEVEL_NODE},
+    };
+    uint64_t off_hash = 0, on_hash = 0;
+
+    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
+        char text[512];
+        gr_spec_t *s;
+        snprintf (text, sizeof (text), "%s%s", cases[i].q, head);
+        s = parse_ok (text);
+        ck_assert_msg (s->quarantine.enabled == cases[i].enabled, "%s", cases[i].q);
+        ck_assert_uint_eq (s->quarantine.failures, cases[i].failures);
+        ck_assert (s->quarantine.window == cases[i].window);
+        ck_assert (s->quarantine.cooloff == cases[i].cooloff);
+        ck_assert_int_eq (s->quarantine.level, cases[i].level);
+        /* Off is off however it is written; on changes the identity. */
+        if (i == 0)
+            off_hash = s->hash;
+        else if (!cases[i].enabled)
+            ck_assert_uint_eq (s->hash, off_hash);
+        else {
+            ck_assert_uint_ne (s->hash, off_hash);
+            if (i == 2)
+                on_hash = s->hash;
+            if (i == 3)
+                ck_assert_uint_eq (s->hash, on_hash);
+            if (i > 3)
+                ck_assert_uint_ne (s->hash, on_hash);
+        }
+        gr_spec_destroy (s);
+    }
+}
+END_TEST
+
+START_TEST (test_placement_errors)
+{
+    static const char *const head = "name: e\ntasks:\n  - name: a\n    command: [x]\n";
+    static const struct {
+        const char *text;  /* after head, or a whole spec when it starts "name:" */
+        const char *want;
+    } cases[] = {
+        {"    replicas: 0\n", "mem.yaml:5:15: replicas: expected a whole number from 1 to 64, "
+                              "got '0'"},
+        {"    replicas: 65\n", "mem.yaml:5:15: replicas: expected a whole number from 1 to 64, "
+                               "got '65'; give how many copies"},
+        {"    replicas: x\n", "mem.yaml:5:15: replicas: expected a whole number"},
+        {"    replicas: -1\n", "mem.yaml:5:15: replicas: expected a whole number"},
+        {"    replicas: [2]\n", "mem.yaml:5:15: replicas: expected a whole number from 1 to 64, "
+                                "got a list"},
+        {"    replicas: 2.5\n", "mem.yaml:5:15: replicas: expected a whole number"},
+        {"    spread: rakc\n", "mem.yaml:5:13: spread: 'rakc' is not a failure-domain level; "
+                               "did you mean 'rack'?"},
+        {"    spread: nodes\n", "did you mean 'node'?"},
+        {"    spread: datacenter\n", "mem.yaml:5:13: spread: 'datacenter' is not a "
+                                     "failure-domain level; use node, rack, zone or none"},
+        {"    spread: [rack]\n", "mem.yaml:5:13: spread: expected a string, got a list"},
+        {"    spread:\n", "spread: has no value"},
+        {"    retry_away: zonee\n", "mem.yaml:5:17: retry_away: 'zonee' is not a failure-domain "
+                                    "level; did you mean 'zone'?"},
+        {"    require: [gpu]\n", "mem.yaml:5:14: require: expected a mapping of label: value or "
+                                 "[values], got a list"},
+        {"    require: a100\n", "mem.yaml:5:14: require: expected a mapping"},
+        {"    require: {gpu: []}\n", "mem.yaml:5:20: require: label 'gpu' has an empty list of "
+                                     "values"},
+        {"    prefer: {cost: []}\n", "mem.yaml:5:20: prefer: label 'cost' has an empty list"},
+        {"    require: {gpu: {a: b}}\n", "mem.yaml:5:20: require: label 'gpu' has a mapping"},
+        {"    require: {gpu: [a, [b]]}\n", "mem.yaml:5:24: require: a value of label 'gpu' is a "
+                                           "list"},
+        {"    require: {gpu: }\n", "mem.yaml:5:20: require.gpu: has no value"},
+        {"    require: {gpu: \"\"}\n", "mem.yaml:5:20: require.gpu: the label value is empty"},
+        {"    require: {\"g/pu\": a}\n", "mem.yaml:5:15: require: label name 'g/pu' may only "
+                                         "hold letters, digits"},
+        {"    require: {gpu: \"a b\"}\n", "mem.yaml:5:20: require.gpu: label value 'a b' may "
+                                            "not hold spaces, commas"},
+        {"    prefer: {gpu: \"a,b\"}\n", "list several values as [a, b]"},
+        {"    require: {gpu: \"{g}\"}\n", "mem.yaml:5:21: require.gpu: templates are not "
+                                            "allowed here"},
+        {"    prefer: {\"{k}\": a}\n", "mem.yaml:5:15: prefer: templates are not allowed here"},
+        {"    locality: \"era5-{x}\"\n", "mem.yaml:5:21: locality: templates are not allowed "
+                                           "here, but data set name 'era5-{x}' holds a '{'"},
+        {"    locality: [a, b]\n", "mem.yaml:5:15: locality: expected one data set name, got "
+                                   "a list"},
+        {"    locality: {a: b}\n", "mem.yaml:5:15: locality: expected a string, got a mapping"},
+        {"    locality: \"a,b\"\n", "mem.yaml:5:15: locality: data set name 'a,b' may not hold"},
+        {"    quarantine: true\n", "mem.yaml:5:5: quarantine: is a job key, not a task key"},
+        {"name: e\ndefaults:\n  quarantine: true\ntasks:\n  - name: a\n    command: [x]\n",
+         "mem.yaml:3:3: quarantine: cannot be a default"},
+        {"name: e\nquarantine: yes-please\ntasks:\n  - name: a\n    command: [x]\n",
+         "mem.yaml:2:13: quarantine: expected true, false or a mapping"},
+        {"name: e\nquarantine: [node]\ntasks:\n  - name: a\n    command: [x]\n",
+         "mem.yaml:2:13: quarantine: expected true, false or a mapping"},
+        {"name: e\nquarantine:\ntasks:\n  - name: a\n    command: [x]\n",
+         "mem.yaml:2:12: quarantine: expected true, false or a mapping"},
+        {"name: e\nquarantine: {failure: 3}\ntasks:\n  - name: a\n    command: [x]\n",
+         "mem.yaml:2:14: unknown key 'failure' in quarantine; did you mean 'failures'?"},
+        {"name: e\nquarantine: {failures: 0}\ntasks:\n  - name: a\n    command: [x]\n",
+         "mem.yaml:2:24: quarantine.failures: expected a whole number from 1"},
+        {"name: e\nquarantine: {window: soon}\ntasks:\n  - name: a\n    command: [x]\n",
+         "mem.yaml:2:22: quarantine.window: expected a duration"},
+        {"name: e\nquarantine: {window: 0}\ntasks:\n  - name: a\n    command: [x]\n",
+         "mem.yaml:2:22: quarantine.window: must be longer than 0"},
+        {"name: e\nquarantine: {cooloff: 0s}\ntasks:\n  - name: a\n    command: [x]\n",
+         "mem.yaml:2:23: quarantine.cooloff: must be longer than 0"},
+        {"name: e\nquarantine: {level: host}\ntasks:\n  - name: a\n    command: [x]\n",
+         "mem.yaml:2:21: quarantine.level: 'host' is not a failure-domain level"},
+        {"name: e\ntasks:\n  - name: a\n    command: [x]\n"
+         "    params: {x: {range: [0, 9223372036854775807]}}\n    replicas: 2\n",
+         "mem.yaml:6:5: task 'a' with 2 replicas expands to more than 2^64 tasks"},
+        {"name: e\ntasks:\n  - name: a\n    command: [x, \"{replicas}\"]\n    replicas: 2\n",
+         "did you mean '{replica}'?"},
+        {"name: e\ntasks:\n  - name: a\n    command: [x]\n    params: {replica: [1]}\n",
+         "mem.yaml:5:14: param name 'replica' is reserved for the built-in {replica}"},
+    };
+
+    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
+        char text[512];
+        const char *m;
+        if (strncmp (cases[i].text, "name:", 5) == 0)
+            snprintf (text, sizeof (text), "%s", cases[i].text);
+        else
+            snprintf (text, sizeof (text), "%s%s", head, cases[i].text);
+        m = parse_err (text);
+        ck_assert_msg (strstr (m, cases[i].want) != NULL, "case %zu: want '%s' in '%s'", i,
+                       cases[i].want, m);
+    }
+}
+END_TEST
+
+START_TEST (test_replica_expand)
+{
+    gr_spec_t *s = parse_ok ("name: r\ntasks:\n  - name: grid\n"
+                             "    command: [x, \"{a}\", \"{b}\", \"{index}\", \"{replica}\"]\n"
+                             "    env: {R: \"{replica}/{attempt}\"}\n"
+                             "    params: {a: [x, y], b: [0.25, 0.5]}\n    replicas: 3\n"
+                             "  - name: hello\n    shell: echo {replica} {index}\n"
+                             "    replicas: 3\n");
+    gr_spec_t *plain = parse_ok ("name: r\ntasks:\n  - name: grid\n"
+                                 "    command: [x, \"{a}\", \"{b}\"]\n"
+                                 "    params: {a: [x, y], b: [0.25, 0.5]}\n"
+                                 "  - name: hello\n    command: [echo, hello]\n");
+    const gr_taskdef_t *g = &s->tasks[0], *h = &s->tasks[1];
+    gr_expand_t *x = gr_expand_create (), *y = gr_expand_create ();
+    gr_render_ctx_t ctx = {"/run", 2};
+    gr_task_cmd_t cmd;
+    gr_error_t e;
+    uint64_t k;
+
+    ck_assert_uint_eq (g->count, 12);
+    ck_assert_uint_eq (h->count, 3);
+    ck_assert_uint_eq (s->total, 15);
+
+    /* Task 7 is combination 7 / 3 = 2 (a=y, b=0.25), replica 1. */
+    ck_assert_int_eq (gr_expand_select (x, g, 7), 0);
+    ck_assert_uint_eq (gr_expand_replica (x), 1);
+    ck_assert_str_eq (gr_expand_value (x, 0), "y");
+    ck_assert_str_eq (gr_expand_value (x, 1), "0.25");
+    ck_assert_str_eq (gr_expand_name (x), "grid[2]#1");
+    ck_assert_str_eq (gr_expand_params_string (x), "a=y b=0.25");
+    ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+    ck_assert_str_eq (cmd.argv[3], "7");
+    ck_assert_str_eq (cmd.argv[4], "1");
+    ck_assert_str_eq (cmd.env[0], "R=1/2");
+    ck_assert_int_eq (gr_expand_select (x, g, 11), 0);
+    ck_assert_str_eq (gr_expand_name (x), "grid[3]#2");
+    ck_assert_int_eq (gr_expand_select (x, g, 12), -1);
+
+    /* One combination: "name#r". */
+    ck_assert_int_eq (gr_expand_select (x, h, 2), 0);
+    ck_assert_str_eq (gr_expand_name (x), "hello#2");
+    ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+    ck_assert_str_eq (cmd.argv[2], "echo '2' '2'");
+
+    /* Replica 0 has the key of the task without replicas; the others add
+     * "\0#replica=r".  These are stored in journals: pinned. */
+    for (uint64_t i = 0; i < g->count; i++) {
+        ck_assert_int_eq (gr_expand_select (x, g, i), 0);
+        ck_assert_int_eq (gr_expand_select (y, &plain->tasks[0], i / 3), 0);
+        if (i % 3 == 0)
+            ck_assert_uint_eq (gr_expand_key (x), gr_expand_key (y));
+        else
+            ck_assert_uint_ne (gr_expand_key (x), gr_expand_key (y));
+    }
+    ck_assert_int_eq (gr_expand_select (x, h, 0), 0);
+    ck_assert_uint_eq (gr_expand_key (x), 0x16fe05a1c75bcd0fULL);
+    ck_assert_int_eq (gr_expand_select (x, h, 2), 0);
+    ck_assert_uint_eq (gr_expand_key (x), 0x0e9a3c37ebc1af94ULL);
+    ck_assert_uint_eq (gr_expand_key (x), gr_hash64 ("hello\0#replica=2", 16));
+    ck_assert_int_eq (gr_expand_select (x, g, 1), 0);
+    ck_assert_uint_eq (gr_expand_key (x), 0x0941254397bd531fULL);
+    k = gr_hash64_update (GR_HASH64_INIT, "grid", 4);
+    k = gr_hash64_update (k, "\0a=x\0b=0.25\0#replica=1", 22);
+    ck_assert_uint_eq (gr_expand_key (x), gr_hash64_final (k));
+
+    /* Every task of the definition has its own key. */
+    {
+        uint64_t keys[12];
+        for (uint64_t i = 0; i < 12; i++) {
+            ck_assert_int_eq (gr_expand_select (x, g, i), 0);
+            keys[i] = gr_expand_key (x);
+            for (uint64_t j = 0; j < i; j++)
+                ck_assert_uint_ne (keys[i], keys[j]);
+        }
+    }
+    gr_expand_destroy (x);
+    gr_expand_destroy (y);
+    gr_spec_destroy (s);
+    gr_spec_destroy (plain);
+}
+END_TEST
+
+/* The run identity of specs without the placement keys is what it was
+ * before they existed: runs started by older versions resume. */
+START_TEST (test_hash_placement)
+{
+    static const struct {
+        const char *file;
+        uint64_t hash;
+    } pinned[] = {
+        {"spec-good-full.yaml", 0x0da62ed86253117fULL},
+        {"spec-good-hostile.yaml", 0x7b15d81f084bc88aULL},
+        {"spec-good-huge.yaml", 0x091accc82f8b5f12ULL},
+        {"spec-good-minimal.yaml", 0x21a15ce22422e04eULL},
+        {"spec-good-sweep.yaml", 0x48e8227836c827bbULL},
+    };
+    static const char *const base = "name: h\ntasks:\n  - name: a\n    command: [x]\n";
+    static const struct {
+        const char *extra;
+        int same_as;  /* index of the case it must equal, or -1: differs from all before */
+    } cases[] = {
+        {"", -1},
+        {"    replicas: 1\n", 0},
+        {"    replicas: 2\n", -1},
+        {"    replicas: 2\n    spread: node\n", 2},
+        {"    replicas: 3\n", -1},
+        {"    replicas: 2\n    spread: rack\n", -1},
+        {"    spread: node\n", -1},
+        {"    retry_away: node\n", -1},
+        {"    require: {}\n", 0},
+        {"    require: {gpu: a100, zone: east}\n", -1},
+        {"    require: {zone: east, gpu: [a100]}\n", 9},
+        {"    require: {gpu: [a100, h100]}\n", -1},
+        {"    require: {gpu: [h100, a100]}\n", 11},
+        {"    prefer: {gpu: [a100, h100]}\n", -1},
+        {"    locality: era5\n", -1},
+        {"    locality: era6\n", -1},
+    };
+    uint64_t hashes[sizeof (cases) / sizeof (cases[0])];
+
+    for (size_t i = 0; i < sizeof (pinned) / sizeof (pinned[0]); i++) {
+        gr_spec_t *s = load_ok (pinned[i].file);
+        ck_assert_msg (s->hash == pinned[i].hash, "%s: hash %016" PRIx64 ", want %016" PRIx64,
+                       pinned[i].file, s->hash, pinned[i].hash);
+        gr_spec_destroy (s);
+    }
+    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
+        char text[512];
+        gr_spec_t *s;
+        snprintf (text, sizeof (text), "%s%s", base, cases[i].extra);
+        s = parse_ok (text);
+        hashes[i] = s->hash;
+        gr_spec_destroy (s);
+        if (cases[i].same_as >= 0)
+            ck_assert_msg (hashes[i] == hashes[cases[i].same_as], "case %zu", i);
+        else {
+            for (size_t j = 0; j < i; j++)
+                ck_assert_msg (hashes[i] != hashes[j], "case %zu equals case %zu", i, j);
+        }
+    }
+}
+END_TEST
+
+START_TEST (test_pack_placement)
+{
+    gr_spec_t *a = load_ok ("spec-good-placement.yaml");
+    gr_spec_t *b = NULL;
+    gr_error_t e;
+    void *buf;
+    size_t len;
+
+    ck_assert_int_eq (gr_spec_pack (a, &buf, &len), 0);
+    ck_assert_msg (gr_spec_unpack (buf, len, &b, &e) == 0, "%s", e.text);
+    free (buf);
+    ck_assert_uint_eq (b->hash, a->hash);
+    ck_assert_uint_eq (b->total, a->total);
+    ck_assert (b->quarantine.enabled);
+    ck_assert_int_eq (b->quarantine.level, a->quarantine.level);
+    for (size_t i = 0; i < a->ntasks; i++) {
+        const gr_taskdef_t *p = &a->tasks[i], *q = &b->tasks[i];
+        ck_assert_uint_eq (p->replicas, q->replicas);
+        ck_assert_int_eq (p->spread, q->spread);
+        ck_assert_int_eq (p->retry_away, q->retry_away);
+        ck_assert_uint_eq (p->nrequire, q->nrequire);
+        for (size_t k = 0; k < p->nrequire; k++) {
+            ck_assert_str_eq (p->require[k].key, q->require[k].key);
+            ck_assert_uint_eq (p->require[k].nvalues, q->require[k].nvalues);
+        }
+        ck_assert_uint_eq (p->nprefer, q->nprefer);
+        ck_assert_int_eq (p->locality == NULL, q->locality == NULL);
+        ck_assert_int_eq (p->place_mark.line, q->place_mark.line);
+    }
+    gr_spec_destroy (a);
+    gr_spec_destroy (b);
+}
+END_TEST
+
 static Suite *spec_suite (void)
 {
     Suite *s = suite_create ("spec");
@@ -1427,6 +1885,16 @@ static Suite *spec_suite (void)
     tcase_add_test (tc, test_limits);
     tcase_add_test (tc, test_more_errors);
     tcase_add_test (tc, test_cycles_memory);
+    suite_add_tcase (s, tc);
+
+    tc = tcase_create ("placement");
+    tcase_add_test (tc, test_placement_fixture);
+    tcase_add_test (tc, test_placement_defaults);
+    tcase_add_test (tc, test_quarantine);
+    tcase_add_test (tc, test_placement_errors);
+    tcase_add_test (tc, test_replica_expand);
+    tcase_add_test (tc, test_hash_placement);
+    tcase_add_test (tc, test_pack_placement);
     suite_add_tcase (s, tc);
     return s;
 }
