@@ -995,6 +995,16 @@ static void fail_row (gr_sched_t *s, uint32_t row, gr_outcome_f fn, void *arg)
     def_maybe_end (s, tr->def);
 }
 
+/* Could some usable rank take row? */
+static bool placeable_somewhere (const gr_sched_t *s, uint32_t row)
+{
+    for (int r = 0; r < s->nranks; r++) {
+        if (s->usable[r] && placeable (s, row, r))
+            return true;
+    }
+    return false;
+}
+
 int gr_sched_fail_unplaceable (gr_sched_t *s, gr_outcome_f fn, void *arg)
 {
     int n = 0;
@@ -1002,10 +1012,7 @@ int gr_sched_fail_unplaceable (gr_sched_t *s, gr_outcome_f fn, void *arg)
         return 0;
     for (size_t k = 0; k < s->npend;) {
         uint32_t row = s->pend[k];
-        bool any = false;
-        for (int r = 0; r < s->nranks && !any; r++)
-            any = s->usable[r] && placeable (s, row, r);
-        if (any) {
+        if (placeable_somewhere (s, row)) {
             k++;
             continue;
         }
@@ -1016,10 +1023,7 @@ int gr_sched_fail_unplaceable (gr_sched_t *s, gr_outcome_f fn, void *arg)
     }
     for (size_t k = 0; k < s->nheap;) {
         uint32_t row = s->heap[k].row;
-        bool any = false;
-        for (int r = 0; r < s->nranks && !any; r++)
-            any = s->usable[r] && placeable (s, row, r);
-        if (any) {
+        if (placeable_somewhere (s, row)) {
             k++;
             continue;
         }

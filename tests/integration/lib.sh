@@ -113,6 +113,22 @@ gr_launch_bg () {
     launch_pid=$!
 }
 
+# wait_done RUN N PID LOG: wait (up to 20 s) until `gridrun status RUN`
+# counts N tasks done, failing the test if PID (a background launcher
+# writing LOG) ends first or the run does not get there; sets $done_now.
+wait_done () {
+    local run=$1 want=$2 pid=$3 log=$4 i
+    done_now=0
+    for i in $(seq 1 200); do
+        done_now=$("$GRIDRUN" status "$run" 2> /dev/null \
+                   | sed -n 's/^  tasks *[0-9]*: \([0-9]*\) done.*/\1/p')
+        [ "${done_now:-0}" -ge "$want" ] && return 0
+        kill -0 "$pid" 2> /dev/null || fail "launcher ended early: $(tail -20 "$log")"
+        sleep 0.1
+    done
+    fail "run did not get going: $(tail -20 "$log")"
+}
+
 # kill_session SID: SIGKILL every process of a session (launcher, mpirun,
 # ranks and tasks), then wait until they are gone.
 kill_session () {

@@ -35,14 +35,7 @@ GRIDRUN_FINALIZE_GRACE=3 GRIDRUN_MPIRUN="$NETNS_MPIRUN" setsid \
     job.yaml --run-dir run --site site.yaml --lost-after 5s > launch.log 2>&1 &
 launch_pid=$!
 
-done_now=0
-for _ in $(seq 1 200); do
-    done_now=$("$GRIDRUN" status run 2> /dev/null | sed -n 's/^  tasks *[0-9]*: \([0-9]*\) done.*/\1/p')
-    [ "${done_now:-0}" -ge 30 ] && break
-    kill -0 "$launch_pid" 2> /dev/null || fail "launcher ended early: $(tail -20 launch.log)"
-    sleep 0.1
-done
-[ "${done_now:-0}" -ge 30 ] || fail "run did not get going: $(tail -20 launch.log)"
+wait_done run 30 "$launch_pid" launch.log
 before=$(grep -c '^h3 ' "$seen")
 pids=$(netns_pids h3)
 [ -n "$pids" ] || fail "no process on h3"
