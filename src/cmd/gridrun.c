@@ -37,6 +37,10 @@ static const char *usage_text =
     "  output RUN TASK print the output of a task (name like sim[3], or its key)\n"
     "  topo            show failure domains: zones, racks, nodes, and this node's\n"
     "                  packages, NUMA nodes, cores and GPUs (--xml, --site, --hosts)\n"
+    "  ckpt ls|verify|show DIR [STEP]\n"
+    "                  training checkpoints (libgridrun's gr_ckpt_*): list the\n"
+    "                  steps, check every byte against the checksums, show arrays\n"
+    "                  and attributes (--json for ls and show)\n"
     "  help            show this text\n"
     "  version         show the version\n"
     "\n"
@@ -620,6 +624,8 @@ int main (int argc, char **argv)
         return gr_cmd_launch (argc - 1, argv + 1);
     if (strcmp (cmd, "topo") == 0)
         return gr_cmd_topo (argc - 1, argv + 1);
+    if (strcmp (cmd, "ckpt") == 0)
+        return gr_cmd_ckpt (argc - 1, argv + 1);
     if (strcmp (cmd, "help") == 0 || strcmp (cmd, "--help") == 0
         || strcmp (cmd, "-h") == 0) {
         usage (stdout);

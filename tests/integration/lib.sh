@@ -158,3 +158,13 @@ master_pid () {
     done
     sed -n 's/^pid //p' "$1/master.info"
 }
+
+# ckt N ARGS...: tests/bin/gr-ckpttest (checkpoint tests) on N ranks,
+# output in ckt.out, failing the test when it fails.
+ckt () {
+    local n=$1 prog="$GR_BUILDDIR/tests/bin/gr-ckpttest"
+    shift
+    [ -x "$prog" ] || fail "$prog is not built (make check builds it)"
+    GRIDRUN_COLL=mpi timeout -k 5 60 "$LOCAL_MPIRUN" -n "$n" "$prog" "$@" > ckt.out 2>&1 \
+        || fail "gr-ckpttest -n $n $*: $(tail -20 ckt.out)"
+}
