@@ -251,21 +251,41 @@ static void evaluate (model_t *m, const int *idx, int n, double *loss, double *a
     *acc = s[1] / n;
 }
 
+/* The arrays a checkpoint holds: the parameters and their momentum. */
+typedef struct {
+    const char *name;
+    double *data;
+    int ndims;
+    uint64_t dims[2];
+} array_t;
+
+#define NARRAYS 8
+
+static void arrays_of (model_t *m, array_t a[NARRAYS])
+{
+    uint64_t h = (uint64_t)m->h;
+    a[0] = (array_t){"w1", m->w1, 2, {NFEAT, h}};
+    a[1] = (array_t){"b1", m->b1, 1, {h}};
+    a[2] = (array_t){"w2", m->w2, 2, {h, NCLASS}};
+    a[3] = (array_t){"b2", m->b2, 1, {NCLASS}};
+    a[4] = (array_t){"v1", m->v1, 2, {NFEAT, h}};
+    a[5] = (array_t){"c1", m->c1, 1, {h}};
+    a[6] = (array_t){"v2", m->v2, 2, {h, NCLASS}};
+    a[7] = (array_t){"c2", m->c2, 1, {NCLASS}};
+}
+
 static void ckpt_save (gr_ckpt_t *c, model_t *m, long step, double loss)
 {
-    int h = m->h;
-    uint64_t d1[2] = {NFEAT, (uint64_t)h}, db1[1] = {(uint64_t)h};
-    uint64_t d2[2] = {(uint64_t)h, NCLASS}, db2[1] = {NCLASS};
-    if (gr_ckpt_begin (c, step) < 0
-        || gr_ckpt_add (c, "w1", GR_F64, 2, d1, m->w1, GR_CKPT_REPLICATED) < 0
-        || gr_ckpt_add (c, "b1", GR_F64, 1, db1, m->b1, GR_CKPT_REPLICATED) < 0
-        || gr_ckpt_add (c, "w2", GR_F64, 2, d2, m->w2, GR_CKPT_REPLICATED) < 0
-        || gr_ckpt_add (c, "b2", GR_F64, 1, db2, m->b2, GR_CKPT_REPLICATED) < 0
-        || gr_ckpt_add (c, "v1", GR_F64, 2, d1, m->v1, GR_CKPT_REPLICATED) < 0
-        || gr_ckpt_add (c, "c1", GR_F64, 1, db1, m->c1, GR_CKPT_REPLICATED) < 0
-        || gr_ckpt_add (c, "v2", GR_F64, 2, d2, m->v2, GR_CKPT_REPLICATED) < 0
-        || gr_ckpt_add (c, "c2", GR_F64, 1, db2, m->c2, GR_CKPT_REPLICATED) < 0
-        || gr_ckpt_attr_i64 (c, "hidden", h) < 0
+    array_t a[NARRAYS];
+    arrays_of (m, a);
+    if (gr_ckpt_begin (c, step) < 0)
+        die ("checkpoint save");
+    for (int i = 0; i < NARRAYS; i++) {
+        if (gr_ckpt_add (c, a[i].name, GR_F64, a[i].ndims, a[i].dims, a[i].data,
+                         GR_CKPT_REPLICATED) < 0)
+            die ("checkpoint save");
+    }
+    if (gr_ckpt_attr_i64 (c, "hidden", m->h) < 0
         || gr_ckpt_attr_f64 (c, "batch_loss", loss) < 0
         || gr_ckpt_attr_str (c, "model", "mlp 64-relu-10 softmax") < 0
         || gr_ckpt_save (c) < 0)
@@ -289,13 +309,13 @@ static long ckpt_restore (gr_ckpt_t *c, model_t *m)
                      (long long)h, m->h, (long long)h);
         MPI_Abort (MPI_COMM_WORLD, 2);
     }
-    size_t n1 = NFEAT * m->h * sizeof (double), nb1 = m->h * sizeof (double);
-    size_t n2 = m->h * NCLASS * sizeof (double), nb2 = NCLASS * sizeof (double);
-    if (gr_ckpt_read (c, "w1", m->w1, n1) < 0 || gr_ckpt_read (c, "b1", m->b1, nb1) < 0
-        || gr_ckpt_read (c, "w2", m->w2, n2) < 0 || gr_ckpt_read (c, "b2", m->b2, nb2) < 0
-        || gr_ckpt_read (c, "v1", m->v1, n1) < 0 || gr_ckpt_read (c, "c1", m->c1, nb1) < 0
-        || gr_ckpt_read (c, "v2", m->v2, n2) < 0 || gr_ckpt_read (c, "c2", m->c2, nb2) < 0)
-        die ("checkpoint read");
+    array_t a[NARRAYS];
+    arrays_of (m, a);
+    for (int i = 0; i < NARRAYS; i++) {
+        size_t bytes = sizeof (double) * a[i].dims[0] * (a[i].ndims > 1 ? a[i].dims[1] : 1);
+        if (gr_ckpt_read (c, a[i].name, a[i].data, bytes) < 0)
+            die ("checkpoint read");
+    }
     const char *why = gr_ckpt_load_report (c);
     if (gr_rank () == 0)
         printf ("resumed from step %lld%s%s\n", (long long)step, *why ? ": " : "", why);

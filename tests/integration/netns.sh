@@ -190,6 +190,18 @@ netns_mpirun () {
     "$NETNS_MPIRUN" "$@"
 }
 
+# netns_site FILE: the site file most multi-host tests use: zone z1,
+# hosts h1 and h2 in rack ra, h3 in rack rb.
+netns_site () {
+    cat > "$1" <<'YAML'
+zones:
+  - name: z1
+    racks:
+      - {name: ra, nodes: [h1, h2]}
+      - {name: rb, nodes: [h3]}
+YAML
+}
+
 netns_link () {
     local h=$1 state=$2
     case $state in up | down) ;; *) fail "netns_link $h: up or down, not '$state'" ;; esac

@@ -10,15 +10,7 @@ test_timeout 100
 netns_up 3 2    # 2 slots a host: -n 5 puts ranks 0,1 on h1, 2,3 on h2, 4 on h3
 
 # (a) The cluster tree from a site file, with the ranks of each node.
-cat > site.yaml <<'YAML'
-zones:
-  - name: z1
-    racks:
-      - name: ra
-        nodes: [h1, h2]
-      - name: rb
-        nodes: [h3]
-YAML
+netns_site site.yaml
 timeout -k 5 60 "$NETNS_MPIRUN" -n 5 --hostfile "$WORK/hosts" "$GRIDRUN" topo --site site.yaml \
     > topo.out 2> topo.err || fail "topo under mpirun: exit $?: $(cat topo.err)"
 cat > topo.golden <<'GOLDEN'

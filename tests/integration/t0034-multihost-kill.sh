@@ -11,13 +11,7 @@ test_timeout 110
 
 netns_up 3 2    # -n 5: master and a worker on h1, two workers on h2, one on h3
 
-cat > site.yaml <<'YAML'
-zones:
-  - name: z1
-    racks:
-      - {name: ra, nodes: [h1, h2]}
-      - {name: rb, nodes: [h3]}
-YAML
+netns_site site.yaml
 seen="$WORK/seen"
 : > "$seen"
 cat > job.yaml <<YAML

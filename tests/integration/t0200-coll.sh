@@ -66,15 +66,7 @@ coll 3 timeout env GRIDRUN_COLL_TIMEOUT=1 "$BIN" --timeout || fail "timeout: $(c
 (
     trap netns_down EXIT
     netns_up 3 2
-    cat > site.yaml <<'YAML'
-zones:
-  - name: z1
-    racks:
-      - name: ra
-        nodes: [h1, h2]
-      - name: rb
-        nodes: [h3]
-YAML
+    netns_site site.yaml
     timeout -k 5 120 "$NETNS_MPIRUN" -n 5 --hostfile "$WORK/hosts" \
         env GRIDRUN_SITE="$WORK/site.yaml" "$BIN" --info > multi-info.out 2>&1 \
         || fail "--info on 3 hosts: $(cat multi-info.out)"
