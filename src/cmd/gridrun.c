@@ -485,6 +485,17 @@ static int cmd_validate (int argc, char **argv)
                 printf (" (%" PRIu32 " replicas", d->replicas);
             printf (", spread over %ss)", gr_level_name (d->spread));
         }
+        if (d->group) {
+            printf (" (group%s of %" PRIu32 " process%s", d->count == 1 ? "" : "s", d->ranks,
+                    d->ranks == 1 ? "" : "es");
+            if (d->ranks_per_node)
+                printf (", at most %" PRIu32 " a node", d->ranks_per_node);
+            printf (", %" PRIu32 " cpu%s", d->cpus, d->cpus == 1 ? "" : "s");
+            if (d->gpus)
+                printf (" and %" PRIu32 " gpu%s", d->gpus, d->gpus == 1 ? "" : "s");
+            printf (" each, %" PRIu32 " restart%s)", d->retry.max,
+                    d->retry.max == 1 ? "" : "s");
+        }
         if (d->nafter) {
             printf (", after");
             for (size_t j = 0; j < d->nafter; j++)

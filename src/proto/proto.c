@@ -19,7 +19,10 @@ int gr_proto_check_assign (const void *buf, size_t len)
 {
     const gr_assign_hdr_t *h = buf;
     if (len < sizeof (*h) || h->version != GR_PROTO_VERSION
-        || h->ntasks > GR_PROTO_MAX_BATCH || len != gr_assign_size (h->ntasks)) {
+        || h->ntasks > GR_PROTO_MAX_BATCH
+        || len != ((h->flags & GR_ASSIGN_GROUP) && h->ntasks == 0
+                       ? sizeof (*h) + sizeof (gr_group_cmd_t)
+                       : gr_assign_size (h->ntasks))) {
         errno = EPROTO;
         return -1;
     }

@@ -34,6 +34,7 @@ enum {
 #define GR_ASSIGN_SHUTDOWN 0x1 /* no more work: finish the queue and leave */
 #define GR_ASSIGN_DRAIN 0x2    /* give back queued tasks; running ones end by
                                   the header's deadline (SIGTERM, then SIGKILL) */
+#define GR_ASSIGN_GROUP 0x4    /* the body is one gr_group_cmd_t, no tasks */
 
 /* Result flags */
 #define GR_RES_TIMEOUT 0x1    /* killed by gridrun after its timeout */
@@ -43,6 +44,8 @@ enum {
 /* Both SPAWN and RETURNED: never started, no worker could take it (the
  * master's verdict, in journal entries only). */
 #define GR_RES_UNPLACED (GR_RES_SPAWN | GR_RES_RETURNED)
+#define GR_RES_PORT 0x10      /* not an end: the answer to GR_GROUP_PREP, the
+                                 port in exit_code (0: none free) */
 
 typedef struct gr_assign_rec {
     uint64_t id;       /* master's handle for this attempt */
@@ -61,7 +64,7 @@ typedef struct gr_result_rec {
     int32_t exit_code; /* exit status, or errno when GR_RES_SPAWN */
     int32_t signal;    /* terminating signal, 0 if none */
     uint32_t flags;
-    uint32_t pad;
+    uint32_t member;   /* a process of a group: its RANK + 1; else 0 */
 } gr_result_rec_t;
 
 typedef struct gr_ready_hdr {
@@ -83,6 +86,39 @@ typedef struct gr_assign_hdr {
                               must have ended (relative: clocks differ) */
 } gr_assign_hdr_t;
 
+/* Group tasks (kind: group).  The master reserves slots on workers for
+ * all of a group's processes, asks the worker of RANK 0 for a free port
+ * (PREP, answered by a GR_RES_PORT result), then tells every worker of
+ * the group which processes to start (START).  Each process reports as a
+ * result of its own, with `member` set; the master ends the attempt once
+ * all have.  STOP ends a group's processes on a worker: `signal` now,
+ * SIGKILL `grace` seconds later. */
+enum {
+    GR_GROUP_PREP = 1,
+    GR_GROUP_START = 2,
+    GR_GROUP_STOP = 3,
+};
+
+typedef struct gr_group_cmd {
+    uint32_t op;
+    uint32_t def;
+    uint64_t id;           /* the attempt, as the scheduler named it */
+    uint64_t key;
+    uint64_t index;
+    uint32_t attempt;
+    uint32_t world;        /* WORLD_SIZE */
+    uint32_t rank0;        /* START: RANK of this worker's first process */
+    uint32_t nranks;       /* START: processes on this worker */
+    uint32_t local0;       /* START: LOCAL_RANK of its first process */
+    uint32_t local_world;  /* START: LOCAL_WORLD_SIZE, processes on the node */
+    uint32_t node_rank;    /* START: GROUP_RANK, the node's place in the group */
+    uint32_t nnodes;       /* START: GROUP_WORLD_SIZE */
+    uint32_t port;         /* START: MASTER_PORT */
+    int32_t signal;        /* STOP */
+    double grace;          /* STOP: seconds until SIGKILL */
+    char addr[64];         /* PREP: where to find a port; START: MASTER_ADDR */
+} gr_group_cmd_t;
+
 /* What each worker tells the master at start-up (gathered). */
 typedef struct gr_worker_info {
     uint32_t cpus;
@@ -90,6 +126,7 @@ typedef struct gr_worker_info {
     uint64_t mem;
     char host[64];
     char topo_addr[128];   /* SLURM_TOPOLOGY_ADDR, or "" */
+    char addr[64];         /* an IPv4 address other hosts may reach it at */
 } gr_worker_info_t;
 
 static inline size_t gr_ready_size (uint32_t nresults)

@@ -29,6 +29,7 @@
 #include "src/spec/site_load.h"
 #include "src/spec/spec.h"
 #include "src/topo/topo.h"
+#include "group.h"
 #include "place.h"
 #include "rundir.h"
 #include "runtime.h"
@@ -92,7 +93,42 @@ typedef struct wstate {
     bool quarantined;       /* its domain takes no new work for now */
     double last_heard;
     double last_sent;       /* anything sent to it: the master's heartbeat */
+    int64_t busy_cpus;      /* of the tasks and group processes it holds */
+    int64_t busy_gpus;
+    uint32_t gprocs;        /* group processes it runs */
+    bool reserved;          /* held for a group about to start */
+    uint32_t node;          /* its host, numbered */
 } wstate_t;
+
+/* A group task's attempt (kind: group), from the moment the scheduler
+ * hands it out until every one of its processes has reported. */
+enum { G_RESERVE = 0, G_PREP = 1, G_RUN = 2 };
+
+typedef struct gplace {
+    int worker;
+    uint32_t n;             /* processes on it */
+    uint32_t rank0;         /* RANK of the first */
+    uint32_t node;          /* GROUP_RANK of its node */
+    uint32_t local0;        /* LOCAL_RANK of the first */
+    uint32_t ended;
+} gplace_t;
+
+typedef struct group {
+    gr_assign_rec_t a;
+    int state;
+    gplace_t *pl;           /* planned places, RANK order */
+    uint32_t npl;
+    uint32_t nnodes;
+    uint32_t ended;         /* processes that reported, or were lost */
+    bool failed;            /* one failed: the others were stopped */
+    bool preempted;         /* one was stopped by the drain */
+    bool returned;          /* one never started (drain) */
+    bool completed;         /* the scheduler has its outcome already */
+    gr_result_rec_t fail;   /* the first failure */
+    gr_result_rec_t sum;    /* wall: the longest; CPU: the sum */
+    char addr[64];
+    double since;
+} group_t;
 
 typedef struct master {
     const gr_run_opts_t *opts;
@@ -131,6 +167,12 @@ typedef struct master {
     double stalled_since;   /* nothing runs and nothing can be handed out */
     uint64_t unplaceable;   /* tasks failed because they could not be placed */
     uint64_t quarantines;
+    bool any_group;         /* the spec has group tasks */
+    uint8_t *gelig;         /* per definition: is it a group */
+    group_t **groups;       /* attempts of groups in progress */
+    size_t ngroups, capgroups;
+    group_t *pending;       /* the one being placed (RESERVE or PREP) */
+    gplace_t *gscratch;     /* one per rank */
 } master_t;
 
 static const char *task_label (master_t *m, uint32_t def, uint64_t index)
@@ -274,6 +316,51 @@ static int quarantine_release (master_t *m, double now)
     return 0;
 }
 
+/* Journal an attempt's outcome, count a failure against its domain, and
+ * say what happened. */
+static int report_outcome (master_t *m, int src, const gr_outcome_t *o,
+                           const gr_result_rec_t *r, double now)
+{
+    const gr_taskdef_t *d = &m->spec->tasks[o->def];
+    if (note_end (m, src, o, r) < 0)
+        return -1;
+    if ((o->kind == GR_OUTCOME_RETRY || o->kind == GR_OUTCOME_FAILED
+         || o->kind == GR_OUTCOME_POISON)
+        && !(r && (r->flags & GR_RES_UNPLACED) == GR_RES_UNPLACED)
+        && quarantine_fail (m, src, now) < 0)
+        return -1;
+    switch (o->kind) {
+        case GR_OUTCOME_RETRY:
+            if (d->group)
+                GR_WARN ("group %s (%016" PRIx64 ") attempt %u: %s; restart %u of %u",
+                         task_label (m, o->def, o->index), o->key, o->attempt, o->reason,
+                         o->attempt, d->retry.max);
+            else
+                GR_INFO ("task %s (%016" PRIx64 ") attempt %u: %s; retry in %.1fs",
+                         task_label (m, o->def, o->index), o->key, o->attempt,
+                         o->reason, o->delay);
+            break;
+        case GR_OUTCOME_FAILED:
+            GR_WARN ("task %s (%016" PRIx64 ") failed: %s after %u attempt%s",
+                     task_label (m, o->def, o->index), o->key, o->reason,
+                     o->attempt, o->attempt == 1 ? "" : "s");
+            break;
+        case GR_OUTCOME_POISON:
+            GR_WARN ("task %s (%016" PRIx64 ") is poison: %s, crashed %u "
+                     "times; not retried",
+                     task_label (m, o->def, o->index), o->key, o->reason,
+                     d->retry.crash_limit);
+            break;
+        default:
+            break;
+    }
+    return 0;
+}
+
+static int group_port (master_t *m, int src, const gr_result_rec_t *r, double now);
+static int group_member_end (master_t *m, int src, const gr_result_rec_t *r,
+                             double now);
+
 static int handle_ready (master_t *m, int src, const void *buf, size_t len,
                          double now)
 {
@@ -297,38 +384,27 @@ static int handle_ready (master_t *m, int src, const void *buf, size_t len,
         gr_result_rec_t r;
         gr_outcome_t o;
         memcpy (&r, &recs[i], sizeof (r));
+        if (r.flags & GR_RES_PORT) {
+            if (group_port (m, src, &r, now) < 0)
+                return -1;
+            continue;
+        }
+        if (r.member) {
+            if (group_member_end (m, src, &r, now) < 0)
+                return -1;
+            continue;
+        }
         if (gr_sched_complete (m->sched, now, &r, &o) < 0)
             return -1;
         if (o.kind == GR_OUTCOME_STALE) {
             GR_DEBUG ("stale result %016" PRIx64 " from rank %d ignored", r.id, src);
             continue;
         }
-        if (note_end (m, src, &o, &r) < 0)
+        const gr_taskdef_t *d = &m->spec->tasks[o.def];
+        w->busy_cpus -= d->cpus;
+        w->busy_gpus -= d->gpus;
+        if (report_outcome (m, src, &o, &r, now) < 0)
             return -1;
-        if ((o.kind == GR_OUTCOME_RETRY || o.kind == GR_OUTCOME_FAILED
-             || o.kind == GR_OUTCOME_POISON)
-            && quarantine_fail (m, src, now) < 0)
-            return -1;
-        switch (o.kind) {
-            case GR_OUTCOME_RETRY:
-                GR_INFO ("task %s (%016" PRIx64 ") attempt %u: %s; retry in %.1fs",
-                         task_label (m, o.def, o.index), o.key, o.attempt,
-                         o.reason, o.delay);
-                break;
-            case GR_OUTCOME_FAILED:
-                GR_WARN ("task %s (%016" PRIx64 ") failed: %s after %u attempt%s",
-                         task_label (m, o.def, o.index), o.key, o.reason,
-                         o.attempt, o.attempt == 1 ? "" : "s");
-                break;
-            case GR_OUTCOME_POISON:
-                GR_WARN ("task %s (%016" PRIx64 ") is poison: %s, crashed %u "
-                         "times; not retried",
-                         task_label (m, o.def, o.index), o.key, o.reason,
-                         m->spec->tasks[o.def].retry.crash_limit);
-                break;
-            default:
-                break;
-        }
     }
     if (flush_ends (m) < 0)
         return -1;
@@ -395,11 +471,14 @@ static const uint8_t *eligible (master_t *m, int r, int pass)
 {
     const gr_place_t *p = m->place;
     size_t nt = m->spec->ntasks;
-    if (!p || !p->any_prefer)
+    bool pref = p && p->any_prefer;
+    if (!pref && !m->any_group)
         return NULL;
     for (size_t i = 0; i < nt; i++) {
         size_t k = (size_t)r * nt + i;
-        m->elig[i] = p->req[k] && (p->pref[k] || (pass == 1 && m->spill[i]));
+        /* Groups are placed whole, by group_dispatch. */
+        m->elig[i] = !m->gelig[i]
+                     && (!pref || (p->req[k] && (p->pref[k] || (pass == 1 && m->spill[i]))));
     }
     return m->elig;
 }
@@ -422,6 +501,575 @@ static void find_spill (master_t *m)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Group tasks (kind: group): gang placement and the life of an attempt.
+ *
+ * One group at a time is being placed.  The master plans where all its
+ * processes go (on the room the workers have in all, so the plan does not
+ * chase momentary gaps), stops giving those workers new tasks, and once
+ * their running tasks have left room for the whole group asks the worker
+ * of RANK 0 for a port (PREP) and sends every worker its processes
+ * (START).  Nothing holds part of a group while waiting for the rest, so
+ * groups and tasks cannot deadlock each other.  When one process fails,
+ * the others are stopped, and once all have ended the attempt ends with
+ * the first failure: a restart (a retry, with max_restarts) or a failure
+ * for good. */
+
+/* Processes of d that fit in cpus and gpus. */
+static uint32_t fit_procs (const gr_taskdef_t *d, int64_t cpus, int64_t gpus)
+{
+    if (cpus <= 0 || (d->gpus && gpus <= 0))
+        return 0;
+    int64_t n = cpus / (d->cpus ? d->cpus : 1);
+    if (d->gpus && gpus / d->gpus < n)
+        n = gpus / d->gpus;
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+typedef struct gcand {
+    int rank;
+    uint32_t node;
+    uint32_t total;         /* processes it holds when idle */
+    uint32_t free;          /* processes it has room for now */
+} gcand_t;
+
+static int cand_cmp (const void *a, const void *b)
+{
+    const gcand_t *x = a, *y = b;
+    if (x->free != y->free)
+        return x->free > y->free ? -1 : 1;
+    return x->rank - y->rank;
+}
+
+/* Plan d's ranks over the candidates: whole nodes first, the node with
+ * the most room now first, at most ranks_per_node on one.  Returns how
+ * many places out[] got (RANK order), or 0 when the ranks do not fit even
+ * on idle workers.  nnodesp gets the nodes used. */
+static uint32_t plan_over (const gr_taskdef_t *d, gcand_t *c, size_t nc, uint32_t nnodes_all,
+                           gplace_t *out, uint32_t *nnodesp)
+{
+    uint64_t *ntot = calloc (nnodes_all + 1, sizeof (uint64_t));
+    uint64_t *nfree = calloc (nnodes_all + 1, sizeof (uint64_t));
+    uint8_t *used = calloc (nnodes_all + 1, 1);
+    uint64_t rpn = d->ranks_per_node ? d->ranks_per_node : UINT64_MAX, room = 0;
+    uint32_t npl = 0, left = d->ranks, nnodes = 0;
+
+    if (!ntot || !nfree || !used)
+        goto out;
+    for (size_t i = 0; i < nc; i++) {
+        ntot[c[i].node] += c[i].total;
+        nfree[c[i].node] += c[i].free;
+    }
+    for (uint32_t n = 0; n < nnodes_all; n++)
+        room += ntot[n] < rpn ? ntot[n] : rpn;
+    if (room < d->ranks)
+        goto out;
+    qsort (c, nc, sizeof (*c), cand_cmp);
+    while (left > 0) {
+        /* The unused node with the most room now, then in all. */
+        uint32_t best = UINT32_MAX;
+        for (uint32_t n = 0; n < nnodes_all; n++) {
+            if (used[n] || ntot[n] == 0)
+                continue;
+            if (best == UINT32_MAX || nfree[n] > nfree[best]
+                || (nfree[n] == nfree[best] && ntot[n] > ntot[best]))
+                best = n;
+        }
+        if (best == UINT32_MAX)
+            break;
+        used[best] = 1;
+        uint64_t take = ntot[best] < rpn ? ntot[best] : rpn;
+        uint32_t local = 0;
+        for (size_t i = 0; i < nc && take > 0 && left > 0; i++) {
+            if (c[i].node != best || c[i].total == 0)
+                continue;
+            uint32_t n = c[i].total < take ? c[i].total : (uint32_t)take;
+            if (n > left)
+                n = left;
+            out[npl++] = (gplace_t){.worker = c[i].rank, .n = n, .rank0 = d->ranks - left,
+                                    .node = nnodes, .local0 = local};
+            local += n;
+            take -= n;
+            left -= n;
+        }
+        nnodes++;
+    }
+    if (left > 0)
+        npl = 0;
+out:
+    free (ntot);
+    free (nfree);
+    free (used);
+    *nnodesp = nnodes;
+    return npl;
+}
+
+/* May worker r hold processes of def? */
+static bool group_worker_ok (const master_t *m, int r, uint32_t def, bool quarantined_ok)
+{
+    const wstate_t *w = &m->w[r];
+    const gr_place_t *p = m->place;
+    return w->rank >= 0 && !w->bye && !w->lost && !w->shutdown_sent
+           && (quarantined_ok || !w->quarantined)
+           && (!p || !p->any_require || p->req[(size_t)r * m->spec->ntasks + def]);
+}
+
+static uint32_t group_plan (master_t *m, group_t *g, bool quarantined_ok)
+{
+    const gr_taskdef_t *d = &m->spec->tasks[g->a.def];
+    gcand_t *c = calloc ((size_t)m->size, sizeof (*c));
+    size_t nc = 0;
+    uint32_t nnodes_all = 0, npl;
+
+    if (!c)
+        return 0;
+    for (int r = 0; r < m->size; r++) {
+        const wstate_t *w = &m->w[r];
+        if (!group_worker_ok (m, r, g->a.def, quarantined_ok))
+            continue;
+        c[nc++] = (gcand_t){.rank = r, .node = w->node,
+                            .total = fit_procs (d, w->info.cpus, w->info.gpus),
+                            .free = fit_procs (d, (int64_t)w->info.cpus - w->busy_cpus,
+                                               (int64_t)w->info.gpus - w->busy_gpus)};
+        if (w->node + 1 > nnodes_all)
+            nnodes_all = w->node + 1;
+    }
+    npl = plan_over (d, c, nc, nnodes_all, m->gscratch, &g->nnodes);
+    free (c);
+    if (npl) {
+        gplace_t *pl = realloc (g->pl, npl * sizeof (*pl));
+        if (!pl)
+            return 0;
+        memcpy (pl, m->gscratch, npl * sizeof (*pl));
+        g->pl = pl;
+    }
+    g->npl = npl;
+    return npl;
+}
+
+/* At start-up: can every group fit the workers at all?  0, or an exit
+ * code after saying why not. */
+static int group_check_fit (const gr_spec_t *spec, const gr_worker_info_t *infos, int size,
+                            const gr_place_t *place)
+{
+    gcand_t *c = calloc ((size_t)size, sizeof (*c));
+    gplace_t *out = calloc ((size_t)size, sizeof (*out));
+    uint32_t *node = calloc ((size_t)size, sizeof (uint32_t));
+    int code = 0;
+
+    if (!c || !out || !node) {
+        code = GR_EXIT_INTERNAL;
+        goto done;
+    }
+    uint32_t nnodes = 0;
+    for (int r = 0; r < size; r++) {
+        node[r] = nnodes;
+        for (int q = 0; q < r; q++) {
+            if (strcmp (infos[q].host, infos[r].host) == 0) {
+                node[r] = node[q];
+                break;
+            }
+        }
+        if (node[r] == nnodes)
+            nnodes++;
+    }
+    for (size_t i = 0; i < spec->ntasks && !code; i++) {
+        const gr_taskdef_t *d = &spec->tasks[i];
+        size_t nc = 0;
+        uint32_t used, slots = 0;
+        if (!d->group)
+            continue;
+        for (int r = size == 1 ? 0 : 1; r < size; r++) {
+            if (place && place->any_require && !place->req[(size_t)r * spec->ntasks + i])
+                continue;
+            c[nc] = (gcand_t){.rank = r, .node = node[r],
+                              .total = fit_procs (d, infos[r].cpus, infos[r].gpus)};
+            slots += c[nc].total;
+            nc++;
+        }
+        if (plan_over (d, c, nc, nnodes, out, &used) == 0) {
+            char rpn[48] = "";
+            if (d->ranks_per_node)
+                snprintf (rpn, sizeof (rpn), ", at most %u a node", d->ranks_per_node);
+            fprintf (stderr,
+                     "gridrun: %s:%d:%d: group task '%s' needs %u processes of %u cpu%s "
+                     "and %u gpu%s%s, but the workers have room for %u (%d worker%s on "
+                     "%u node%s); lower ranks: or cpus_per_rank:, or run gridrun with "
+                     "more ranks or nodes (see --cpus-per-worker)\n",
+                     spec->path, d->group_mark.line, d->group_mark.col, d->name, d->ranks,
+                     d->cpus, d->cpus == 1 ? "" : "s", d->gpus, d->gpus == 1 ? "" : "s",
+                     rpn, slots, size == 1 ? 1 : size - 1, size == 2 ? "" : "s", nnodes,
+                     nnodes == 1 ? "" : "s");
+            code = GR_EXIT_USAGE;
+        }
+    }
+done:
+    free (c);
+    free (out);
+    free (node);
+    return code;
+}
+
+static int send_group (master_t *m, int r, const gr_group_cmd_t *g)
+{
+    size_t len = sizeof (gr_assign_hdr_t) + sizeof (*g);
+    char *buf = malloc (len);
+    if (!buf)
+        return -1;
+    gr_assign_hdr_t h = {.version = GR_PROTO_VERSION, .flags = GR_ASSIGN_GROUP};
+    memcpy (buf, &h, sizeof (h));
+    memcpy (buf + sizeof (h), g, sizeof (*g));
+    if (gr_chan_send (m->ch, r, GR_TAG_ASSIGN, buf, len) < 0) {
+        free (buf);
+        return -1;
+    }
+    m->w[r].last_sent = gr_now ();
+    return 0;
+}
+
+static group_t *group_find (master_t *m, uint64_t id)
+{
+    for (size_t i = 0; i < m->ngroups; i++) {
+        if (m->groups[i]->a.id == id)
+            return m->groups[i];
+    }
+    return NULL;
+}
+
+static void group_free (master_t *m, group_t *g)
+{
+    for (size_t i = 0; i < m->ngroups; i++) {
+        if (m->groups[i] == g) {
+            m->groups[i] = m->groups[--m->ngroups];
+            break;
+        }
+    }
+    if (m->pending == g)
+        m->pending = NULL;
+    free (g->pl);
+    free (g);
+}
+
+/* Give the room of g's places back (processes that will not report). */
+static void group_release (master_t *m, group_t *g, const gplace_t *p, uint32_t n)
+{
+    const gr_taskdef_t *d = &m->spec->tasks[g->a.def];
+    wstate_t *w = &m->w[p->worker];
+    w->busy_cpus -= (int64_t)n * d->cpus;
+    w->busy_gpus -= (int64_t)n * d->gpus;
+    w->gprocs -= n;
+}
+
+/* End g's attempt in the scheduler with result r (flags decide). */
+static int group_complete (master_t *m, group_t *g, gr_result_rec_t *r, bool journal,
+                           double now)
+{
+    gr_outcome_t o;
+    r->id = g->a.id;
+    r->member = 0;
+    if (gr_sched_complete (m->sched, now, r, &o) < 0)
+        return -1;
+    g->completed = true;
+    if (o.kind == GR_OUTCOME_STALE)
+        return 0;
+    int src = g->npl ? g->pl[0].worker : o.worker;
+    if (!journal) {
+        if (o.kind == GR_OUTCOME_FAILED) {
+            GR_WARN ("task %s (%016" PRIx64 ") failed: %s", task_label (m, o.def, o.index),
+                     o.key, o.reason);
+            m->unplaceable++;
+            return note_end (m, src, &o, r) < 0 || flush_ends (m) < 0 ? -1 : 0;
+        }
+        return 0; /* never started, never journaled */
+    }
+    if (report_outcome (m, src, &o, r, now) < 0 || flush_ends (m) < 0)
+        return -1;
+    return 0;
+}
+
+/* A group not yet started goes back to the queue (drain), keeping its
+ * attempt number. */
+static int group_unstart (master_t *m, group_t *g, double now)
+{
+    if (g->state == G_PREP) {
+        for (uint32_t i = 0; i < g->npl; i++)
+            group_release (m, g, &g->pl[i], g->pl[i].n);
+    }
+    gr_result_rec_t r = {.exit_code = -1, .flags = GR_RES_RETURNED};
+    if (group_complete (m, g, &r, false, now) < 0)
+        return -1;
+    group_free (m, g);
+    return 0;
+}
+
+/* Stop g's processes on every worker of it that still runs some. */
+static int group_stop (master_t *m, group_t *g, int sig, double grace)
+{
+    gr_group_cmd_t c = {.op = GR_GROUP_STOP, .def = g->a.def, .id = g->a.id,
+                        .key = g->a.key, .index = g->a.index, .attempt = g->a.attempt,
+                        .signal = sig, .grace = grace};
+    for (uint32_t i = 0; i < g->npl; i++) {
+        const gplace_t *p = &g->pl[i];
+        if (p->ended < p->n && !m->w[p->worker].lost && send_group (m, p->worker, &c) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Every process of g has ended: its attempt ends. */
+static int group_finish (master_t *m, group_t *g, double now)
+{
+    gr_result_rec_t r = g->sum;
+    if (!g->completed) {
+        r.exit_code = 0;
+        r.signal = 0;
+        r.flags = 0;
+        if (g->failed) {
+            r.exit_code = g->fail.exit_code;
+            r.signal = g->fail.signal;
+            r.flags = g->fail.flags;
+        }
+        else if (g->preempted)
+            r.flags = GR_RES_KILLED;
+        else if (g->returned)
+            r.flags = GR_RES_RETURNED;
+        if (group_complete (m, g, &r, true, now) < 0)
+            return -1;
+    }
+    group_free (m, g);
+    return 0;
+}
+
+static int group_member_end (master_t *m, int src, const gr_result_rec_t *r, double now)
+{
+    group_t *g = group_find (m, r->id);
+    gplace_t *p = NULL;
+    char sig[32];
+
+    if (g && g->state == G_RUN) {
+        for (uint32_t i = 0; i < g->npl && !p; i++) {
+            if (g->pl[i].worker == src && r->member > g->pl[i].rank0
+                && r->member <= g->pl[i].rank0 + g->pl[i].n)
+                p = &g->pl[i];
+        }
+    }
+    if (!p || p->ended >= p->n) {
+        GR_DEBUG ("stale group process result %016" PRIx64 " from rank %d", r->id, src);
+        return 0;
+    }
+    const gr_taskdef_t *d = &m->spec->tasks[g->a.def];
+    p->ended++;
+    g->ended++;
+    group_release (m, g, p, 1);
+    if (r->wall > g->sum.wall)
+        g->sum.wall = r->wall;
+    g->sum.utime += r->utime;
+    g->sum.stime += r->stime;
+    if (r->maxrss_kb > g->sum.maxrss_kb)
+        g->sum.maxrss_kb = r->maxrss_kb;
+    bool ok = !r->signal && !r->flags;
+    if (ok) {
+        ok = false;
+        for (size_t i = 0; i < d->nsuccess; i++)
+            ok = ok || d->success[i] == r->exit_code;
+    }
+    if (r->flags & GR_RES_KILLED)
+        g->preempted = true;
+    else if (r->flags & GR_RES_RETURNED)
+        g->returned = true;
+    else if (!ok && !g->failed && !g->completed) {
+        char why[128];
+        g->failed = true;
+        g->fail = *r;
+        gr_sched_describe (d, r->exit_code, r->signal, r->flags, why, sizeof (why));
+        GR_WARN ("group %s rank %u on worker %d: %s; stopping its other processes "
+                 "(SIGTERM, SIGKILL after %s)",
+                 task_label (m, g->a.def, g->a.index), r->member - 1, src, why,
+                 gr_fmt_duration (d->kill_grace, sig, sizeof (sig)));
+        if (g->ended < d->ranks && group_stop (m, g, SIGTERM, d->kill_grace) < 0)
+            return -1;
+    }
+    if (g->ended == d->ranks)
+        return group_finish (m, g, now);
+    return 0;
+}
+
+/* The worker of RANK 0 found a port: start every process. */
+static int group_port (master_t *m, int src, const gr_result_rec_t *r, double now)
+{
+    group_t *g = group_find (m, r->id);
+    if (!g || g->state != G_PREP || g->pl[0].worker != src) {
+        GR_DEBUG ("stale port answer from rank %d", src);
+        return 0;
+    }
+    const gr_taskdef_t *d = &m->spec->tasks[g->a.def];
+    gr_jstart_t st = {.key = g->a.key, .index = g->a.index, .def = g->a.def,
+                      .attempt = g->a.attempt};
+    gr_jrec_t rec = {.type = GR_JREC_TASK_START, .time = gr_wallclock ()};
+    rec.start.worker = (uint32_t)src;
+    rec.start.n = 1;
+    rec.start.tasks = &st;
+    if (journal_put (m, &rec) < 0)
+        return -1;
+    if (r->exit_code <= 0) {
+        /* No port: the attempt fails like a process that cannot start. */
+        gr_result_rec_t f = {.exit_code = EADDRNOTAVAIL, .flags = GR_RES_SPAWN};
+        for (uint32_t i = 0; i < g->npl; i++)
+            group_release (m, g, &g->pl[i], g->pl[i].n);
+        if (group_complete (m, g, &f, true, now) < 0)
+            return -1;
+        group_free (m, g);
+        return 0;
+    }
+    gr_group_cmd_t c = {.op = GR_GROUP_START, .def = g->a.def, .id = g->a.id,
+                        .key = g->a.key, .index = g->a.index, .attempt = g->a.attempt,
+                        .world = d->ranks, .nnodes = g->nnodes, .port = (uint32_t)r->exit_code};
+    snprintf (c.addr, sizeof (c.addr), "%s", g->addr);
+    for (uint32_t i = 0; i < g->npl; i++) {
+        const gplace_t *p = &g->pl[i];
+        uint32_t lw = 0;
+        for (uint32_t k = 0; k < g->npl; k++)
+            lw += g->pl[k].node == p->node ? g->pl[k].n : 0;
+        c.rank0 = p->rank0;
+        c.nranks = p->n;
+        c.local0 = p->local0;
+        c.local_world = lw;
+        c.node_rank = p->node;
+        if (send_group (m, p->worker, &c) < 0)
+            return -1;
+        m->w[p->worker].reserved = false;
+    }
+    g->state = G_RUN;
+    m->pending = NULL;
+    GR_INFO ("group %s attempt %u: %u process%s on %u node%s, MASTER_ADDR=%s "
+             "MASTER_PORT=%d", task_label (m, g->a.def, g->a.index), g->a.attempt, d->ranks,
+             d->ranks == 1 ? "" : "es", g->nnodes, g->nnodes == 1 ? "" : "s", g->addr,
+             r->exit_code);
+    return 0;
+}
+
+/* A worker was lost: the groups it held end (they run again), and the
+ * rest of their processes are stopped. */
+static int group_lost (master_t *m, int rank, double now)
+{
+    for (size_t i = 0; i < m->ngroups;) {
+        group_t *g = m->groups[i];
+        const gr_taskdef_t *d = &m->spec->tasks[g->a.def];
+        bool hit = false;
+        for (uint32_t k = 0; k < g->npl; k++)
+            hit = hit || g->pl[k].worker == rank;
+        if (!hit || g->state == G_RESERVE) {
+            i++;
+            continue;
+        }
+        if (g->state == G_PREP) {
+            if (group_unstart (m, g, now) < 0)
+                return -1;
+            continue;
+        }
+        for (uint32_t k = 0; k < g->npl; k++) {
+            gplace_t *p = &g->pl[k];
+            if (p->worker == rank && p->ended < p->n) {
+                g->ended += p->n - p->ended;
+                p->ended = p->n;
+            }
+        }
+        if (!g->completed) {
+            gr_result_rec_t r = {.exit_code = -1, .flags = GR_RES_KILLED};
+            GR_WARN ("group %s lost worker %d: stopping its other processes; it runs "
+                     "again", task_label (m, g->a.def, g->a.index), rank);
+            if (group_complete (m, g, &r, true, now) < 0
+                || group_stop (m, g, SIGTERM, d->kill_grace) < 0)
+                return -1;
+        }
+        if (g->ended == d->ranks) {
+            group_free (m, g);
+            continue;
+        }
+        i++;
+    }
+    return 0;
+}
+
+static int group_drain (master_t *m, double now)
+{
+    return m->pending ? group_unstart (m, m->pending, now) : 0;
+}
+
+/* Place the next group: take it from the scheduler, plan, wait for room,
+ * then PREP.  Returns 1 if something moved, 0 if not, -1 on error. */
+static int group_dispatch (master_t *m, double now)
+{
+    group_t *g = m->pending;
+    if (!g) {
+        gr_assign_rec_t rec;
+        double max_duration = m->deadline > 0 ? m->deadline - now : HUGE_VAL;
+        int rc = gr_sched_next_placed (m->sched, now, -1, UINT32_MAX, UINT32_MAX, 0,
+                                       max_duration, m->gelig, &rec);
+        if (rc <= 0)
+            return rc;
+        if (m->ngroups == m->capgroups) {
+            size_t nc = m->capgroups ? 2 * m->capgroups : 8;
+            group_t **ng = realloc (m->groups, nc * sizeof (*ng));
+            if (!ng)
+                return -1;
+            m->groups = ng;
+            m->capgroups = nc;
+        }
+        if (!(g = calloc (1, sizeof (*g))))
+            return -1;
+        g->a = rec;
+        g->state = G_RESERVE;
+        g->since = now;
+        m->groups[m->ngroups++] = g;
+        m->pending = g;
+    }
+    if (g->state != G_RESERVE)
+        return 0;
+    for (int r = 0; r < m->size; r++)
+        m->w[r].reserved = false;
+    if (group_plan (m, g, false) == 0) {
+        if (group_plan (m, g, true) > 0)
+            return 0; /* room once a quarantine ends */
+        gr_result_rec_t r = {.exit_code = 0, .flags = GR_RES_UNPLACED};
+        if (group_complete (m, g, &r, false, now) < 0)
+            return -1;
+        group_free (m, g);
+        return 1;
+    }
+    const gr_taskdef_t *d = &m->spec->tasks[g->a.def];
+    bool ready = true;
+    for (uint32_t i = 0; i < g->npl; i++) {
+        wstate_t *w = &m->w[g->pl[i].worker];
+        w->reserved = true;
+        if (fit_procs (d, (int64_t)w->info.cpus - w->busy_cpus,
+                       (int64_t)w->info.gpus - w->busy_gpus) < g->pl[i].n)
+            ready = false;
+    }
+    if (!ready)
+        return 0;
+    /* Room for all: hold it, and ask RANK 0's worker for a port. */
+    int r0 = g->pl[0].worker;
+    bool one_host = true;
+    for (uint32_t i = 0; i < g->npl; i++) {
+        wstate_t *w = &m->w[g->pl[i].worker];
+        w->busy_cpus += (int64_t)g->pl[i].n * d->cpus;
+        w->busy_gpus += (int64_t)g->pl[i].n * d->gpus;
+        w->gprocs += g->pl[i].n;
+        one_host = one_host && w->node == m->w[r0].node;
+    }
+    snprintf (g->addr, sizeof (g->addr), "%s", one_host ? "127.0.0.1" : m->w[r0].info.addr);
+    if (gr_sched_set_worker (m->sched, g->a.id, r0) < 0)
+        return -1;
+    gr_group_cmd_t c = {.op = GR_GROUP_PREP, .def = g->a.def, .id = g->a.id,
+                        .key = g->a.key, .index = g->a.index, .attempt = g->a.attempt};
+    snprintf (c.addr, sizeof (c.addr), "%s", g->addr);
+    if (send_group (m, r0, &c) < 0)
+        return -1;
+    g->state = G_PREP;
+    return 1;
+}
+
 static int dispatch_pass (master_t *m, double now, int pass)
 {
     gr_assign_rec_t recs[GR_PROTO_MAX_BATCH];
@@ -431,10 +1079,15 @@ static int dispatch_pass (master_t *m, double now, int pass)
 
     for (int r = 0; r < m->size; r++) {
         wstate_t *w = &m->w[r];
-        if (!live (w) || w->shutdown_sent || w->quarantined)
+        if (!live (w) || w->shutdown_sent || w->quarantined || w->reserved)
             continue;
         const uint8_t *el = eligible (m, r, pass);
         int64_t left = credit (w);
+        if (w->gprocs > 0 && left > (int64_t)w->info.cpus - w->busy_cpus) {
+            /* A group runs here: no queue of tasks behind it, which other
+             * workers could run sooner. */
+            left = (int64_t)w->info.cpus - w->busy_cpus;
+        }
         while (left > 0) {
             uint32_t n = 0;
             uint32_t max = left < GR_PROTO_MAX_BATCH ? (uint32_t)left
@@ -448,6 +1101,8 @@ static int dispatch_pass (master_t *m, double now, int pass)
                     break;
                 starts[n] = (gr_jstart_t){.key = recs[n].key, .index = recs[n].index,
                                           .def = recs[n].def, .attempt = recs[n].attempt};
+                w->busy_cpus += m->spec->tasks[recs[n].def].cpus;
+                w->busy_gpus += m->spec->tasks[recs[n].def].gpus;
                 n++;
             }
             if (n == 0)
@@ -467,7 +1122,12 @@ static int dispatch_pass (master_t *m, double now, int pass)
 
 static int dispatch (master_t *m, double now)
 {
+    int gdid = m->any_group ? group_dispatch (m, now) : 0;
+    if (gdid < 0)
+        return -1;
     int did = dispatch_pass (m, now, 0), more;
+    if (did >= 0)
+        did += gdid;
     if (did < 0 || !m->place || !m->place->any_prefer)
         return did;
     find_spill (m);
@@ -570,6 +1230,8 @@ static int begin_drain (master_t *m, double now, double drain_in, int reason)
         GR_WARN ("second signal: running tasks are stopped now");
     m->draining = true;
     m->drain_end = now + drain_in;
+    if (group_drain (m, now) < 0)
+        return -1;
     return send_all (m, GR_ASSIGN_DRAIN, drain_in);
 }
 
@@ -591,6 +1253,8 @@ static int check_lost (master_t *m, double now)
         gr_sched_set_usable (m->sched, r, false);
         finalize_ok = false;
         gr_chan_cancel_dest (m->ch, r);
+        if (group_lost (m, r, now) < 0)
+            return -1;
         int n = gr_sched_requeue_worker (m->sched, r, journal_requeued, m);
         if (n < 0 || flush_ends (m) < 0)
             return -1;
@@ -1145,6 +1809,7 @@ static void local_capacity (const gr_run_opts_t *o, int rank, int size,
     info->host[sizeof (info->host) - 1] = '\0';
     const char *addr = getenv ("SLURM_TOPOLOGY_ADDR");
     snprintf (info->topo_addr, sizeof (info->topo_addr), "%s", addr ? addr : "");
+    gr__host_addr (info->addr, sizeof (info->addr));
     MPI_Comm_split_type (MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank,
                          MPI_INFO_NULL, &local);
     MPI_Allreduce (&is_worker, &nlocal, 1, MPI_INT, MPI_SUM, local);
@@ -1397,8 +2062,8 @@ int gr_run (const gr_run_opts_t *opts)
             fprintf (stderr, "gridrun: %s\n", err.text);
             verdict = GR_EXIT_USAGE;
         }
-        else
-            verdict = setup_place (opts, spec, infos, size, &place);
+        else if (!(verdict = setup_place (opts, spec, infos, size, &place)))
+            verdict = group_check_fit (spec, infos, size, place);
     }
     MPI_Bcast (&verdict, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (verdict) {
@@ -1445,10 +2110,28 @@ int gr_run (const gr_run_opts_t *opts)
                                                       : (uint64_t)time (NULL)))
         || !(m.x = gr_expand_create ()) || !(m.w = calloc ((size_t)size, sizeof (wstate_t)))
         || !(m.elig = malloc (spec->ntasks + 1)) || !(m.spill = malloc (spec->ntasks + 1))
+        || !(m.gelig = calloc (spec->ntasks + 1, 1))
+        || !(m.gscratch = calloc ((size_t)size, sizeof (gplace_t)))
         || (place && gr_sched_set_placement (m.sched, size, place->dom,
                                              place->any_require ? place->req : NULL) < 0)) {
         GR_ERROR ("out of memory");
         MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
+    }
+    for (size_t i = 0; i < spec->ntasks; i++) {
+        m.gelig[i] = spec->tasks[i].group;
+        m.any_group = m.any_group || spec->tasks[i].group;
+    }
+    uint32_t nnodes = 0;
+    for (int r = 0; r < size; r++) {
+        m.w[r].node = nnodes;
+        for (int q = 0; q < r; q++) {
+            if (strcmp (infos[q].host, infos[r].host) == 0) {
+                m.w[r].node = m.w[q].node;
+                break;
+            }
+        }
+        if (m.w[r].node == nnodes)
+            nnodes++;
     }
     for (int r = 0; r < size; r++) {
         m.w[r].rank = (r != 0 || size == 1) ? r : -1;
@@ -1502,6 +2185,11 @@ done:
     gr__place_destroy (place);
     free (m.elig);
     free (m.spill);
+    while (m.ngroups > 0)
+        group_free (&m, m.groups[0]);
+    free (m.groups);
+    free (m.gelig);
+    free (m.gscratch);
     free (m.w);
     free (infos);
     free (blob);

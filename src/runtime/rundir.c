@@ -250,6 +250,11 @@ void gr_spec_describe_changes (const gr_spec_t *a, const gr_spec_t *b, char *buf
             || o->err_mode != n->err_mode || !str_eq (o->out_path, n->out_path)
             || !str_eq (o->err_path, n->err_path))
             add (buf, len, "\n  task '%s': its after: or output settings changed", o->name);
+        if (o->group != n->group || o->ranks != n->ranks
+            || o->ranks_per_node != n->ranks_per_node || o->group_grace != n->group_grace
+            || !str_eq (o->ckpt_dir, n->ckpt_dir))
+            add (buf, len, "\n  task '%s': its group settings changed (kind, ranks, "
+                 "ranks_per_node, grace or checkpoint_dir)", o->name);
     }
     for (size_t i = 0; i < b->ntasks; i++) {
         if (!gr_spec_find (a, b->tasks[i].name))

@@ -23,10 +23,11 @@
 #include "src/proto/proto.h"
 #include "src/spec/spec.h"
 #include "src/topo/topo.h"
+#include "group.h"
 #include "outlog.h"
 #include "runtime.h"
 
-#define GR_EXTRA_ENV 11
+#define GR_EXTRA_ENV 32
 
 typedef struct run {
     bool used;
@@ -46,6 +47,13 @@ typedef struct run {
     uint32_t *gpu_ids;
     uint32_t nbound_gpus;   /* of gpus, those bound to node GPUs */
     bool bound;
+    /* A process of a group task (kind: group). */
+    int64_t member;         /* its RANK; -1 for a plain task */
+    uint32_t local_rank;
+    gr_group_cmd_t gc;      /* the START that made it */
+    bool preempted;         /* got the preemption signal: runs again */
+    double term_at;         /* SIGTERM then (0: not planned) */
+    double stop_kill_at;    /* STOP: SIGKILL then (0: not planned) */
 } run_t;
 
 struct gr_worker {
@@ -85,6 +93,7 @@ struct gr_worker {
     double drain_kill_at;   /* and SIGKILL */
 
     char extra[GR_EXTRA_ENV][PATH_MAX + 32];
+    char ckpt_dir[PATH_MAX]; /* GRIDRUN_CKPT_DIR of the process starting */
     char **envp;
     size_t envcap;
 
@@ -281,6 +290,8 @@ static int push_result (gr_worker_t *w, const gr_result_rec_t *r, double now)
     if (w->nres == 0)
         w->oldest_res = now;
     w->res[w->nres++] = *r;
+    if (r->member || (r->flags & GR_RES_PORT))
+        return 0; /* not a task: says nothing of how long tasks take */
     double a = r->wall;
     if (!w->have_avg) {
         w->avg_wall = a;
@@ -307,8 +318,15 @@ static void index_record (gr_worker_t *w, const run_t *r, const gr_result_rec_t 
         .out_off = out_off, .out_len = out_len,
         .err_off = err_off, .err_len = err_len,
     };
-    if (gr_expand_select (w->x, d, r->a.index) == 0)
+    char name[256];
+    if (gr_expand_select (w->x, d, r->a.index) == 0) {
         rec.name = gr_expand_name (w->x);
+        if (r->member >= 0) {
+            /* Each process of a group has output of its own. */
+            snprintf (name, sizeof (name), "%s/rank%" PRId64, rec.name, r->member);
+            rec.name = name;
+        }
+    }
     if (gr_outlog_record (w->ol, &rec) < 0)
         GR_ERROR ("cannot write output index: %s", strerror (errno));
 }
@@ -347,7 +365,8 @@ static bool exit_ok (const gr_worker_t *w, const run_t *r, const gr_result_rec_t
 static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru,
                    double now)
 {
-    gr_result_rec_t res = {.id = r->a.id, .wall = now - r->start};
+    gr_result_rec_t res = {.id = r->a.id, .wall = now - r->start,
+                           .member = r->member >= 0 ? (uint32_t)r->member + 1 : 0};
     uint64_t oo = 0, ol = 0, eo = 0, el = 0;
 
     if (ru) {
@@ -368,6 +387,10 @@ static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru
             res.flags |= GR_RES_TIMEOUT;
         else if (r->drain_termed && !exit_ok (w, r, &res))
             res.flags |= GR_RES_KILLED;
+        /* A group told to stop for preemption has not finished, however
+         * it exits: it resumes from its checkpoint. */
+        if (r->preempted)
+            res.flags |= GR_RES_KILLED;
         if (r->out_captured && gr_outlog_take (w->ol, r->out_spool, &oo, &ol) < 0)
             GR_ERROR ("cannot keep task output: %s", strerror (errno));
         if (r->err_captured && gr_outlog_take (w->ol, r->err_spool, &eo, &el) < 0)
@@ -382,7 +405,8 @@ static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru
 static int fail_start (gr_worker_t *w, run_t *r, int errnum, const char *msg,
                        double now)
 {
-    gr_result_rec_t res = {.id = r->a.id, .exit_code = errnum, .flags = GR_RES_SPAWN};
+    gr_result_rec_t res = {.id = r->a.id, .exit_code = errnum, .flags = GR_RES_SPAWN,
+                           .member = r->member >= 0 ? (uint32_t)r->member + 1 : 0};
     char line[GR_ERROR_TEXT_MAX + 16];
     uint64_t eo = 0, el;
     int n = snprintf (line, sizeof (line), "gridrun: %s\n", msg);
@@ -426,6 +450,37 @@ static int open_target (const char *path, const char *cwd, gr_error_t *errp)
         return gr_errprintf (errp, "cannot open output file '%s': %s", p,
                              strerror (errno));
     return fd;
+}
+
+/* The torchrun environment of a group's process (and gridrun's own). */
+static int group_env (gr_worker_t *w, const gr_taskdef_t *d, const run_t *r, int n)
+{
+    const gr_group_cmd_t *g = &r->gc;
+    char sig[32];
+    size_t sz = sizeof (w->extra[0]);
+#define GENV(...) snprintf (w->extra[n++], sz, __VA_ARGS__)
+    GENV ("RANK=%" PRId64, r->member);
+    GENV ("LOCAL_RANK=%u", r->local_rank);
+    GENV ("WORLD_SIZE=%u", g->world);
+    GENV ("LOCAL_WORLD_SIZE=%u", g->local_world);
+    GENV ("GROUP_RANK=%u", g->node_rank);
+    GENV ("GROUP_WORLD_SIZE=%u", g->nnodes);
+    GENV ("ROLE_RANK=%" PRId64, r->member);
+    GENV ("ROLE_WORLD_SIZE=%u", g->world);
+    GENV ("ROLE_NAME=default");
+    GENV ("MASTER_ADDR=%s", g->addr);
+    GENV ("MASTER_PORT=%u", g->port);
+    GENV ("TORCHELASTIC_RESTART_COUNT=%u", r->a.attempt - 1);
+    GENV ("TORCHELASTIC_MAX_RESTARTS=%u", d->retry.max);
+    GENV ("TORCHELASTIC_RUN_ID=%016" PRIx64, r->a.key);
+    GENV ("OMP_NUM_THREADS=%u", d->cpus);
+    GENV ("GRIDRUN_RESTART_COUNT=%u", r->a.attempt - 1);
+    GENV ("GRIDRUN_MAX_RESTARTS=%u", d->retry.max);
+    GENV ("GRIDRUN_PREEMPT_SIGNAL=%s",
+          gr_signal_name (w->opts->preempt_signal, sig, sizeof (sig)));
+    GENV ("GRIDRUN_CKPT_DIR=%s", w->ckpt_dir);
+#undef GENV
+    return n;
 }
 
 static char **task_env (gr_worker_t *w, const gr_taskdef_t *d, const run_t *r,
@@ -479,6 +534,8 @@ static char **task_env (gr_worker_t *w, const gr_taskdef_t *d, const run_t *r,
             nextra++;
         }
     }
+    if (r->member >= 0)
+        nextra = group_env (w, d, r, nextra);
     for (int i = 0; i < nextra; i++) {
         bool dup = false;
         size_t kl = strchr (w->extra[i], '=') - w->extra[i];
@@ -491,6 +548,33 @@ static char **task_env (gr_worker_t *w, const gr_taskdef_t *d, const run_t *r,
     }
     w->envp[k] = NULL;
     return w->envp;
+}
+
+/* A group's checkpoint directory: checkpoint_dir (relative to the task's
+ * cwd), else RUN/ckpt/NAME; made if missing (0700, like the run dir). */
+static int group_ckpt_dir (gr_worker_t *w, const gr_task_cmd_t *cmd, gr_error_t *errp)
+{
+    char path[PATH_MAX];
+    int n;
+    if (cmd->ckpt_dir)
+        n = snprintf (w->ckpt_dir, sizeof (w->ckpt_dir), "%s", cmd->ckpt_dir);
+    else
+        n = snprintf (w->ckpt_dir, sizeof (w->ckpt_dir), "%s/ckpt/%s", w->run_dir,
+                      gr_expand_name (w->x));
+    if (n < 0 || (size_t)n >= sizeof (w->ckpt_dir)) {
+        errno = ENAMETOOLONG;
+        return gr_errprintf (errp, "checkpoint_dir is too long: %s", w->ckpt_dir);
+    }
+    const char *mk = w->ckpt_dir;
+    if (w->ckpt_dir[0] != '/' && cmd->cwd) {
+        if (snprintf (path, sizeof (path), "%s/%s", cmd->cwd, w->ckpt_dir)
+            >= (int)sizeof (path)) {
+            errno = ENAMETOOLONG;
+            return gr_errprintf (errp, "checkpoint_dir is too long: %s", w->ckpt_dir);
+        }
+        mk = path;
+    }
+    return gr_mkdir_p (mk, 0700, errp);
 }
 
 static int start (gr_worker_t *w, run_t *r, uint32_t slot, double now)
@@ -508,6 +592,8 @@ static int start (gr_worker_t *w, run_t *r, uint32_t slot, double now)
     r->deadline = d->timeout > 0 ? now + d->timeout : 0;
     if (gr_expand_select (w->x, d, r->a.index) < 0
         || gr_expand_render (w->x, &ctx, &cmd, &err) < 0)
+        return fail_start (w, r, errno ? errno : EINVAL, err.text, now);
+    if (r->member >= 0 && group_ckpt_dir (w, &cmd, &err) < 0)
         return fail_start (w, r, errno ? errno : EINVAL, err.text, now);
 
     switch (d->out_mode) {
@@ -619,6 +705,9 @@ static int start_ready (gr_worker_t *w, double now)
         w->qlen--;
         r->used = true;
         r->pid = 0;
+        r->member = -1;
+        r->preempted = false;
+        r->term_at = r->stop_kill_at = 0;
         r->cpus = d->cpus;
         r->gpus = d->gpus;
         w->free_cpus -= d->cpus;
@@ -659,8 +748,108 @@ static int drain (gr_worker_t *w, double drain_in)
         if (push_result (w, &res, now) < 0)
             return -1;
     }
+    /* Groups get the preemption signal now, so that they checkpoint, and
+     * SIGTERM after their grace: (at the latest when other tasks get it). */
+    for (uint32_t i = 0; i < w->cpus; i++) {
+        run_t *r = &w->runs[i];
+        if (!r->used || r->member < 0 || r->pid <= 0 || r->preempted)
+            continue;
+        const gr_taskdef_t *d = &w->spec->tasks[r->a.def];
+        gr_exec_kill_group (r->pid, w->opts->preempt_signal);
+        r->preempted = true;
+        r->term_at = d->group_grace >= 0 && now + d->group_grace < w->drain_term_at
+                         ? now + d->group_grace
+                         : w->drain_term_at;
+    }
     GR_DEBUG ("draining: %u running tasks have %.1fs", w->nrunning, drain_in);
     return 0;
+}
+
+/* Start the processes of a group this worker holds: they fit, since the
+ * master reserved the room before it sent START. */
+static int group_start (gr_worker_t *w, const gr_group_cmd_t *g, double now)
+{
+    const gr_taskdef_t *d = &w->spec->tasks[g->def];
+    for (uint32_t i = 0; i < g->nranks; i++) {
+        uint32_t slot = 0;
+        while (slot < w->cpus && w->runs[slot].used)
+            slot++;
+        run_t tmp, *r = slot < w->cpus ? &w->runs[slot] : &tmp;
+        memset (&r->a, 0, sizeof (r->a));
+        r->a = (gr_assign_rec_t){.id = g->id, .key = g->key, .index = g->index,
+                                 .def = g->def, .attempt = g->attempt};
+        r->member = (int64_t)g->rank0 + i;
+        r->local_rank = g->local0 + i;
+        r->gc = *g;
+        r->preempted = false;
+        r->term_at = r->stop_kill_at = 0;
+        if (slot == w->cpus || d->cpus > w->free_cpus || d->gpus > w->free_gpus) {
+            /* Not expected: the master counts what runs here. */
+            gr_result_rec_t res = {.id = g->id, .exit_code = EBUSY, .flags = GR_RES_SPAWN,
+                                   .member = (uint32_t)r->member + 1};
+            GR_WARN ("no room for rank %" PRId64 " of group %016" PRIx64, r->member, g->key);
+            if (push_result (w, &res, now) < 0)
+                return -1;
+            continue;
+        }
+        r->used = true;
+        r->pid = 0;
+        r->cpus = d->cpus;
+        r->gpus = d->gpus;
+        w->free_cpus -= d->cpus;
+        w->free_gpus -= d->gpus;
+        w->nrunning++;
+        if (start (w, r, slot, now) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int group_cmd (gr_worker_t *w, const gr_group_cmd_t *g)
+{
+    double now = gr_now ();
+    if (g->def >= w->spec->ntasks || !w->spec->tasks[g->def].group) {
+        GR_ERROR ("master sent a group command for task definition %u, not a group", g->def);
+        return -1;
+    }
+    switch (g->op) {
+        case GR_GROUP_PREP: {
+            int port = gr__free_port (g->addr);
+            gr_result_rec_t res = {.id = g->id, .flags = GR_RES_PORT,
+                                   .exit_code = port > 0 ? port : 0};
+            if (port <= 0)
+                GR_WARN ("no free port on %s: %s", g->addr, strerror (errno));
+            return push_result (w, &res, now);
+        }
+        case GR_GROUP_START:
+            if (w->draining) {
+                /* Too late: every process reports as never started. */
+                for (uint32_t i = 0; i < g->nranks; i++) {
+                    gr_result_rec_t res = {.id = g->id, .exit_code = -1,
+                                           .flags = GR_RES_RETURNED,
+                                           .member = g->rank0 + i + 1};
+                    if (push_result (w, &res, now) < 0)
+                        return -1;
+                }
+                return 0;
+            }
+            return group_start (w, g, now);
+        case GR_GROUP_STOP:
+            for (uint32_t i = 0; i < w->cpus; i++) {
+                run_t *r = &w->runs[i];
+                if (!r->used || r->member < 0 || r->a.id != g->id || r->pid <= 0)
+                    continue;
+                gr_exec_kill_group (r->pid, g->signal);
+                if (g->signal == SIGTERM)
+                    r->drain_termed = true;
+                if (!r->stop_kill_at || now + g->grace < r->stop_kill_at)
+                    r->stop_kill_at = now + g->grace;
+            }
+            return 0;
+        default:
+            GR_ERROR ("master sent an unknown group command %u", g->op);
+            return -1;
+    }
 }
 
 static int recv_assign (gr_worker_t *w)
@@ -680,6 +869,16 @@ static int recv_assign (gr_worker_t *w)
         }
         gr_assign_hdr_t h;
         memcpy (&h, buf, sizeof (h));
+        if ((h.flags & GR_ASSIGN_GROUP) && h.ntasks == 0) {
+            gr_group_cmd_t g;
+            memcpy (&g, (char *)buf + sizeof (h), sizeof (g));
+            g.addr[sizeof (g.addr) - 1] = '\0';
+            w->last_from_master = gr_now ();
+            if (group_cmd (w, &g) < 0)
+                return -1;
+            did++;
+            continue;
+        }
         const gr_assign_rec_t *recs =
             (const gr_assign_rec_t *)((char *)buf + sizeof (h));
         for (uint32_t i = 0; i < h.ntasks; i++) {
@@ -756,6 +955,14 @@ static int enforce (gr_worker_t *w, double now)
             r->kill_at = now + d->kill_grace;
         }
         if (r->timed_out && !r->killed && now >= r->kill_at) {
+            gr_exec_kill_group (r->pid, SIGKILL);
+            r->killed = true;
+        }
+        if (r->term_at > 0 && !r->drain_termed && !r->timed_out && now >= r->term_at) {
+            gr_exec_kill_group (r->pid, SIGTERM);
+            r->drain_termed = true;
+        }
+        if (r->stop_kill_at > 0 && !r->killed && now >= r->stop_kill_at) {
             gr_exec_kill_group (r->pid, SIGKILL);
             r->killed = true;
         }
@@ -850,6 +1057,10 @@ double gr__worker_idle_wait (const gr_worker_t *w, int *has_procs)
             next = r->deadline;
         if (r->timed_out && !r->killed && r->kill_at < next)
             next = r->kill_at;
+        if (r->term_at > 0 && !r->drain_termed && r->term_at < next)
+            next = r->term_at;
+        if (r->stop_kill_at > 0 && !r->killed && r->stop_kill_at < next)
+            next = r->stop_kill_at;
         if (w->draining) {
             double t = r->drain_termed ? w->drain_kill_at : w->drain_term_at;
             if (!r->killed && t < next)

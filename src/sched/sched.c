@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -753,7 +754,7 @@ found:;
     inflight_t *f = &s->slots[slot];
     gr_task_row_t *tr = &s->rows[row];
     f->row = row;
-    f->worker = worker;
+    f->worker = worker < 0 ? INT_MAX : worker; /* no worker yet (a group) */
     f->gen++;
     tr->attempts++;
     tr->state = GR_TASK_RUNNING;
@@ -857,6 +858,22 @@ int gr_sched_complete (gr_sched_t *s, double now, const gr_result_rec_t *r,
     ds->running--;
     s->st.running--;
 
+    if ((r->flags & GR_RES_UNPLACED) == GR_RES_UNPLACED) {
+        /* The master found no room for it anywhere (a group larger than
+         * the workers left): failed for good, not run. */
+        out->kind = GR_OUTCOME_FAILED;
+        tr->state = GR_TASK_FAILED;
+        tr->flags = r->flags & 0xf;
+        tr->exit_code = 0;
+        tr->signal = 0;
+        gr_sched_describe (d, r->exit_code, r->signal, r->flags, out->reason,
+                           sizeof (out->reason));
+        s->st.failed++;
+        ds->bad++;
+        note_failure (s, out);
+        def_maybe_end (s, out->def);
+        return 0;
+    }
     if (r->flags & (GR_RES_RETURNED | GR_RES_KILLED)) {
         /* Given back by a drain: not a failure.  A task that never started
          * did not use up an attempt. */
@@ -882,13 +899,15 @@ int gr_sched_complete (gr_sched_t *s, double now, const gr_result_rec_t *r,
     if (r->flags & GR_RES_TIMEOUT)
         s->st.timeouts++;
     bool crash = r->signal && !(r->flags & (GR_RES_TIMEOUT | GR_RES_KILLED));
-    if (crash) {
+    bool ok = is_success (d, r);
+    if (crash)
         s->st.crashes++;
-        if (tr->crashes < UINT8_MAX)
-            tr->crashes++;
-    }
+    /* A group counts its failures there instead: max_restarts limits
+     * those, not the restarts after a preemption or a lost worker. */
+    if ((d->group ? !ok : crash) && tr->crashes < UINT8_MAX)
+        tr->crashes++;
 
-    if (is_success (d, r)) {
+    if (ok) {
         out->kind = GR_OUTCOME_DONE;
         tr->state = GR_TASK_DONE;
         s->st.done++;
@@ -904,7 +923,7 @@ int gr_sched_complete (gr_sched_t *s, double now, const gr_result_rec_t *r,
             tr->state = GR_TASK_POISON;
             s->st.poison++;
         }
-        else if (tr->attempts <= d->retry.max) {
+        else if ((d->group ? tr->crashes : tr->attempts) <= d->retry.max) {
             out->kind = GR_OUTCOME_RETRY;
             out->delay = gr_backoff_delay (&d->retry, tr->attempts,
                                            gr_rng_uniform (&s->rng));
@@ -923,6 +942,19 @@ int gr_sched_complete (gr_sched_t *s, double now, const gr_result_rec_t *r,
         }
     }
     def_maybe_end (s, out->def);
+    return 0;
+}
+
+int gr_sched_set_worker (gr_sched_t *s, uint64_t id, int worker)
+{
+    uint32_t slot = (uint32_t)(id & 0xffffffffu);
+    uint32_t gen = (uint32_t)(id >> 32);
+    if (worker < 0 || slot >= s->nslots || s->slots[slot].gen != gen) {
+        errno = ENOENT;
+        return -1;
+    }
+    s->slots[slot].worker = worker;
+    s->rows[s->slots[slot].row].worker = (uint16_t)(worker > 65535 ? 65535 : worker);
     return 0;
 }
 
@@ -1088,7 +1120,10 @@ int gr_sched_restore_end (gr_sched_t *s, const gr_jend_t *t, int worker)
     tr->signal = (uint8_t)t->signal;
     tr->flags = t->flags & 0xf;
     tr->worker = (uint16_t)worker;
-    if (t->signal && !(t->flags & (GR_RES_TIMEOUT | GR_RES_KILLED)) && tr->crashes < UINT8_MAX)
+    bool group = t->def < s->spec->ntasks && s->spec->tasks[t->def].group;
+    if ((group ? t->outcome == GR_JOUT_RETRY || t->outcome == GR_JOUT_FAILED
+               : t->signal && !(t->flags & (GR_RES_TIMEOUT | GR_RES_KILLED)))
+        && tr->crashes < UINT8_MAX)
         tr->crashes++;
     switch (t->outcome) {
         case GR_JOUT_DONE:

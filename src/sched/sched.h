@@ -140,7 +140,14 @@ int gr_sched_next_placed (gr_sched_t *s, double now, int worker, uint32_t cpus,
  * failure.  Returns how many failed, or -1. */
 int gr_sched_fail_unplaceable (gr_sched_t *s, gr_outcome_f fn, void *arg);
 
-/* Account the result of an attempt and decide what follows. */
+/* Move the attempt `id`, just handed out, to another worker: a group's
+ * attempt is taken with worker -1 (no worker: lost workers never take it
+ * with them) before its processes have a place, and then lives on the
+ * worker of its RANK 0.  0, or -1 with ENOENT. */
+int gr_sched_set_worker (gr_sched_t *s, uint64_t id, int worker);
+
+/* Account the result of an attempt and decide what follows.  A result
+ * whose flags hold GR_RES_UNPLACED fails the task for good. */
 int gr_sched_complete (gr_sched_t *s, double now, const gr_result_rec_t *res,
                        gr_outcome_t *out);
 
@@ -180,7 +187,7 @@ typedef struct gr_task_row {
     uint8_t signal;
     uint8_t state : 4;      /* gr_task_state_t */
     uint8_t flags : 4;      /* GR_RES_* of the last attempt */
-    uint8_t crashes;
+    uint8_t crashes;        /* crashes; for a group, its failures */
 } gr_task_row_t;
 
 /* The exit code as people read it: -1 for a signal or no attempt yet. */

@@ -574,7 +574,7 @@ int gr_expand_render (gr_expand_t *x, const gr_render_ctx_t *ctx, gr_task_cmd_t 
 {
     const gr_taskdef_t *def;
     size_t nargv, nstr, k = 0;
-    size_t cwd_slot = 0, out_slot = 0, err_slot = 0;
+    size_t cwd_slot = 0, out_slot = 0, err_slot = 0, ckpt_slot = 0;
 
     if (!x || !x->selected || !cmd) {
         errno = EINVAL;
@@ -621,6 +621,11 @@ int gr_expand_render (gr_expand_t *x, const gr_render_ctx_t *ctx, gr_task_cmd_t 
                          errp) < 0)
         return -1;
 
+    if (def->group && def->ckpt_dir
+        && put_template (x, ctx, def->ckpt_dir, false, &ckpt_slot, "checkpoint_dir", -1,
+                         errp) < 0)
+        return -1;
+
     /* The arena no longer moves: turn offsets into pointers. */
     k = 0;
     if (def->builtin != GR_BUILTIN_NONE) {
@@ -642,6 +647,7 @@ int gr_expand_render (gr_expand_t *x, const gr_render_ctx_t *ctx, gr_task_cmd_t 
                                                                   : NULL;
     cmd->err_path = def->err_mode == GR_OUT_FILE && def->err_path ? x->arena + err_slot
                                                                   : NULL;
+    cmd->ckpt_dir = def->group && def->ckpt_dir ? x->arena + ckpt_slot : NULL;
     return 0;
 nomem:
     return gr_errprintf (errp, "task '%s': out of memory rendering its command",

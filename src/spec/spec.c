@@ -238,7 +238,13 @@ static const char *const task_keys[] = {
     "name",      "command",  "shell",      "builtin",  "duration", "params",
     "combine",   "env",      "cwd",        "resources", "timeout", "kill_grace",
     "retries",   "success",  "after",      "stdout",   "stderr",   "replicas",
-    "spread",    "retry_away", "require",  "prefer",   "locality", NULL};
+    "spread",    "retry_away", "require",  "prefer",   "locality", "kind",
+    "ranks",     "ranks_per_node", "cpus_per_rank", "gpus_per_rank", "checkpoint_dir",
+    "max_restarts", "grace", NULL};
+/* Keys of kind: group only. */
+static const char *const group_keys[] = {"ranks", "ranks_per_node", "cpus_per_rank",
+                                         "gpus_per_rank", "checkpoint_dir",
+                                         "max_restarts", "grace", NULL};
 static const char *const default_keys[] = {
     "command",  "shell",    "builtin",    "duration", "params",     "combine",
     "env",      "cwd",      "resources",  "timeout",  "kill_grace", "retries",
@@ -1333,6 +1339,106 @@ static int parse_quarantine (pctx_t *c, const gr__ynode_t *root)
     return 0;
 }
 
+/* kind: task | group, and the keys of a group (after resources: and
+ * retries:, whose meaning it takes over). */
+static int parse_group (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
+{
+    gr__ynode_t *kk = NULL, *k = NULL;
+    const gr__ynode_t *v = gr__ymap_get (tn, "kind", &kk);
+    uint64_t u;
+
+    t->group_grace = -1;
+    if (v) {
+        if (v->type != GR__YSCALAR
+            || (strcmp (v->str, "task") != 0 && strcmp (v->str, "group") != 0)) {
+            char buf[64];
+            return gr__yerr (&c->y, v, "kind: expected task or group, got %s; kind: group runs "
+                                       "one program of ranks: processes with the torchrun "
+                                       "environment",
+                             gr__ydescribe (v, buf, sizeof (buf)));
+        }
+        t->group = strcmp (v->str, "group") == 0;
+        t->group_mark = kk->mark;
+    }
+    if (!t->group) {
+        for (size_t i = 0; group_keys[i]; i++) {
+            if (gr__ymap_get (tn, group_keys[i], &k))
+                return gr__yerr (&c->y, k, "%s: is a key of group tasks; add kind: group to "
+                                           "task '%s', or remove %s:",
+                                 group_keys[i], t->name, group_keys[i]);
+        }
+        return 0;
+    }
+    static const char *const not_group[][2] = {
+        {"resources", "give cpus_per_rank: and gpus_per_rank: instead"},
+        {"retries", "a group restarts as a whole: give max_restarts: instead"},
+        {"replicas", "run more groups with params: instead"},
+        {"spread", "a group's processes go where there is room for all of them"},
+        {"builtin", "a group runs a program: give command: or shell:"},
+    };
+    for (size_t i = 0; i < sizeof (not_group) / sizeof (not_group[0]); i++) {
+        if (gr__ymap_get (tn, not_group[i][0], &k))
+            return gr__yerr (&c->y, k, "%s: does not apply to a group task ('%s'); %s",
+                             not_group[i][0], t->name, not_group[i][1]);
+    }
+    if (t->builtin != GR_BUILTIN_NONE)
+        return gr__yerr_at (&c->y, t->group_mark.line, t->group_mark.col,
+                            "task '%s' is a group but its default action is builtin:; give "
+                            "it command: or shell:", t->name);
+    t->replicas = 1;
+    t->spread = GR_LEVEL_NONE;
+    if (!(v = gr__ymap_get (tn, "ranks", &k)))
+        return gr__yerr_at (&c->y, t->group_mark.line, t->group_mark.col,
+                            "group task '%s' has no ranks:; give the number of processes, "
+                            "e.g. ranks: 2", t->name);
+    if (get_uint (c, v, "ranks", 1, GR_SPEC_MAX_RANKS, &u) < 0)
+        return -1;
+    t->ranks = (uint32_t)u;
+    if ((v = gr__ymap_get (tn, "ranks_per_node", NULL))) {
+        if (get_uint (c, v, "ranks_per_node", 1, t->ranks, &u) < 0)
+            return -1;
+        t->ranks_per_node = (uint32_t)u;
+    }
+    t->cpus = 1;
+    t->gpus = 0;
+    t->mem = 0;
+    t->resources_mark = t->group_mark;
+    if ((v = gr__ymap_get (tn, "cpus_per_rank", &k))) {
+        if (get_uint (c, v, "cpus_per_rank", 1, UINT32_MAX, &u) < 0)
+            return -1;
+        t->cpus = (uint32_t)u;
+        t->resources_mark = k->mark;
+    }
+    if ((v = gr__ymap_get (tn, "gpus_per_rank", &k))) {
+        if (get_uint (c, v, "gpus_per_rank", 0, UINT32_MAX, &u) < 0)
+            return -1;
+        t->gpus = (uint32_t)u;
+        t->resources_mark = k->mark;
+    }
+    t->retry.max = 0;
+    if ((v = gr__ymap_get (tn, "max_restarts", NULL))) {
+        if (get_uint (c, v, "max_restarts", 0, 254, &u) < 0)
+            return -1;
+        t->retry.max = (uint32_t)u;
+    }
+    t->retry.backoff = 0;
+    t->retry.backoff_max = 0;
+    t->retry.jitter = 0;
+    t->retry.crash_limit = UINT32_MAX;
+    if ((v = gr__ymap_get (tn, "grace", NULL))
+        && get_duration (c, v, "grace", &t->group_grace) < 0)
+        return -1;
+    if ((v = gr__ymap_get (tn, "checkpoint_dir", NULL))) {
+        if (dup_string (c, v, "checkpoint_dir", &t->ckpt_dir) < 0
+            || check_template (c, t, v, "checkpoint_dir") < 0)
+            return -1;
+        if (!*t->ckpt_dir)
+            return gr__yerr (&c->y, v, "checkpoint_dir: is empty; give a directory, or leave "
+                                       "the key out for RUN/ckpt/NAME");
+    }
+    return 0;
+}
+
 static int parse_task (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
     const gr__ynode_t *v;
@@ -1356,7 +1462,7 @@ static int parse_task (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
         return -1;
     if (parse_retries (c, t, tn) < 0 || parse_success (c, t, tn) < 0
         || parse_out (c, t, tn, false) < 0 || parse_out (c, t, tn, true) < 0
-        || parse_after (c, t, tn) < 0)
+        || parse_after (c, t, tn) < 0 || parse_group (c, t, tn) < 0)
         return -1;
     return 0;
 }
@@ -1496,6 +1602,13 @@ static uint64_t hash_spec (const gr_spec_t *s)
         if (t->locality) {
             h = h_str (h, "+locality");
             h = h_str (h, t->locality);
+        }
+        if (t->group) {
+            h = h_str (h, "+group");
+            h = h_u64 (h, t->ranks);
+            h = h_u64 (h, t->ranks_per_node);
+            h = h_dbl (h, t->group_grace);
+            h = h_str (h, t->ckpt_dir);
         }
     }
     if (s->quarantine.enabled) {
@@ -1760,6 +1873,7 @@ void gr_spec_destroy (gr_spec_t *s)
         free_labels (t->require, t->nrequire);
         free_labels (t->prefer, t->nprefer);
         free (t->locality);
+        free (t->ckpt_dir);
     }
     free (s->tasks);
     for (size_t i = 0; i < s->nfiles; i++) {

@@ -29,6 +29,15 @@
  *       require: { gpu: [a100, h100], zone: east }   # labels a node must have
  *       prefer: { cost: low }        # labels to prefer when they have room
  *       locality: era5               # prefer nodes whose data: label lists era5
+ *     - name: train                  # a group: one multi-process program
+ *       kind: group                  # (see doc/training.md)
+ *       ranks: 4                     # processes, started together
+ *       ranks_per_node: 2            # at most 2 on one node (default: no limit)
+ *       cpus_per_rank: 2             # and gpus_per_rank: 1
+ *       command: [python3, train.py] # gets RANK, WORLD_SIZE, MASTER_ADDR ...
+ *       checkpoint_dir: ckpt/{lr}    # GRIDRUN_CKPT_DIR (default RUN/ckpt/NAME)
+ *       max_restarts: 3              # restarts of the whole group on a failure
+ *       grace: 2m                    # preemption: signal, then this long
  *   quarantine: { failures: 5, window: 10m, cooloff: 10m, level: node }
  *
  * Ownership: gr_spec_t and everything reachable from it belong to the spec
@@ -175,7 +184,23 @@ typedef struct gr_taskdef {
     char *locality;       /* data set name: prefer nodes whose "data" label
                              lists it (comma-separated); NULL if none */
     gr_mark_t place_mark; /* of replicas:, else require:, else the task */
+
+    /* kind: group.  The task is one program of `ranks` processes started
+     * together (gang placement) with the torchrun environment; cpus and
+     * gpus above are per process (cpus_per_rank, gpus_per_rank), and
+     * retry.max is max_restarts, with no backoff and no poison limit. */
+    bool group;
+    uint32_t ranks;           /* processes (1 .. GR_SPEC_MAX_RANKS) */
+    uint32_t ranks_per_node;  /* at most this many on one node; 0: no limit */
+    double group_grace;       /* on preemption: the preemption signal, then
+                                 this long before SIGTERM; < 0: the job's
+                                 grace */
+    char *ckpt_dir;           /* template of GRIDRUN_CKPT_DIR; NULL:
+                                 RUN/ckpt/NAME */
+    gr_mark_t group_mark;     /* of kind: */
 } gr_taskdef_t;
+
+#define GR_SPEC_MAX_RANKS 65536
 
 #define GR_SPEC_MAX_REPLICAS 64
 
@@ -292,6 +317,7 @@ typedef struct gr_task_cmd {
     const char *cwd;      /* NULL when unset */
     const char *out_path; /* GR_OUT_FILE only */
     const char *err_path;
+    const char *ckpt_dir; /* groups only: checkpoint_dir, when set */
 } gr_task_cmd_t;
 
 int gr_expand_render (gr_expand_t *x, const gr_render_ctx_t *ctx,

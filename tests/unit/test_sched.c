@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -601,6 +602,89 @@ START_TEST (test_require_and_unplaceable)
 }
 END_TEST
 
+/* A group: handed out only through its own eligibility mask, moved to the
+ * worker of its RANK 0, restarted at once on a failure; preemptions and
+ * lost workers do not use up max_restarts, failures do; a replay counts
+ * the same; UNPLACED fails it for good. */
+START_TEST (test_group_restarts)
+{
+    const char *yaml = "name: t\n"
+                       "tasks:\n"
+                       "  - name: g\n"
+                       "    kind: group\n"
+                       "    ranks: 2\n"
+                       "    max_restarts: 1\n"
+                       "    command: [train]\n"
+                       "  - name: p\n"
+                       "    command: [true]\n";
+    gr_spec_t *spec = parse (yaml);
+    gr_sched_t *s = gr_sched_create (spec, 1);
+    const uint8_t only_groups[] = {1, 0}, no_groups[] = {0, 1};
+    gr_assign_rec_t a, b;
+    gr_outcome_t o;
+    gr_result_rec_t r;
+
+    ck_assert_int_eq (gr_sched_next_placed (s, 0, 1, 8, 0, 0, NOLIMIT, no_groups, &b), 1);
+    ck_assert_uint_eq (b.def, 1);
+    ck_assert_int_eq (gr_sched_next_placed (s, 0, 1, 8, 0, 0, NOLIMIT, no_groups, &b), 0);
+    ck_assert_int_eq (gr_sched_next_placed (s, 0, -1, 8, 0, 0, NOLIMIT, only_groups, &a), 1);
+    ck_assert_uint_eq (a.def, 0);
+    ck_assert_int_eq (gr_sched_set_worker (s, a.id, 3), 0);
+    ck_assert_int_eq (gr_sched_set_worker (s, a.id + 1, 3), -1);
+    /* Preempted (KILLED): requeued, not a failure. */
+    r = result (&a, 0, 0, GR_RES_KILLED);
+    ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_REQUEUED);
+    ck_assert_int_eq (o.worker, 3);
+    ck_assert_int_eq (gr_sched_next_placed (s, 1, -1, 8, 0, 0, NOLIMIT, only_groups, &a), 1);
+    ck_assert_uint_eq (a.attempt, 2);
+    /* First failure: a restart, at once. */
+    r = result (&a, 3, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 2, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_RETRY);
+    ck_assert_double_eq (o.delay, 0);
+    ck_assert_int_eq (gr_sched_next_placed (s, 2, -1, 8, 0, 0, NOLIMIT, only_groups, &a), 1);
+    ck_assert_uint_eq (a.attempt, 3);
+    /* A crash by signal is a failure like any: the second one ends it. */
+    r = result (&a, -1, 11, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 3, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_FAILED);
+    ck_assert_uint_eq (gr_sched_stats (s)->failed, 1);
+    gr_sched_destroy (s);
+
+    /* The same history replayed from a journal: one failure so far, so
+     * the group may restart once more. */
+    s = gr_sched_create (spec, 1);
+    gr_jstart_t st = {.key = a.key, .index = 0, .def = 0, .attempt = 1};
+    gr_jend_t en = {.key = a.key, .index = 0, .def = 0, .attempt = 1, .exit_code = -1,
+                    .flags = GR_RES_KILLED, .outcome = GR_JOUT_REQUEUED};
+    ck_assert_int_eq (gr_sched_restore_start (s, &st, 3), 0);
+    ck_assert_int_eq (gr_sched_restore_end (s, &en, 3), 0);
+    st.attempt = en.attempt = 2;
+    en = (gr_jend_t){.key = a.key, .def = 0, .attempt = 2, .exit_code = 3,
+                     .outcome = GR_JOUT_RETRY};
+    ck_assert_int_eq (gr_sched_restore_start (s, &st, 3), 0);
+    ck_assert_int_eq (gr_sched_restore_end (s, &en, 3), 0);
+    ck_assert_int_eq (gr_sched_restore_finish (s, false), 0);
+    ck_assert_int_eq (gr_sched_next_placed (s, 5, -1, 8, 0, 0, NOLIMIT, only_groups, &a), 1);
+    ck_assert_uint_eq (a.attempt, 3);
+    r = result (&a, 3, 0, 0);
+    ck_assert_int_eq (gr_sched_complete (s, 6, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_FAILED);
+    gr_sched_destroy (s);
+
+    /* No room anywhere: failed for good, without a retry. */
+    s = gr_sched_create (spec, 1);
+    ck_assert_int_eq (gr_sched_next_placed (s, 0, -1, 8, 0, 0, NOLIMIT, only_groups, &a), 1);
+    r = result (&a, 0, 0, GR_RES_UNPLACED);
+    ck_assert_int_eq (gr_sched_complete (s, 1, &r, &o), 0);
+    ck_assert_int_eq (o.kind, GR_OUTCOME_FAILED);
+    ck_assert_str_eq (o.reason, "could not be placed on any usable worker");
+    gr_sched_destroy (s);
+    gr_spec_destroy (spec);
+}
+END_TEST
+
 START_TEST (test_quarantine)
 {
     gr_quarantine_t p = {.enabled = true, .failures = 3, .window = 10, .cooloff = 5,
@@ -656,6 +740,7 @@ int main (void)
     tcase_add_test (tc, test_retry_away);
     tcase_add_test (tc, test_require_and_unplaceable);
     tcase_add_test (tc, test_quarantine);
+    tcase_add_test (tc, test_group_restarts);
     suite_add_tcase (s, tc);
     return gr_check_main (s);
 }

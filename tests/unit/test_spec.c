@@ -1564,6 +1564,122 @@ START_TEST (test_quarantine)
 }
 END_TEST
 
+/* kind: group: its keys, defaults and errors, and how it renders. */
+START_TEST (test_group)
+{
+    gr_spec_t *s = parse_ok ("name: g\ntasks:\n  - name: train\n    kind: group\n"
+                             "    ranks: 4\n    ranks_per_node: 2\n    cpus_per_rank: 3\n"
+                             "    gpus_per_rank: 1\n    max_restarts: 5\n    grace: 90s\n"
+                             "    params: {lr: [0.1, 0.01]}\n"
+                             "    checkpoint_dir: \"ck/{lr}\"\n"
+                             "    command: [python3, train.py, --lr, \"{lr}\"]\n"
+                             "  - name: plain\n    kind: task\n    command: [x]\n");
+    const gr_taskdef_t *t = &s->tasks[0];
+    ck_assert (t->group);
+    ck_assert_uint_eq (t->ranks, 4);
+    ck_assert_uint_eq (t->ranks_per_node, 2);
+    ck_assert_uint_eq (t->cpus, 3);
+    ck_assert_uint_eq (t->gpus, 1);
+    ck_assert_uint_eq (t->retry.max, 5);
+    ck_assert (t->retry.backoff == 0 && t->retry.jitter == 0);
+    ck_assert_uint_eq (t->retry.crash_limit, UINT32_MAX);
+    ck_assert (t->group_grace == 90);
+    ck_assert_uint_eq (t->count, 2);
+    ck_assert (!s->tasks[1].group);
+    ck_assert (s->tasks[1].group_grace < 0);
+
+    gr_expand_t *x = gr_expand_create ();
+    gr_task_cmd_t cmd;
+    gr_error_t e;
+    gr_render_ctx_t ctx = {.run_dir = "/r", .attempt = 1};
+    ck_assert_int_eq (gr_expand_select (x, t, 1), 0);
+    ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+    ck_assert_str_eq (cmd.ckpt_dir, "ck/0.01");
+    ck_assert_str_eq (cmd.argv[3], "0.01");
+    ck_assert_int_eq (gr_expand_select (x, &s->tasks[1], 0), 0);
+    ck_assert_int_eq (gr_expand_render (x, &ctx, &cmd, &e), 0);
+    ck_assert_ptr_null (cmd.ckpt_dir);
+    gr_expand_destroy (x);
+
+    /* Defaults: ranks_per_node none, one cpu, no restarts, the job's grace. */
+    gr_spec_t *d = parse_ok ("name: g\ntasks:\n  - name: a\n    kind: group\n    ranks: 2\n"
+                             "    command: [x]\n");
+    ck_assert_uint_eq (d->tasks[0].ranks_per_node, 0);
+    ck_assert_uint_eq (d->tasks[0].cpus, 1);
+    ck_assert_uint_eq (d->tasks[0].gpus, 0);
+    ck_assert_uint_eq (d->tasks[0].retry.max, 0);
+    ck_assert (d->tasks[0].group_grace < 0);
+    ck_assert_ptr_null (d->tasks[0].ckpt_dir);
+    /* The group keys are part of the run's identity. */
+    gr_spec_t *d2 = parse_ok ("name: g\ntasks:\n  - name: a\n    kind: group\n    ranks: 3\n"
+                              "    command: [x]\n");
+    gr_spec_t *d3 = parse_ok ("name: g\ntasks:\n  - name: a\n    command: [x]\n");
+    ck_assert_uint_ne (d->hash, d2->hash);
+    ck_assert_uint_ne (d->hash, d3->hash);
+    gr_spec_destroy (d);
+    gr_spec_destroy (d2);
+    gr_spec_destroy (d3);
+    gr_spec_destroy (s);
+}
+END_TEST
+
+START_TEST (test_group_errors)
+{
+    static const char *const head = "name: e\ntasks:\n  - name: a\n    command: [x]\n";
+    static const struct {
+        const char *text;
+        const char *want;
+    } cases[] = {
+        {"    kind: gang\n", "mem.yaml:5:11: kind: expected task or group, got 'gang'"},
+        {"    kind: [group]\n", "mem.yaml:5:11: kind: expected task or group, got a list"},
+        {"    ranks: 2\n", "mem.yaml:5:5: ranks: is a key of group tasks; add kind: group to "
+                           "task 'a'"},
+        {"    kind: task\n    max_restarts: 2\n", "mem.yaml:6:5: max_restarts: is a key of "
+                                                  "group tasks"},
+        {"    kind: group\n", "mem.yaml:5:5: group task 'a' has no ranks:; give the number of "
+                              "processes"},
+        {"    kind: group\n    ranks: 0\n", "mem.yaml:6:12: ranks: expected a whole number "
+                                              "from 1 to 65536, got '0'"},
+        {"    kind: group\n    ranks: 2\n    ranks_per_node: 3\n",
+         "mem.yaml:7:21: ranks_per_node: expected a whole number from 1 to 2, got '3'"},
+        {"    kind: group\n    ranks: 2\n    cpus_per_rank: 0\n",
+         "mem.yaml:7:20: cpus_per_rank: expected a whole number from 1"},
+        {"    kind: group\n    ranks: 2\n    resources: {cpus: 2}\n",
+         "mem.yaml:7:5: resources: does not apply to a group task ('a'); give cpus_per_rank: "
+         "and gpus_per_rank: instead"},
+        {"    kind: group\n    ranks: 2\n    retries: 2\n",
+         "mem.yaml:7:5: retries: does not apply to a group task ('a'); a group restarts as a "
+         "whole: give max_restarts: instead"},
+        {"    kind: group\n    ranks: 2\n    replicas: 2\n", "replicas: does not apply to a "
+                                                             "group task"},
+        {"    kind: group\n    ranks: 2\n    grace: soon\n",
+         "mem.yaml:7:12: grace: expected a duration"},
+        {"    kind: group\n    ranks: 2\n    checkpoint_dir: \"\"\n",
+         "mem.yaml:7:21: checkpoint_dir: is empty"},
+        {"    kind: group\n    ranks: 2\n    checkpoint_dir: \"c/{nope}\"\n",
+         "mem.yaml:7:24: undefined template parameter '{nope}' in the checkpoint_dir of "
+         "task 'a'"},
+        {"name: e\ntasks:\n  - name: a\n    builtin: noop\n    kind: group\n    ranks: 2\n",
+         "mem.yaml:4:5: builtin: does not apply to a group task ('a')"},
+        {"name: e\ndefaults:\n  builtin: noop\ntasks:\n  - name: a\n    kind: group\n"
+         "    ranks: 2\n",
+         "mem.yaml:6:5: task 'a' is a group but its default action is builtin:"},
+        {"name: e\ndefaults:\n  ranks: 2\ntasks:\n  - name: a\n    command: [x]\n",
+         "mem.yaml:3:3: unknown key 'ranks' in defaults"},
+    };
+    char text[1024];
+    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
+        if (strncmp (cases[i].text, "name:", 5) == 0)
+            snprintf (text, sizeof (text), "%s", cases[i].text);
+        else
+            snprintf (text, sizeof (text), "%s%s", head, cases[i].text);
+        const char *msg = parse_err (text);
+        ck_assert_msg (strstr (msg, cases[i].want), "case %zu: got \"%s\", want \"%s\"", i,
+                       msg, cases[i].want);
+    }
+}
+END_TEST
+
 START_TEST (test_placement_errors)
 {
     static const char *const head = "name: e\ntasks:\n  - name: a\n    command: [x]\n";
@@ -1895,6 +2011,8 @@ static Suite *spec_suite (void)
     tcase_add_test (tc, test_replica_expand);
     tcase_add_test (tc, test_hash_placement);
     tcase_add_test (tc, test_pack_placement);
+    tcase_add_test (tc, test_group);
+    tcase_add_test (tc, test_group_errors);
     suite_add_tcase (s, tc);
     return s;
 }
