@@ -647,6 +647,25 @@ static uint32_t group_plan (master_t *m, group_t *g, bool quarantined_ok)
     return npl;
 }
 
+/* node[r]: the host of rank r, numbered from 0 in order of first rank.
+ * Returns how many hosts. */
+static uint32_t number_nodes (const gr_worker_info_t *infos, int size, uint32_t *node)
+{
+    uint32_t n = 0;
+    for (int r = 0; r < size; r++) {
+        node[r] = n;
+        for (int q = 0; q < r; q++) {
+            if (strcmp (infos[q].host, infos[r].host) == 0) {
+                node[r] = node[q];
+                break;
+            }
+        }
+        if (node[r] == n)
+            n++;
+    }
+    return n;
+}
+
 /* At start-up: can every group fit the workers at all?  0, or an exit
  * code after saying why not. */
 static int group_check_fit (const gr_spec_t *spec, const gr_worker_info_t *infos, int size,
@@ -661,18 +680,7 @@ static int group_check_fit (const gr_spec_t *spec, const gr_worker_info_t *infos
         code = GR_EXIT_INTERNAL;
         goto done;
     }
-    uint32_t nnodes = 0;
-    for (int r = 0; r < size; r++) {
-        node[r] = nnodes;
-        for (int q = 0; q < r; q++) {
-            if (strcmp (infos[q].host, infos[r].host) == 0) {
-                node[r] = node[q];
-                break;
-            }
-        }
-        if (node[r] == nnodes)
-            nnodes++;
-    }
+    uint32_t nnodes = number_nodes (infos, size, node);
     for (size_t i = 0; i < spec->ntasks && !code; i++) {
         const gr_taskdef_t *d = &spec->tasks[i];
         size_t nc = 0;
@@ -867,12 +875,7 @@ static int group_member_end (master_t *m, int src, const gr_result_rec_t *r, dou
     g->sum.stime += r->stime;
     if (r->maxrss_kb > g->sum.maxrss_kb)
         g->sum.maxrss_kb = r->maxrss_kb;
-    bool ok = !r->signal && !r->flags;
-    if (ok) {
-        ok = false;
-        for (size_t i = 0; i < d->nsuccess; i++)
-            ok = ok || d->success[i] == r->exit_code;
-    }
+    bool ok = !r->signal && !r->flags && gr_spec_success (d, r->exit_code);
     if (r->flags & GR_RES_KILLED)
         g->preempted = true;
     else if (r->flags & GR_RES_RETURNED)
@@ -2121,19 +2124,14 @@ int gr_run (const gr_run_opts_t *opts)
         m.gelig[i] = spec->tasks[i].group;
         m.any_group = m.any_group || spec->tasks[i].group;
     }
-    uint32_t nnodes = 0;
-    for (int r = 0; r < size; r++) {
-        m.w[r].node = nnodes;
-        for (int q = 0; q < r; q++) {
-            if (strcmp (infos[q].host, infos[r].host) == 0) {
-                m.w[r].node = m.w[q].node;
-                break;
-            }
-        }
-        if (m.w[r].node == nnodes)
-            nnodes++;
+    uint32_t *node = calloc ((size_t)size, sizeof (uint32_t));
+    if (!node) {
+        GR_ERROR ("out of memory");
+        MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
     }
+    number_nodes (infos, size, node);
     for (int r = 0; r < size; r++) {
+        m.w[r].node = node[r];
         m.w[r].rank = (r != 0 || size == 1) ? r : -1;
         m.w[r].info = infos[r];
         if (m.w[r].rank >= 0) {
@@ -2141,6 +2139,7 @@ int gr_run (const gr_run_opts_t *opts)
             m.total_cpus += infos[r].cpus;
         }
     }
+    free (node);
     if (master_open (&m, &rd, &err) < 0) {
         fprintf (stderr, "gridrun: %s\n", err.text);
         MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);

@@ -352,14 +352,7 @@ static void release (gr_worker_t *w, run_t *r)
  * finish cleanly are done, not requeued). */
 static bool exit_ok (const gr_worker_t *w, const run_t *r, const gr_result_rec_t *res)
 {
-    const gr_taskdef_t *d = &w->spec->tasks[r->a.def];
-    if (res->signal)
-        return false;
-    for (size_t i = 0; i < d->nsuccess; i++) {
-        if (d->success[i] == res->exit_code)
-            return true;
-    }
-    return false;
+    return !res->signal && gr_spec_success (&w->spec->tasks[r->a.def], res->exit_code);
 }
 
 static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru,

@@ -810,13 +810,7 @@ void gr_sched_describe (const gr_taskdef_t *d, int exit_code, int signal,
 
 static bool is_success (const gr_taskdef_t *d, const gr_result_rec_t *r)
 {
-    if (r->flags || r->signal)
-        return false;
-    for (size_t i = 0; i < d->nsuccess; i++) {
-        if (d->success[i] == r->exit_code)
-            return true;
-    }
-    return false;
+    return !r->flags && !r->signal && gr_spec_success (d, r->exit_code);
 }
 
 /* Put a task back to run again at `when`. */

@@ -1439,6 +1439,15 @@ static int parse_group (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
     return 0;
 }
 
+bool gr_spec_success (const gr_taskdef_t *d, int exit_code)
+{
+    for (size_t i = 0; i < d->nsuccess; i++) {
+        if (d->success[i] == exit_code)
+            return true;
+    }
+    return false;
+}
+
 static int parse_task (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
     const gr__ynode_t *v;

@@ -259,6 +259,9 @@ int gr_spec_pack (const gr_spec_t *spec, void **bufp, size_t *lenp);
 int gr_spec_unpack (const void *buf, size_t len, gr_spec_t **specp,
                     gr_error_t *errp);
 
+/* Whether exit code is one of d's success: codes. */
+bool gr_spec_success (const gr_taskdef_t *d, int exit_code);
+
 /* Look up a task definition by name; NULL if none. */
 const gr_taskdef_t *gr_spec_find (const gr_spec_t *spec, const char *name);
 
