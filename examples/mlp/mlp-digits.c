@@ -2,6 +2,11 @@
  *
  *   mpirun -n 2 mlp-digits --data share/gridrun/digits.csv --ckpt DIR
  *
+ * or, without mpirun, as a gridrun group task (kind: group, ranks: 2; see
+ * jobs/train-mlp-group.yaml), where libgridrun finds the other ranks
+ * through torchrun's environment and talks to them over TCP.  Both end at
+ * the same bits.
+ *
  * Every rank holds the whole model.  Each step takes a global minibatch
  * from a shuffled epoch order; rank r computes the gradient of the samples
  * i of the batch with i % size == r, one fused allreduce sums the
@@ -52,6 +57,8 @@ typedef struct {
     int async;
     int shared;
     long stop_after;  /* testing: exit 3 without saving after this step */
+    long fail_once;   /* testing: rank 1 exits 3 after this step, on a first
+                         start only (GRIDRUN_RESTART_COUNT unset or 0) */
 } opts_t;
 
 typedef struct {
@@ -66,10 +73,19 @@ static double X[MAXSAMPLES][NFEAT];
 static int Y[MAXSAMPLES];
 static int nsamples;
 
+/* End every rank: MPI_Abort under mpirun; without MPI (a group task)
+ * this rank exits, and gridrun stops the others. */
+static void abort_all (int code)
+{
+    if (gr_comm () != MPI_COMM_NULL)
+        MPI_Abort (gr_comm (), code);
+    exit (code);
+}
+
 static int die (const char *what)
 {
     fprintf (stderr, "mlp-digits: rank %d: %s: %s\n", gr_rank (), what, gr_last_error ());
-    MPI_Abort (MPI_COMM_WORLD, 1);
+    abort_all (1);
     return 1;
 }
 
@@ -307,7 +323,7 @@ static long ckpt_restore (gr_ckpt_t *c, model_t *m)
             fprintf (stderr, "mlp-digits: the checkpoint is of a model with %lld hidden units, "
                      "not %d: use --hidden %lld or another --ckpt directory\n",
                      (long long)h, m->h, (long long)h);
-        MPI_Abort (MPI_COMM_WORLD, 2);
+        abort_all (2);
     }
     array_t a[NARRAYS];
     arrays_of (m, a);
@@ -327,7 +343,8 @@ static void usage (void)
     fprintf (stderr,
              "usage: mlp-digits --data FILE [--ckpt DIR] [--steps N] [--ckpt-every K]\n"
              "         [--batch B] [--hidden H] [--lr LR] [--momentum M] [--seed S]\n"
-             "         [--keep K] [--async] [--shared] [--partner-dir DIR]\n");
+             "         [--keep K] [--async] [--shared] [--partner-dir DIR]\n"
+             "(--ckpt defaults to $GRIDRUN_CKPT_DIR, which gridrun's group tasks set)\n");
 }
 
 static int parse (int argc, char **argv, opts_t *o)
@@ -337,10 +354,11 @@ static int parse (int argc, char **argv, opts_t *o)
         {"ckpt-every", 1, NULL, 'k'}, {"batch", 1, NULL, 'b'}, {"hidden", 1, NULL, 'H'},
         {"lr", 1, NULL, 'l'},         {"momentum", 1, NULL, 'm'}, {"seed", 1, NULL, 's'},
         {"keep", 1, NULL, 'K'},       {"async", 0, NULL, 'a'}, {"shared", 0, NULL, 'S'},
-        {"partner-dir", 1, NULL, 'p'}, {"stop-after", 1, NULL, 'x'}, {NULL, 0, NULL, 0},
+        {"partner-dir", 1, NULL, 'p'}, {"stop-after", 1, NULL, 'x'},
+        {"fail-once-at", 1, NULL, 'f'}, {NULL, 0, NULL, 0},
     };
     *o = (opts_t){.steps = 3000, .ckpt_every = 100, .batch = 64, .hidden = 64, .lr = 0.05,
-                  .momentum = 0.9, .seed = 1, .keep = 3, .stop_after = -1};
+                  .momentum = 0.9, .seed = 1, .keep = 3, .stop_after = -1, .fail_once = -1};
     int c, li = 0;
     char *end = NULL;
     while ((c = getopt_long (argc, argv, "", lo, &li)) != -1) {
@@ -354,6 +372,7 @@ static int parse (int argc, char **argv, opts_t *o)
             case 'n': o->steps = strtol (optarg, &end, 10); break;
             case 'k': o->ckpt_every = strtol (optarg, &end, 10); break;
             case 'x': o->stop_after = strtol (optarg, &end, 10); break;
+            case 'f': o->fail_once = strtol (optarg, &end, 10); break;
             case 'b': o->batch = (int)strtol (optarg, &end, 10); break;
             case 'H': o->hidden = (int)strtol (optarg, &end, 10); break;
             case 'K': o->keep = (int)strtol (optarg, &end, 10); break;
@@ -362,15 +381,20 @@ static int parse (int argc, char **argv, opts_t *o)
             case 'm': o->momentum = strtod (optarg, &end); break;
             default: usage (); return -1;
         }
-        if (strchr ("nkxbHKslm", c) && (errno || *end || end == optarg)) {
+        if (strchr ("nkxfbHKslm", c) && (errno || *end || end == optarg)) {
             fprintf (stderr, "mlp-digits: --%s '%s' is not a number\n", lo[li].name, optarg);
             return -1;
         }
     }
+    if (!o->ckpt && getenv ("GRIDRUN_CKPT_DIR") && *getenv ("GRIDRUN_CKPT_DIR"))
+        o->ckpt = getenv ("GRIDRUN_CKPT_DIR");
     if (!o->data || optind < argc) {
         usage ();
         return -1;
     }
+    const char *restart = getenv ("GRIDRUN_RESTART_COUNT");
+    if (restart && *restart && strcmp (restart, "0") != 0)
+        o->fail_once = -1;
     if (o->steps < 0 || o->ckpt_every < 1 || o->batch < 1 || o->hidden < 1
         || o->hidden > 4096 || o->lr <= 0 || o->keep < 0) {
         fprintf (stderr, "mlp-digits: --steps >= 0, --ckpt-every >= 1, --batch >= 1, "
@@ -465,7 +489,7 @@ int main (int argc, char **argv)
         step++;
         if (rank == 0 && (step % 500 == 0 || step == o.steps))
             printf ("step %ld epoch %ld batch loss %.6f\n", step, epoch, batch_loss);
-        if (step == o.stop_after) {
+        if (step == o.stop_after || (step == o.fail_once && rank == 1)) {
             /* Testing: a crash between checkpoints, nothing saved. */
             fflush (stdout);
             _exit (3);

@@ -10,8 +10,16 @@
  * they are MPI.  Loads read no HDF5: the datasets are contiguous, at the
  * offsets the step record gives.
  *
+ * The ranks talk through a world of their own (src/coll/world.h): MPI, or
+ * TCP in a program started without MPI, where the shared layout (MPI-IO)
+ * is not available.  A failed exchange there means a rank is gone or the
+ * ranks called out of step; as with MPI's default error handler, the
+ * process then ends, saying why (lost()), rather than go on disagreeing
+ * about what is on disk.
+ *
  * Every HDF5 call holds gr_ckf_lock(): HDF5 is not thread-safe, and the
- * async writer thread uses it too.  The writer thread never calls MPI. */
+ * async writer thread uses it too.  The writer thread never talks to the
+ * other ranks. */
 #include "config.h"
 
 #include <dirent.h>
@@ -49,10 +57,8 @@ _Static_assert ((int)GR_CKPT_PER_RANK == GR_CKF_PER_RANK
                     && GR_CKPT_MAX_DIMS == GR_CKF_MAX_DIMS,
                 "gridrun.h's checkpoint constants and ckptfile's differ");
 
-#define TAG_PARTNER 0x6b01
-#define TAG_REPAIR 0x6b02
 #define XFER_CHUNK ((size_t)8 << 20)    /* bytes per message of a file copy */
-#define MPI_CHUNK ((uint64_t)1 << 30)   /* bytes per broadcast */
+#define MPI_CHUNK ((uint64_t)1 << 30)   /* bytes per MPI-IO write */
 #define TEXT_MAX 1024
 
 /* An array of the step being described. */
@@ -84,7 +90,7 @@ struct gr_ckpt {
     int layout, keep;
     bool async;
     char *pdir;                       /* this rank's partner directory, or NULL */
-    MPI_Comm comm;
+    gr_world_t *world;
     int rank, size;
     int partner;                      /* who keeps my copy; -1: none */
     int *from;                        /* whose copies I keep */
@@ -135,6 +141,24 @@ static int rfail (const gr_ckpt_t *c, const char *fn, int err, const char *fmt, 
     return gr__fail (err, "%s: rank %d: %s", fn, c->rank, msg);
 }
 
+/* A world operation failed: see the top of the file. */
+__attribute__ ((noreturn)) static void lost (const gr_ckpt_t *c, const gr_error_t *e)
+{
+    GR_ERROR ("checkpoints: rank %d lost touch with the other ranks: %s; exiting", c->rank,
+              e->text);
+    fflush (NULL);
+    _exit (1);
+}
+
+/* One world operation, gr_world_OP (c->world, ARGS..., &err), ending the
+ * process on failure. */
+#define WORLD(c, op, ...)                                                                \
+    do {                                                                                 \
+        gr_error_t w_err_;                                                               \
+        if (gr_world_##op ((c)->world, __VA_ARGS__, &w_err_) < 0)                        \
+            lost ((c), &w_err_);                                                         \
+    } while (0)
+
 /* The outcome of a collective step: when any rank failed (rc < 0, with
  * its gr_last_error and errno), every rank returns -1 with the lowest
  * failing rank's text and errno. */
@@ -151,26 +175,18 @@ static int agree (gr_ckpt_t *c, int rc)
         m.err = errno ? errno : EIO;
         snprintf (m.text, sizeof (m.text), "%s", gr_last_error ());
     }
-    MPI_Allreduce (&mine, &first, 1, MPI_INT, MPI_MIN, c->comm);
+    WORLD (c, allreduce_int, &mine, &first, 1, GR_MIN);
     if (first == INT_MAX)
         return 0;
-    MPI_Bcast (&m, (int)sizeof (m), MPI_BYTE, first, c->comm);
+    WORLD (c, bcast, &m, sizeof (m), first);
     return gr__fail (m.err, "%s", m.text);
 }
 
 static int allsum (gr_ckpt_t *c, int v)
 {
     int sum = 0;
-    MPI_Allreduce (&v, &sum, 1, MPI_INT, MPI_SUM, c->comm);
+    WORLD (c, allreduce_int, &v, &sum, 1, GR_SUM);
     return sum;
-}
-
-static void bcast_big (gr_ckpt_t *c, void *buf, uint64_t len, int root)
-{
-    for (uint64_t off = 0; off < len; off += MPI_CHUNK) {
-        uint64_t n = len - off < MPI_CHUNK ? len - off : MPI_CHUNK;
-        MPI_Bcast ((char *)buf + off, (int)n, MPI_BYTE, root, c->comm);
-    }
 }
 
 /* Broadcast rank 0's malloc'd buffer of *lenp bytes (NULL: none) to every
@@ -181,25 +197,21 @@ static int bcast_buf (gr_ckpt_t *c, char **s, uint64_t *lenp)
     uint64_t len = c->rank == 0 && *s ? *lenp + 1 : 0;
     int rc = 0;
 
-    MPI_Bcast (&len, 1, MPI_UINT64_T, 0, c->comm);
+    WORLD (c, bcast, &len, sizeof (len), 0);
     if (c->rank != 0) {
         *s = NULL;
         if (len && !(*s = malloc (len)))
             rc = rfail (c, "gr_ckpt", ENOMEM, "out of memory");
     }
-    if (len) {
-        /* A rank without the memory takes part with a scratch byte at a
-         * time, then fails with the others. */
-        if (*s)
-            bcast_big (c, *s, len, 0);
-        else
-            for (uint64_t i = 0; i < len; i++) {
-                char ch;
-                MPI_Bcast (&ch, 1, MPI_BYTE, 0, c->comm);
-            }
+    if (agree (c, rc) < 0) {
+        if (c->rank != 0)
+            *s = NULL;
+        return -1;
     }
+    if (len)
+        WORLD (c, bcast, *s, len, 0);
     *lenp = len ? len - 1 : 0;
-    return agree (c, rc);
+    return 0;
 }
 
 /* The same for a string. */
@@ -213,39 +225,40 @@ static int bcast_str (gr_ckpt_t *c, char **s)
  * left out (malloc'd, never NULL unless out of memory). */
 static char *gather_text (gr_ckpt_t *c, const char *mine)
 {
-    int len = (int)strlen (mine), *lens = NULL, *displs = NULL, total = 0;
+    uint64_t len = strlen (mine), *lens = NULL;
+    size_t *sizes = NULL, total = 0, off = 0;
     char *all = NULL, *out = NULL;
+    int nomem;
 
-    if (c->rank == 0) {
-        lens = calloc ((size_t)c->size, sizeof (int));
-        displs = calloc ((size_t)c->size, sizeof (int));
-    }
-    MPI_Gather (&len, 1, MPI_INT, lens, 1, MPI_INT, 0, c->comm);
-    if (c->rank == 0 && lens && displs) {
-        for (int r = 0; r < c->size; r++) {
-            displs[r] = total;
-            total += lens[r];
-        }
-        all = malloc ((size_t)total + 1);
-    }
-    MPI_Gatherv (mine, len, MPI_CHAR, all, lens, displs, MPI_CHAR, 0, c->comm);
-    if (c->rank == 0 && all && (out = malloc ((size_t)total + 2 * (size_t)c->size + 1))) {
+    nomem = c->rank == 0 && (!(lens = calloc ((size_t)c->size, sizeof (*lens))) ||
+                             !(sizes = calloc ((size_t)c->size, sizeof (*sizes))));
+    if (allsum (c, nomem) > 0)
+        goto out;
+    WORLD (c, gather, &len, sizeof (len), lens, 0);
+    for (int r = 0; c->rank == 0 && r < c->size; r++)
+        total += sizes[r] = (size_t)lens[r];
+    nomem = c->rank == 0 && !(all = malloc (total + 1));
+    if (allsum (c, nomem) > 0)
+        goto out;
+    WORLD (c, gatherv, mine, (size_t)len, all, sizes, 0);
+    if (c->rank == 0 && (out = malloc (total + 2 * (size_t)c->size + 1))) {
         char *o = out;
-        for (int r = 0; r < c->size; r++) {
-            if (!lens[r])
+        for (int r = 0; r < c->size; off += sizes[r], r++) {
+            if (!sizes[r])
                 continue;
             if (o != out) {
                 memcpy (o, "; ", 2);
                 o += 2;
             }
-            memcpy (o, all + displs[r], (size_t)lens[r]);
-            o += lens[r];
+            memcpy (o, all + off, sizes[r]);
+            o += sizes[r];
         }
         *o = '\0';
     }
+out:
     free (all);
     free (lens);
-    free (displs);
+    free (sizes);
     return out;
 }
 
@@ -489,6 +502,7 @@ gr_ckpt_t *gr_ckpt_open (const char *dir, const gr_ckpt_opts_t *opts)
     const char *fn = "gr_ckpt_open";
     gr_ckpt_opts_t o = {.layout = GR_CKPT_PER_RANK, .keep = 3};
     const char *ptmpl, *env = getenv ("GRIDRUN_CKPT_PARTNER_DIR"), *level = "none";
+    gr_error_t werr;
     gr_ckpt_t *c;
     int rc = 0;
 
@@ -501,13 +515,13 @@ gr_ckpt_t *gr_ckpt_open (const char *dir, const gr_ckpt_opts_t *opts)
         return NULL;
     }
     c->partner = -1;
-    if (MPI_Comm_dup (gr_comm (), &c->comm) != MPI_SUCCESS) {
+    if (!(c->world = gr_world_dup (gr__world (), &werr))) {
         free (c);
-        gr__fail (ECOMM, "%s: MPI_Comm_dup failed", fn);
+        gr__fail (errno, "%s: %s", fn, werr.text);
         return NULL;
     }
-    MPI_Comm_rank (c->comm, &c->rank);
-    MPI_Comm_size (c->comm, &c->size);
+    c->rank = gr_world_rank (c->world);
+    c->size = gr_world_size (c->world);
     if (opts)
         o = *opts;
     ptmpl = o.partner_dir ? o.partner_dir : env && *env ? env : NULL;
@@ -524,6 +538,10 @@ gr_ckpt_t *gr_ckpt_open (const char *dir, const gr_ckpt_opts_t *opts)
     else if (o.partner_dir && o.layout == GR_CKPT_SHARED)
         rc = gr__fail (ENOTSUP, "%s: partner copies need the per-rank layout (the "
                        "shared layout has no per-rank files to copy)", fn);
+    else if (o.layout == GR_CKPT_SHARED && gr_world_netof (c->world))
+        rc = gr__fail (ENOTSUP, "%s: the shared layout writes with MPI-IO, and this "
+                       "program runs without MPI (RANK, WORLD_SIZE and MASTER_ADDR over "
+                       "TCP); use the per-rank layout (GR_CKPT_PER_RANK)", fn);
     else if (!(c->dir = strdup (dir)))
         rc = gr__fail (ENOMEM, "%s: out of memory", fn);
     if (rc == 0 && o.layout == GR_CKPT_SHARED && ptmpl) {
@@ -788,7 +806,7 @@ static int start_save (gr_ckpt_t *c, struct pending **pp)
         rc = rfail (c, fn, ENOMEM, "out of memory");
     if (agree (c, rc) < 0)
         goto error;
-    MPI_Allgather (&h, 1, MPI_UINT64_T, hs, 1, MPI_UINT64_T, c->comm);
+    WORLD (c, allgather, &h, sizeof (h), hs);
     for (int r = 1; r < c->size; r++) {
         if (hs[r] != hs[0]) {
             gr__fail (EINVAL, "%s: rank 0 and rank %d describe step %" PRId64 " differently: "
@@ -802,8 +820,7 @@ static int start_save (gr_ckpt_t *c, struct pending **pp)
     for (size_t i = 0; i < c->narrs; i++)
         if (c->arrs[i].layout == GR_CKPT_SHARDED)
             mine[nsh++] = c->arrs[i].dims[0];
-    MPI_Allgather (mine, (int)nsh + 1, MPI_UINT64_T, rows, (int)nsh + 1, MPI_UINT64_T,
-                   c->comm);
+    WORLD (c, allgather, mine, (nsh + 1) * sizeof (*mine), rows);
     if (!(p->rec = gr_ckf_step_new (c->step, c->size, c->layout)))
         rc = rfail (c, fn, ENOMEM, "out of memory");
     p->rank = c->rank;
@@ -840,7 +857,7 @@ static int start_save (gr_ckpt_t *c, struct pending **pp)
         goto error;
     /* Every rank has the same record: the time and (for the shared
      * layout) the attributes are rank 0's. */
-    MPI_Bcast (&p->rec->time, 1, MPI_DOUBLE, 0, c->comm);
+    WORLD (c, bcast, &p->rec->time, sizeof (p->rec->time), 0);
     if (c->layout == GR_CKPT_SHARED && bcast_attrs (c, p->rec) < 0)
         goto error;
     free (hs);
@@ -958,7 +975,7 @@ static int write_shared (gr_ckpt_t *c, struct pending *p)
     for (size_t i = 0; i < n; i++)
         if ((s->arrays[i].sharded == GR_CKF_SHARDED || c->rank == 0) && c->arrs[i].bytes)
             mine[i] = gr_crc32c (0, p->data[i], c->arrs[i].bytes);
-    MPI_Allgather (mine, (int)n + 1, MPI_UINT32_T, all, (int)n + 1, MPI_UINT32_T, c->comm);
+    WORLD (c, allgather, mine, (n + 1) * sizeof (*mine), all);
     for (size_t i = 0; i < n; i++)
         for (size_t r = 0; r < ns; r++)
             crcs[i * ns + r] = all[r * (n + 1) + i];
@@ -968,12 +985,13 @@ static int write_shared (gr_ckpt_t *c, struct pending *p)
         rc = rfail (c, fn, errno, "%s", p->file.size ? "out of memory" : err);
     if (agree (c, rc) < 0)
         goto out;
-    MPI_Bcast (offs, (int)n, MPI_UINT64_T, 0, c->comm);
+    WORLD (c, bcast, offs, n * sizeof (*offs), 0);
     /* Opened before the writes, so that its fsync reports an error the
      * kernel met writing them back, whoever wrote them. */
     if ((sfd = open (path, O_RDONLY | O_CLOEXEC)) < 0)
         rc = rfail (c, fn, errno, "cannot open '%s': %s", path, strerror (errno));
-    else if ((mrc = MPI_File_open (c->comm, path, MPI_MODE_WRONLY, MPI_INFO_NULL, &fh))
+    else if ((mrc = MPI_File_open (gr_world_comm (c->world), path, MPI_MODE_WRONLY,
+                                   MPI_INFO_NULL, &fh))
              != MPI_SUCCESS) {
         int e = mpi_err (mrc, err, sizeof (err));
         rc = rfail (c, fn, e, "cannot open '%s' with MPI-IO: %s", path, err);
@@ -1051,7 +1069,7 @@ static void exchange_copies (gr_ckpt_t *c, struct pending *p)
     uint32_t *crc = NULL;
     uint64_t rounds = 0;
     gr_error_t err;
-    MPI_Request *req = NULL;
+    gr_net_msg_t *req = NULL;
     bool ok = true;
 
     bool nomem = !(all = malloc (2 * (size_t)c->size * sizeof (*all)))
@@ -1066,7 +1084,7 @@ static void exchange_copies (gr_ckpt_t *c, struct pending *p)
                      "; none made", p->rec->step);
         goto out;
     }
-    MPI_Allgather (mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, c->comm);
+    WORLD (c, allgather, mine, sizeof (mine), all);
     gr_ckf_rank_file (name, sizeof (name), c->rank);
     snprintf (src, sizeof (src), "%s/%s", p->tmpdir, name);
     if ((sfd = open (src, O_RDONLY | O_CLOEXEC)) < 0)
@@ -1093,22 +1111,23 @@ static void exchange_copies (gr_ckpt_t *c, struct pending *p)
     /* Round k moves chunk k of every file; each rank waits only on its
      * own sends and receives, and its peers reach round k too. */
     for (uint64_t k = 0; k < rounds; k++) {
-        int nr = 0;
+        int nr = 0, ns = 0;
         for (int i = 0; i < nf; i++) {
             uint64_t size = all[2 * c->from[i]], off = k * XFER_CHUNK;
             if (off < size)
-                MPI_Irecv (rbuf + (size_t)i * XFER_CHUNK,
-                           (int)(size - off < XFER_CHUNK ? size - off : XFER_CHUNK), MPI_BYTE,
-                           c->from[i], TAG_PARTNER, c->comm, &req[nr++]);
+                req[nr++] = (gr_net_msg_t){
+                    .peer = c->from[i],
+                    .buf = rbuf + (size_t)i * XFER_CHUNK,
+                    .len = size - off < XFER_CHUNK ? (size_t)(size - off) : XFER_CHUNK};
         }
         if (k < myk) {
             uint64_t off = k * XFER_CHUNK, len = p->file.size - off;
             len = len < XFER_CHUNK ? len : XFER_CHUNK;
             if (sfd < 0 || gr_ckf_pread (sfd, sbuf, len, off) < 0)
                 memset (sbuf, 0, len); /* the receiver's CRC check catches it */
-            MPI_Isend (sbuf, (int)len, MPI_BYTE, c->partner, TAG_PARTNER, c->comm, &req[nr++]);
+            req[nr + ns++] = (gr_net_msg_t){.peer = c->partner, .buf = sbuf, .len = len};
         }
-        MPI_Waitall (nr, req, MPI_STATUSES_IGNORE);
+        WORLD (c, exchange, req + nr, ns, req, nr);
         for (int i = 0; i < nf; i++) {
             uint64_t size = all[2 * c->from[i]], off = k * XFER_CHUNK;
             if (off >= size)
@@ -1165,6 +1184,7 @@ static int gather_files (gr_ckpt_t *c, struct pending *p)
     uint64_t hdr[3] = {p->file.size, p->file.crc, p->file.nregions}, *hdrs = NULL;
     uint64_t *mine = malloc ((p->file.nregions * 5 + 1) * sizeof (*mine)), *regs = NULL;
     int *counts = NULL, *displs = NULL, rc = 0, n = (int)p->file.nregions * 5;
+    size_t *lens = NULL;
 
     for (size_t k = 0; mine && k < p->file.nregions; k++) {
         const gr_ckf_region_t *g = &p->file.regions[k];
@@ -1177,24 +1197,26 @@ static int gather_files (gr_ckpt_t *c, struct pending *p)
     }
     if (c->rank == 0 && (!(hdrs = malloc (3 * (size_t)c->size * sizeof (*hdrs)))
                          || !(counts = malloc ((size_t)c->size * sizeof (int)))
+                         || !(lens = malloc ((size_t)c->size * sizeof (*lens)))
                          || !(displs = malloc ((size_t)c->size * sizeof (int)))))
         rc = -1;
     if (agree (c, !mine || rc < 0 ? rfail (c, fn, ENOMEM, "out of memory") : 0) < 0)
         goto out;
-    MPI_Gather (hdr, 3, MPI_UINT64_T, hdrs, 3, MPI_UINT64_T, 0, c->comm);
-    MPI_Gather (&n, 1, MPI_INT, counts, 1, MPI_INT, 0, c->comm);
+    WORLD (c, gather, hdr, sizeof (hdr), hdrs, 0);
+    WORLD (c, gather, &n, sizeof (n), counts, 0);
     if (c->rank == 0) {
         int total = 0;
         for (int r = 0; r < c->size; r++) {
             displs[r] = total;
             total += counts[r];
+            lens[r] = (size_t)counts[r] * sizeof (*regs);
         }
         if (!(regs = malloc (((size_t)total + 1) * sizeof (*regs))))
             rc = rfail (c, fn, ENOMEM, "out of memory");
     }
     if (agree (c, rc) < 0)
         goto out;
-    MPI_Gatherv (mine, n, MPI_UINT64_T, regs, counts, displs, MPI_UINT64_T, 0, c->comm);
+    WORLD (c, gatherv, mine, (size_t)n * sizeof (*mine), regs, lens, 0);
     for (int r = 0; c->rank == 0 && r < c->size && rc == 0; r++) {
         char name[32];
         gr_ckf_file_t f = {.name = name, .size = hdrs[3 * r], .crc = (uint32_t)hdrs[3 * r + 1]};
@@ -1215,6 +1237,7 @@ out:
     free (regs);
     free (counts);
     free (displs);
+    free (lens);
     return rc;
 }
 
@@ -1316,18 +1339,15 @@ static void prune_copies (gr_ckpt_t *c)
     DIR *d;
     struct dirent *de;
 
-    MPI_Bcast (&n, 1, MPI_UINT64_T, 0, c->comm);
-    if (!(kept = malloc ((n + 1) * sizeof (*kept)))) {
-        /* Take part in the broadcast anyway, one step at a time. */
-        for (uint64_t i = 0; i < n; i++) {
-            int64_t s;
-            MPI_Bcast (&s, 1, MPI_INT64_T, 0, c->comm);
-        }
+    WORLD (c, bcast, &n, sizeof (n), 0);
+    kept = malloc ((n + 1) * sizeof (*kept));
+    if (allsum (c, kept == NULL) > 0) {
+        free (kept);
         return;
     }
     for (uint64_t i = 0; c->rank == 0 && i < n; i++)
         kept[i] = c->idx[i]->step;
-    MPI_Bcast (kept, (int)n, MPI_INT64_T, 0, c->comm);
+    WORLD (c, bcast, kept, n * sizeof (*kept), 0);
     if ((d = opendir (c->pdir))) {
         while ((de = readdir (d))) {
             char *e, p[PATH_MAX];
@@ -1604,10 +1624,11 @@ static void transfer (gr_ckpt_t *c, const gr_ckf_step_t *s, const char *sd, int 
         size_t len = f->size - off < XFER_CHUNK ? (size_t)(f->size - off) : XFER_CHUNK;
         if (h == c->rank && (sfd < 0 || gr_ckf_pread (sfd, buf, len, off) < 0))
             memset (buf, 0, len);
+        gr_net_msg_t m = {.peer = h == c->rank ? dest : h, .buf = buf, .len = len};
         if (h == c->rank && dest != c->rank)
-            MPI_Send (buf, (int)len, MPI_BYTE, dest, TAG_REPAIR, c->comm);
+            WORLD (c, exchange, &m, 1, NULL, 0);
         else if (dest == c->rank && h != c->rank)
-            MPI_Recv (buf, (int)len, MPI_BYTE, h, TAG_REPAIR, c->comm, MPI_STATUS_IGNORE);
+            WORLD (c, exchange, NULL, 0, &m, 1);
         if (dest == c->rank) {
             crc = gr_crc32c (crc, buf, len);
             if (ok && gr_pwrite_all (dfd, buf, len, (off_t)off) < 0)
@@ -1645,12 +1666,13 @@ static void transfer (gr_ckpt_t *c, const gr_ckf_step_t *s, const char *sd, int 
 static int repair (gr_ckpt_t *c, const gr_ckf_step_t *s, const char *sd, struct vres *v,
                    int nv)
 {
-    int nbad = count_bad (v, nv), *counts = NULL, *displs = NULL, *b = NULL, *mine = NULL;
+    int nbad = count_bad (v, nv), *counts = NULL, *b = NULL, *mine = NULL;
     int *holder = NULL, *badfi = NULL, nb = 0, rc = 0;
     unsigned char *buf = NULL;
+    size_t *lens = NULL;
 
     if (!(counts = malloc ((size_t)c->size * sizeof (int)))
-        || !(displs = malloc ((size_t)c->size * sizeof (int)))
+        || !(lens = malloc ((size_t)c->size * sizeof (*lens)))
         || !(badfi = malloc ((size_t)(nbad + 1) * sizeof (int))) || !(buf = malloc (XFER_CHUNK)))
         rc = rfail (c, "gr_ckpt_load", ENOMEM, "out of memory");
     if (agree (c, rc) < 0)
@@ -1658,10 +1680,10 @@ static int repair (gr_ckpt_t *c, const gr_ckf_step_t *s, const char *sd, struct 
     for (int i = 0, k = 0; i < nv; i++)
         if (v[i].bad)
             badfi[k++] = v[i].fi;
-    MPI_Allgather (&nbad, 1, MPI_INT, counts, 1, MPI_INT, c->comm);
+    WORLD (c, allgather, &nbad, sizeof (nbad), counts);
     for (int r = 0; r < c->size; r++) {
-        displs[r] = nb;
         nb += counts[r];
+        lens[r] = (size_t)counts[r] * sizeof (int);
     }
     if (!(b = malloc ((size_t)(nb + 1) * sizeof (int)))
         || !(mine = malloc ((size_t)(nb + 1) * sizeof (int)))
@@ -1669,7 +1691,7 @@ static int repair (gr_ckpt_t *c, const gr_ckf_step_t *s, const char *sd, struct 
         rc = rfail (c, "gr_ckpt_load", ENOMEM, "out of memory");
     if (agree (c, rc) < 0)
         goto out;
-    MPI_Allgatherv (badfi, nbad, MPI_INT, b, counts, displs, MPI_INT, c->comm);
+    WORLD (c, allgatherv, badfi, (size_t)nbad * sizeof (int), b, lens);
     for (int i = 0; i < nb; i++) {
         char pd[PATH_MAX], path[PATH_MAX + 32], why[TEXT_MAX];
         mine[i] = INT_MAX;
@@ -1680,14 +1702,14 @@ static int repair (gr_ckpt_t *c, const gr_ckf_step_t *s, const char *sd, struct 
             && gr_ckf_verify_file (path, s, &s->files[b[i]], NULL, true, why, sizeof (why)) == 0)
             mine[i] = c->rank;
     }
-    MPI_Allreduce (mine, holder, nb, MPI_INT, MPI_MIN, c->comm);
+    WORLD (c, allreduce_int, mine, holder, nb, GR_MIN);
     for (int i = 0; i < nb; i++)
         if (holder[i] != INT_MAX)
             transfer (c, s, sd, b[i], holder[i], owner (b[i], s->nranks, c->size), v, nv,
                       buf);
 out:
     free (counts);
-    free (displs);
+    free (lens);
     free (badfi);
     free (b);
     free (mine);
@@ -1869,7 +1891,7 @@ static int read_array (gr_ckpt_t *c, int ai, uint64_t first, uint64_t count, voi
         if (shared || c->rank == 0)
             rc = read_at (c, 0, data, g->size, g->offset);
         if (!shared)
-            bcast_big (c, data, g->size, 0);
+            WORLD (c, bcast, data, g->size, 0);
         return rc;
     }
     for (int sl = 0; sl < s->nranks && rc == 0 && rb; sl++) {
@@ -2040,7 +2062,7 @@ int gr_ckpt_close (gr_ckpt_t *c)
     free (c->from);
     free (c->pdir);
     free (c->dir);
-    MPI_Comm_free (&c->comm);
+    gr_world_destroy (c->world);
     free (c);
     return rc;
 }

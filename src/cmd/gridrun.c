@@ -565,14 +565,41 @@ static const struct option output_longopts[] = {
     {NULL, 0, NULL, 0},
 };
 
-static int cmd_output (int argc, char **argv)
+/* Find the output of one task (or one process of a group, NAME/rankK) in
+ * RUN, and print it unless m is only asked whether there is one: 1 found,
+ * 0 no such task, -1 failed (said why). */
+static int output_one (const char *run, const char *name, uint32_t attempt, int want_err,
+                       int print)
 {
-    int c, want_err = 0;
     out_match_t m;
     gr_error_t err;
     char dir[PATH_MAX];
 
     memset (&m, 0, sizeof (m));
+    m.want_attempt = attempt;
+    snprintf (dir, sizeof (dir), "%s/out", run);
+    if (gr_outlog_scan (dir, name, out_cb, &m, &err) < 0) {
+        fprintf (stderr, "gridrun: %s\n", err.text);
+        return -1;
+    }
+    if (!m.found || !print)
+        return m.found ? 1 : 0;
+    uint64_t off = want_err ? m.best.err_off : m.best.out_off;
+    uint64_t len = want_err ? m.best.err_len : m.best.out_len;
+    if (len && gr_outlog_copy_out (m.log, off, len, stdout) < 0) {
+        fprintf (stderr, "gridrun: cannot read %s: %s\n", m.log, strerror (errno));
+        return -1;
+    }
+    fflush (stdout);
+    return 1;
+}
+
+static int cmd_output (int argc, char **argv)
+{
+    int c, want_err = 0, rc, k;
+    uint32_t attempt = 0;
+    char part[300];
+
     optind = 1;
     while ((c = getopt_long (argc, argv, "ea:h", output_longopts, NULL)) != -1) {
         switch (c) {
@@ -580,7 +607,7 @@ static int cmd_output (int argc, char **argv)
                 want_err = 1;
                 break;
             case 'a':
-                if (parse_u32 (optarg, "--attempt", &m.want_attempt) < 0)
+                if (parse_u32 (optarg, "--attempt", &attempt) < 0)
                     return GR_EXIT_USAGE;
                 break;
             case 'h':
@@ -593,25 +620,27 @@ static int cmd_output (int argc, char **argv)
     if (optind != argc - 2)
         return usage_error ("%s", "usage: gridrun output RUN_DIR TASK (a name like "
                                   "sim[3] or a 16-digit key)");
-    snprintf (dir, sizeof (dir), "%s/out", argv[optind]);
-    if (gr_outlog_scan (dir, argv[optind + 1], out_cb, &m, &err) < 0) {
-        fprintf (stderr, "gridrun: %s\n", err.text);
-        return GR_EXIT_USAGE;
+    const char *run = argv[optind], *name = argv[optind + 1];
+    if ((rc = output_one (run, name, attempt, want_err, 1)) != 0)
+        return rc < 0 ? GR_EXIT_USAGE : 0;
+    /* A group task: the output of each of its processes in turn, each
+     * under a header. */
+    for (k = 0;; k++) {
+        snprintf (part, sizeof (part), "%s/rank%d", name, k);
+        if ((rc = output_one (run, part, attempt, want_err, 0)) <= 0)
+            break;
+        printf ("%s==> %s <==\n", k ? "\n" : "", part);
+        if ((rc = output_one (run, part, attempt, want_err, 1)) < 0)
+            break;
     }
-    if (!m.found) {
+    if (rc < 0)
+        return 1;
+    if (k == 0) {
         fprintf (stderr, "gridrun: no task '%s'%s in %s; give a task name such as "
                  "sim[3] or its key (see gridrun validate)\n",
-                 argv[optind + 1], m.want_attempt ? " with that attempt" : "",
-                 argv[optind]);
+                 name, attempt ? " with that attempt" : "", run);
         return 1;
     }
-    uint64_t off = want_err ? m.best.err_off : m.best.out_off;
-    uint64_t len = want_err ? m.best.err_len : m.best.out_len;
-    if (len && gr_outlog_copy_out (m.log, off, len, stdout) < 0) {
-        fprintf (stderr, "gridrun: cannot read %s: %s\n", m.log, strerror (errno));
-        return 1;
-    }
-    fflush (stdout);
     return 0;
 }
 

@@ -1,9 +1,10 @@
 /* The dispatcher: backend choice, host or device buffers, staging, fusion.
  *
- * Host buffers always go to the MPI backend.  Device buffers go to NCCL
- * when it is in use; otherwise (a GPU but GRIDRUN_COLL=mpi, or NCCL not
- * usable on every rank) they are staged: copied into a host buffer kept
- * between calls (pinned when CUDA can pin it), reduced there by MPI, and
+ * Host buffers always go to the host backend: MPI, or TCP in a program
+ * started without MPI (world.h).  Device buffers go to NCCL when it is in
+ * use; otherwise (a GPU but GRIDRUN_COLL=mpi, or NCCL not usable on every
+ * rank) they are staged: copied into a host buffer kept between calls
+ * (pinned when CUDA can pin it), reduced there by the host backend, and
  * copied back.  That costs two copies over PCIe, and is there so that a
  * program works unchanged, not to be fast.
  */
@@ -26,7 +27,8 @@
 #include "src/common/log.h"
 
 struct gr_coll {
-    gr_coll_backend_t *mpi; /* host buffers */
+    gr_coll_backend_t *host; /* host buffers: MPI or TCP */
+    int tcp;                 /* host is the TCP backend */
     gr_coll_backend_t *dev; /* device buffers: NCCL, or NULL (staged through mpi) */
     int rank, size;
     int device; /* CUDA device of this rank, or -1 */
@@ -150,30 +152,29 @@ static int pick_device (gr_coll_t *c, int local_rank, int local_size, char *why,
 
 /* Every rank learns the first rank whose ok is 0 (INT_MAX: none) and that
  * rank's reason. */
-static int agree (MPI_Comm comm, int rank, int ok, const char *why, char *first_why,
+static int agree (gr_world_t *w, int rank, int ok, const char *why, char *first_why,
                   size_t len, int *first, gr_error_t *errp)
 {
-    int mine = ok ? INT_MAX : rank, rc;
+    int mine = ok ? INT_MAX : rank;
+    gr_error_t e;
 
-    if ((rc = MPI_Allreduce (&mine, first, 1, MPI_INT, MPI_MIN, comm)) != MPI_SUCCESS)
+    if (gr_world_allreduce_int (w, &mine, first, 1, GR_MIN, &e) < 0)
         goto error;
     if (*first == INT_MAX)
         return 0;
     if (rank == *first)
         snprintf (first_why, len, "%s", why);
-    if ((rc = MPI_Bcast (first_why, (int)len, MPI_CHAR, *first, comm)) != MPI_SUCCESS)
+    if (gr_world_bcast (w, first_why, len, *first, &e) < 0)
         goto error;
     first_why[len - 1] = '\0';
     return 0;
 error:
     errno = ECOMM;
-    return gr_errprintf (errp,
-                         "MPI failed while the ranks chose the collectives backend "
-                         "(MPI error %d)",
-                         rc);
+    return gr_errprintf (errp, "the ranks could not agree on the collectives backend: %s",
+                         e.text);
 }
 
-gr_coll_t *gr_coll_create (MPI_Comm comm, int local_rank, int local_size,
+gr_coll_t *gr_coll_create (gr_world_t *w, int local_rank, int local_size,
                            gr_coll_mode_t mode, double timeout, gr_error_t *errp)
 {
     gr_coll_t *c;
@@ -185,10 +186,12 @@ gr_coll_t *gr_coll_create (MPI_Comm comm, int local_rank, int local_size,
         gr_errprintf (errp, "out of memory");
         return NULL;
     }
-    if (!(c->mpi = gr_coll_mpi_create (comm, max_chunk_env (), errp)))
+    c->tcp = gr_world_netof (w) != NULL;
+    if (!(c->host = c->tcp ? gr_coll_tcp_create (gr_world_netof (w), errp)
+                           : gr_coll_mpi_create (gr_world_comm (w), max_chunk_env (), errp)))
         goto error;
-    MPI_Comm_rank (comm, &c->rank);
-    MPI_Comm_size (comm, &c->size);
+    c->rank = gr_world_rank (w);
+    c->size = gr_world_size (w);
     c->device = pick_device (c, local_rank, local_size, why, sizeof (why));
     if (mode == GR_COLL_MPI)
         return c;
@@ -200,26 +203,26 @@ gr_coll_t *gr_coll_create (MPI_Comm comm, int local_rank, int local_size,
         can = 0;
     }
 #endif
-    if (agree (comm, c->rank, can, why, first_why, sizeof (first_why), &first, errp) < 0)
+    if (agree (w, c->rank, can, why, first_why, sizeof (first_why), &first, errp) < 0)
         goto error;
     if (first != INT_MAX) {
         if (mode == GR_COLL_NCCL) {
             errno = ENOTSUP;
             gr_errprintf (errp,
                           "GRIDRUN_COLL=nccl, but rank %d cannot use NCCL: %s; "
-                          "unset GRIDRUN_COLL (or set it to auto or mpi) to use MPI",
-                          first, first_why);
+                          "unset GRIDRUN_COLL (or set it to auto or mpi) to use %s",
+                          first, first_why, c->tcp ? "TCP" : "MPI");
             goto error;
         }
-        GR_DEBUG ("collectives: MPI for device buffers too: rank %d cannot use NCCL: %s",
-                  first, first_why);
+        GR_DEBUG ("collectives: %s for device buffers too: rank %d cannot use NCCL: %s",
+                  c->host->ops->name, first, first_why);
         return c;
     }
 #if HAVE_NCCL
     {
         gr_error_t nerr = {.text = ""};
-        c->dev = gr_coll_nccl_create (comm, c->device, deadline_of (timeout), &nerr);
-        if (agree (comm, c->rank, c->dev != NULL, nerr.text, first_why,
+        c->dev = gr_coll_nccl_create (w, c->device, deadline_of (timeout), &nerr);
+        if (agree (w, c->rank, c->dev != NULL, nerr.text, first_why,
                    sizeof (first_why), &first, errp) < 0)
             goto error;
         if (first != INT_MAX) {
@@ -237,8 +240,8 @@ gr_coll_t *gr_coll_create (MPI_Comm comm, int local_rank, int local_size,
             }
             if (c->rank == 0)
                 GR_WARN ("collectives: NCCL could not start on rank %d (%s); device "
-                         "buffers go through MPI, staged in host memory",
-                         first, first_why);
+                         "buffers go through %s, staged in host memory",
+                         first, first_why, c->host->ops->name);
         }
     }
 #endif
@@ -256,7 +259,7 @@ void gr_coll_destroy (gr_coll_t *c)
         return;
     if (c->dev)
         c->dev->ops->destroy (c->dev);
-    if (c->stage && !(c->mpi && c->mpi->broken)) {
+    if (c->stage && !(c->host && c->host->broken)) {
 #if HAVE_CUDA
         if (c->stage_pinned)
             cudaFreeHost (c->stage);
@@ -264,15 +267,15 @@ void gr_coll_destroy (gr_coll_t *c)
 #endif
             free (c->stage);
     }
-    if (c->mpi)
-        c->mpi->ops->destroy (c->mpi);
+    if (c->host)
+        c->host->ops->destroy (c->host);
     free (c);
     errno = saved;
 }
 
 gr_backend_t gr_coll_backend (const gr_coll_t *c)
 {
-    return c && c->dev ? GR_BACKEND_NCCL : GR_BACKEND_MPI;
+    return c && c->dev ? GR_BACKEND_NCCL : c && c->tcp ? GR_BACKEND_TCP : GR_BACKEND_MPI;
 }
 
 int gr_coll_device (const gr_coll_t *c)
@@ -389,7 +392,7 @@ static int staged_allreduce (gr_coll_t *c, const void *sendbuf, void *recvbuf,
     void *h = stage_get (c, bytes, errp);
 
     if (!h || d2h (h, sendbuf == GR_IN_PLACE ? recvbuf : sendbuf, bytes, errp) < 0 ||
-        c->mpi->ops->allreduce (c->mpi, GR_IN_PLACE, h, count, type, op, deadline, errp) <
+        c->host->ops->allreduce (c->host, GR_IN_PLACE, h, count, type, op, deadline, errp) <
             0)
         return -1;
     return h2d (recvbuf, h, bytes, errp);
@@ -402,7 +405,7 @@ static int staged_bcast (gr_coll_t *c, void *buf, size_t count, gr_dtype_t type,
     void *h = stage_get (c, bytes, errp);
 
     if (!h || (c->rank == root && d2h (h, buf, bytes, errp) < 0) ||
-        c->mpi->ops->bcast (c->mpi, h, count, type, root, deadline, errp) < 0)
+        c->host->ops->bcast (c->host, h, count, type, root, deadline, errp) < 0)
         return -1;
     return c->rank == root ? 0 : h2d (buf, h, bytes, errp);
 }
@@ -418,7 +421,7 @@ static int staged_allgather (gr_coll_t *c, const void *sendbuf, void *recvbuf,
                            : sendbuf;
 
     if (!h || d2h (h + (size_t)c->rank * bytes, mine, bytes, errp) < 0 ||
-        c->mpi->ops->allgather (c->mpi, GR_IN_PLACE, h, count, type, deadline, errp) < 0)
+        c->host->ops->allgather (c->host, GR_IN_PLACE, h, count, type, deadline, errp) < 0)
         return -1;
     return h2d (recvbuf, h, bytes * (size_t)c->size, errp);
 }
@@ -433,7 +436,7 @@ static int staged_reduce_scatter (gr_coll_t *c, const void *sendbuf, void *recvb
     if (!h ||
         d2h (h, sendbuf == GR_IN_PLACE ? recvbuf : sendbuf, bytes * (size_t)c->size,
              errp) < 0 ||
-        c->mpi->ops->reduce_scatter (c->mpi, GR_IN_PLACE, h, recvcount, type, op,
+        c->host->ops->reduce_scatter (c->host, GR_IN_PLACE, h, recvcount, type, op,
                                      deadline, errp) < 0)
         return -1;
     return h2d (recvbuf, h, bytes, errp);
@@ -443,7 +446,7 @@ static int staged_reduce_scatter (gr_coll_t *c, const void *sendbuf, void *recvb
 /* The backend for buffers of kind dev, or NULL when they are staged. */
 static gr_coll_backend_t *backend_for (gr_coll_t *c, int dev)
 {
-    return dev ? c->dev : c->mpi;
+    return dev ? c->dev : c->host;
 }
 
 /* Where a call goes: -1 on error, 0 when there is nothing to do (no
@@ -456,7 +459,7 @@ static int route (gr_coll_t *c, const void *sendbuf, const void *recvbuf, size_t
     if (dev < 0)
         return -1;
     *bp = backend_for (c, dev);
-    if (check_broken (*bp ? *bp : c->mpi, errp) < 0)
+    if (check_broken (*bp ? *bp : c->host, errp) < 0)
         return -1;
     return count > 0;
 }
@@ -530,9 +533,9 @@ int gr_coll_reduce_scatter (gr_coll_t *c, const void *sendbuf, void *recvbuf,
 
 int gr_coll_barrier (gr_coll_t *c, double timeout, gr_error_t *errp)
 {
-    if (check_broken (c->mpi, errp) < 0)
+    if (check_broken (c->host, errp) < 0)
         return -1;
-    return c->mpi->ops->barrier (c->mpi, deadline_of (timeout), errp);
+    return c->host->ops->barrier (c->host, deadline_of (timeout), errp);
 }
 
 /* ---- Fusion ------------------------------------------------------------ */
@@ -620,7 +623,7 @@ int gr_coll_fusion_allreduce (gr_coll_t *c, gr_fusion_t *f, double timeout,
                                        deadline_of (timeout), errp);
     }
     if (f->in_flight)
-        return check_broken (c->mpi, errp);
+        return check_broken (c->host, errp);
     if (f->pack_size < f->total * es) {
         if (!(p = malloc (f->total * es))) {
             errno = ENOMEM;
@@ -646,7 +649,7 @@ int gr_coll_fusion_allreduce (gr_coll_t *c, gr_fusion_t *f, double timeout,
     f->in_flight = 1;
     if (gr_coll_allreduce (c, GR_IN_PLACE, f->pack, f->total, f->type, f->op, timeout,
                            errp) < 0) {
-        f->in_flight = c->mpi->broken;
+        f->in_flight = c->host->broken;
         return -1;
     }
     f->in_flight = 0;

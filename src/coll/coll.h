@@ -28,6 +28,7 @@
 
 #include "src/common/error.h"
 #include "src/include/gridrun.h"
+#include "world.h"
 
 /* ---- Element arithmetic (half.c) --------------------------------------- */
 
@@ -121,11 +122,15 @@ int gr_coll_break (gr_coll_backend_t *b, gr_error_t *errp, int err, const char *
  * max_chunk caps the elements of one MPI call (INT_MAX at most). */
 gr_coll_backend_t *gr_coll_mpi_create (MPI_Comm comm, size_t max_chunk, gr_error_t *errp);
 
+/* The TCP backend (coll_tcp.c) over net's connections, which it uses but
+ * does not own.  Not collective. */
+gr_coll_backend_t *gr_coll_tcp_create (gr_net_t *net, gr_error_t *errp);
+
 #if HAVE_NCCL
-/* The NCCL backend over comm's ranks on CUDA device `device` (collective
- * over comm, which it uses only during creation).  Every rank must call it
+/* The NCCL backend over w's ranks on CUDA device `device` (collective
+ * over w, which it uses only during creation).  Every rank must call it
  * or none. */
-gr_coll_backend_t *gr_coll_nccl_create (MPI_Comm comm, int device, double deadline,
+gr_coll_backend_t *gr_coll_nccl_create (gr_world_t *w, int device, double deadline,
                                         gr_error_t *errp);
 #endif
 
@@ -164,7 +169,9 @@ typedef enum {
 /* Parse "mpi", "nccl" or "auto" (NULL or "" is auto).  -1 with EINVAL. */
 int gr_coll_parse_mode (const char *s, gr_coll_mode_t *mode);
 
-/* Collective over comm (which it duplicates).  Picks this rank's CUDA
+/* Collective over w's ranks.  Host buffers go through MPI over an MPI
+ * world (a duplicate of its communicator), through TCP over a TCP world
+ * (sharing its connections: w must outlive the result).  Picks this rank's CUDA
  * device (local_rank % devices) when there is one, then the backend for
  * device buffers: NCCL when every rank can use it (a GPU of its own: no
  * more ranks on the node, local_size, than GPUs) and mode allows, agreed
@@ -172,7 +179,7 @@ int gr_coll_parse_mode (const char *s, gr_coll_mode_t *mode);
  * mode GR_COLL_NCCL and some rank unable, every rank fails with ENOTSUP
  * and a text naming that rank and why.  timeout bounds NCCL's start (0:
  * none).  Free the result with gr_coll_destroy. */
-gr_coll_t *gr_coll_create (MPI_Comm comm, int local_rank, int local_size,
+gr_coll_t *gr_coll_create (gr_world_t *w, int local_rank, int local_size,
                            gr_coll_mode_t mode, double timeout, gr_error_t *errp);
 /* Accepts NULL; keeps errno. */
 void gr_coll_destroy (gr_coll_t *c);

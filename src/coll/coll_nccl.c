@@ -330,12 +330,12 @@ static const gr_coll_ops_t nccl_backend_ops = {
     .bcast = n_bcast,
     .allgather = n_allgather,
     .reduce_scatter = n_reduce_scatter,
-    .barrier = NULL, /* barriers are host matters: the dispatcher uses MPI */
+    .barrier = NULL, /* barriers are host matters: the dispatcher uses the host backend */
     .allreduce_many = n_allreduce_many,
     .destroy = n_destroy,
 };
 
-gr_coll_backend_t *gr_coll_nccl_create (MPI_Comm comm, int device, double deadline,
+gr_coll_backend_t *gr_coll_nccl_create (gr_world_t *w, int device, double deadline,
                                         gr_error_t *errp)
 {
     nccl_backend_t *nb;
@@ -354,8 +354,8 @@ gr_coll_backend_t *gr_coll_nccl_create (MPI_Comm comm, int device, double deadli
     }
     nb->base.ops = &nccl_backend_ops;
     nb->device = device;
-    MPI_Comm_rank (comm, &nb->rank);
-    MPI_Comm_size (comm, &nb->size);
+    nb->rank = gr_world_rank (w);
+    nb->size = gr_world_size (w);
 
     memset (&hdr, 0, sizeof (hdr));
     if (nb->rank == 0) {
@@ -366,9 +366,8 @@ gr_coll_backend_t *gr_coll_nccl_create (MPI_Comm comm, int device, double deadli
                       "ncclGetUniqueId failed on rank 0: %s: %s", nccl_name (r),
                       ncclGetErrorString (r));
     }
-    if (MPI_Bcast (&hdr, (int)sizeof (hdr), MPI_BYTE, 0, comm) != MPI_SUCCESS) {
+    if (gr_world_bcast (w, &hdr, sizeof (hdr), 0, errp) < 0) {
         errno = ECOMM;
-        gr_errprintf (errp, "MPI_Bcast of the NCCL unique id failed");
         goto error;
     }
     if (!hdr.ok) {
@@ -385,9 +384,8 @@ gr_coll_backend_t *gr_coll_nccl_create (MPI_Comm comm, int device, double deadli
         gr_coll_dev_error (errp, "cudaStreamCreate", cudaGetErrorName (ce),
                            cudaGetErrorString (ce), NULL);
     }
-    if (MPI_Allreduce (&ready, &all_ready, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) {
+    if (gr_world_allreduce_int (w, &ready, &all_ready, 1, GR_MIN, errp) < 0) {
         errno = ECOMM;
-        gr_errprintf (errp, "MPI_Allreduce before NCCL's start failed");
         goto error;
     }
     if (!all_ready) {

@@ -53,6 +53,16 @@ const char *gr_last_error (void);
 
 /* Initialize MPI (MPI_THREAD_MULTIPLE requested) unless it already is, and
  * the library over a duplicate of MPI_COMM_WORLD.  argc/argv may be NULL.
+ * A program started without MPI in torchrun's environment (RANK,
+ * WORLD_SIZE, MASTER_ADDR and MASTER_PORT set, no MPI launcher's
+ * variables, MPI not initialized), as gridrun's group tasks are, gets a
+ * TCP world instead: rank 0 listens on MASTER_ADDR:MASTER_PORT, the others
+ * connect, and the collectives and checkpoints run over TCP (backend
+ * "tcp"; gr_comm is MPI_COMM_NULL; the shared checkpoint layout, which is
+ * MPI-IO, is refused).  GRIDRUN_BOOTSTRAP=mpi|tcp|auto overrides the
+ * choice.  In that world a rank that exits is noticed by the others at
+ * once (their operations fail with ECOMM), and gr_finalize waits at a
+ * barrier for all (at most GRIDRUN_COLL_TIMEOUT). 
  * Reads GRIDRUN_COLL (mpi|nccl|auto), GRIDRUN_COLL_TIMEOUT (seconds or a
  * duration like "10m"; 0 for none), GRIDRUN_BIND (none|core|auto),
  * GRIDRUN_PREEMPT_SIGNAL and GRIDRUN_SITE (racks for gr_topo_info).
@@ -116,12 +126,14 @@ typedef enum {
 typedef enum {
     GR_BACKEND_MPI = 0,
     GR_BACKEND_NCCL = 1,
+    GR_BACKEND_TCP = 2,
 } gr_backend_t;
 
 /* The backend device buffers use: NCCL when every rank has a usable GPU
  * of its own (agreed collectively in gr_init), or as GRIDRUN_COLL says;
- * else MPI, which stages device buffers through host memory.  Host
- * buffers always go through MPI.  Not collective. */
+ * else the host backend, which stages device buffers through host memory.
+ * Host buffers always go through the host backend: MPI, or TCP when the
+ * program runs without MPI (see gr_init).  Not collective. */
 gr_backend_t gr_backend (void);
 const char *gr_backend_name (void);
 

@@ -1,6 +1,12 @@
 /* libgridrun's core: start and stop, errors, ranks and nodes, failure
  * domains, binding, the preemption notice, and the public face of the
- * collectives (src/coll/ does the work). */
+ * collectives (src/coll/ does the work).
+ *
+ * The ranks are an MPI communicator, or, for a program started without
+ * MPI in torchrun's environment (a gridrun group task), a TCP world built
+ * from RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (src/coll/net.h).
+ * Everything past gr_init talks through the world (src/coll/world.h) and
+ * does not care which. */
 #include "config.h"
 
 #include <errno.h>
@@ -16,6 +22,7 @@
 
 #include "lib.h"
 #include "src/coll/coll.h"
+#include "src/common/gtime.h"
 #include "src/common/log.h"
 #include "src/common/units.h"
 #include "src/exec/exec.h"
@@ -25,18 +32,19 @@
 #define DEFAULT_TIMEOUT 600.0
 
 typedef enum { BIND_AUTO = 0, BIND_NONE = 1, BIND_CORE = 2 } bind_mode_t;
+typedef enum { BOOT_AUTO = 0, BOOT_MPI = 1, BOOT_TCP = 2 } boot_mode_t;
 
 /* The library's state: written by gr_init and gr_finalize only. */
 static struct {
     int initialized;
     int owns_mpi; /* gr_init called MPI_Init_thread */
-    MPI_Comm comm;
+    gr_world_t *world;
     int rank, size, local_rank, local_size;
     int *rank_node; /* per rank */
     int *rank_rack;
     gr_topo_info_t topo;
     gr_coll_t *coll;
-} g = {.comm = MPI_COMM_NULL, .rank = -1, .size = -1, .local_rank = -1, .local_size = -1};
+} g = {.rank = -1, .size = -1, .local_rank = -1, .local_size = -1};
 
 /* Seconds, 0 for none; negative until set by gr_set_timeout or gr_init. */
 static double coll_timeout = -1;
@@ -86,6 +94,11 @@ const int *gr__rank_node (void)
 const int *gr__rank_rack (void)
 {
     return g.rank_rack;
+}
+
+gr_world_t *gr__world (void)
+{
+    return g.world;
 }
 
 /* ---- Preemption -------------------------------------------------------- */
@@ -200,26 +213,68 @@ static int read_settings (settings_t *s)
 
 /* ---- Nodes and failure domains ----------------------------------------- */
 
-/* Node indexes: ranks sharing memory form a node, numbered in the order
- * of their lowest rank.  Sets g.local_rank/local_size and g.rank_node. */
-static int find_nodes (void)
+/* Nodes from MPI: ranks sharing memory form one. */
+static int node_leader_mpi (int *leader)
 {
     MPI_Comm local;
-    int leader, nodes = 0, *leaders = NULL;
 
-    if (MPI_Comm_split_type (g.comm, MPI_COMM_TYPE_SHARED, g.rank, MPI_INFO_NULL,
-                             &local) != MPI_SUCCESS)
+    if (MPI_Comm_split_type (gr_world_comm (g.world), MPI_COMM_TYPE_SHARED, g.rank,
+                             MPI_INFO_NULL, &local) != MPI_SUCCESS)
         return gr__fail (ECOMM, "gr_init: MPI_Comm_split_type failed");
     MPI_Comm_rank (local, &g.local_rank);
     MPI_Comm_size (local, &g.local_size);
-    MPI_Allreduce (&g.rank, &leader, 1, MPI_INT, MPI_MIN, local);
+    MPI_Allreduce (&g.rank, leader, 1, MPI_INT, MPI_MIN, local);
     MPI_Comm_free (&local);
+    return 0;
+}
+
+/* Nodes without MPI: ranks with the same host name form one. */
+static int node_leader_tcp (int *leader)
+{
+    char (*names)[64] = malloc ((size_t)g.size * sizeof (*names)), mine[64] = "";
+    gr_error_t err;
+
+    if (!names)
+        return gr__fail (ENOMEM, "gr_init: out of memory");
+    if (gethostname (mine, sizeof (mine)) < 0)
+        strcpy (mine, "?");
+    mine[sizeof (mine) - 1] = '\0';
+    if (gr_world_allgather (g.world, mine, sizeof (mine), names, &err) < 0) {
+        free (names);
+        return gr__fail (errno, "gr_init: rank %d: %s", g.rank, err.text);
+    }
+    *leader = -1;
+    g.local_rank = g.local_size = 0;
+    for (int r = 0; r < g.size; r++) {
+        if (strcmp (names[r], mine) != 0)
+            continue;
+        if (*leader < 0)
+            *leader = r;
+        g.local_rank += r < g.rank;
+        g.local_size++;
+    }
+    free (names);
+    return 0;
+}
+
+/* Node indexes, numbered in the order of their lowest rank.  Sets
+ * g.local_rank/local_size and g.rank_node. */
+static int find_nodes (void)
+{
+    int leader, nodes = 0, *leaders = NULL;
+    gr_error_t err;
+
+    if ((gr_world_netof (g.world) ? node_leader_tcp (&leader) : node_leader_mpi (&leader)) < 0)
+        return -1;
     if (!(leaders = malloc ((size_t)g.size * sizeof (int))) ||
         !(g.rank_node = malloc ((size_t)g.size * sizeof (int)))) {
         free (leaders);
         return gr__fail (ENOMEM, "gr_init: out of memory");
     }
-    MPI_Allgather (&leader, 1, MPI_INT, leaders, 1, MPI_INT, g.comm);
+    if (gr_world_allgather (g.world, &leader, sizeof (int), leaders, &err) < 0) {
+        free (leaders);
+        return gr__fail (errno, "gr_init: rank %d: %s", g.rank, err.text);
+    }
     /* A node's leader is its lowest rank, so it is met first. */
     for (int r = 0; r < g.size; r++)
         g.rank_node[r] = leaders[r] == r ? nodes++ : g.rank_node[leaders[r]];
@@ -305,6 +360,7 @@ static int find_domains (void)
     node_dom_t *doms = NULL;
     const char *addr = getenv ("SLURM_TOPOLOGY_ADDR");
     size_t nodes = (size_t)g.topo.nodes;
+    gr_error_t err;
     int rc = -1;
 
     memset (&mine, 0, sizeof (mine));
@@ -319,11 +375,16 @@ static int find_domains (void)
         gr__fail (ENOMEM, "gr_init: out of memory");
         goto done;
     }
-    MPI_Gather (&mine, (int)sizeof (mine), MPI_BYTE, all, (int)sizeof (mine), MPI_BYTE, 0,
-                g.comm);
+    if (gr_world_gather (g.world, &mine, sizeof (mine), all, 0, &err) < 0) {
+        gr__fail (errno, "gr_init: rank %d: %s", g.rank, err.text);
+        goto done;
+    }
     if (g.rank == 0)
         build_domains (all, doms);
-    MPI_Bcast (doms, (int)(nodes * sizeof (*doms)), MPI_BYTE, 0, g.comm);
+    if (gr_world_bcast (g.world, doms, nodes * sizeof (*doms), 0, &err) < 0) {
+        gr__fail (errno, "gr_init: rank %d: %s", g.rank, err.text);
+        goto done;
+    }
     for (int r = 0; r < g.size; r++)
         g.rank_rack[r] = doms[g.rank_node[r]].rack;
     snprintf (g.topo.rack, sizeof (g.topo.rack), "%s", doms[g.topo.node].rack_name);
@@ -389,41 +450,26 @@ static void teardown (void)
     free (g.rank_node);
     free (g.rank_rack);
     g.rank_node = g.rank_rack = NULL;
-    if (g.comm != MPI_COMM_NULL)
-        MPI_Comm_free (&g.comm);
-    g.comm = MPI_COMM_NULL;
+    gr_world_destroy (g.world);
+    g.world = NULL;
     g.rank = g.size = g.local_rank = g.local_size = -1;
 }
 
-int gr_init_comm (MPI_Comm comm)
+/* The rest of gr_init, once g.world stands. */
+static int init_world (const settings_t *s)
 {
-    settings_t s;
     gr_error_t err;
-    int flag = 0, saved;
+    int saved;
 
-    if (g.initialized)
-        return gr__fail (EPROTO, "gr_init: already initialized; call gr_finalize first");
-    MPI_Initialized (&flag);
-    if (!flag)
-        return gr__fail (EPROTO, "gr_init_comm: MPI is not initialized; call MPI_Init "
-                                 "first, or use gr_init");
-    if (comm == MPI_COMM_NULL)
-        return gr__fail (EINVAL, "gr_init_comm: the communicator is MPI_COMM_NULL");
-    if (read_settings (&s) < 0)
-        return -1;
-    memset (&g.topo, 0, sizeof (g.topo));
-    if (MPI_Comm_dup (comm, &g.comm) != MPI_SUCCESS) {
-        gr__fail (ECOMM, "gr_init: MPI_Comm_dup failed");
-        goto error;
-    }
-    MPI_Comm_rank (g.comm, &g.rank);
-    MPI_Comm_size (g.comm, &g.size);
+    g.rank = gr_world_rank (g.world);
+    g.size = gr_world_size (g.world);
+    gr_world_set_timeout (g.world, s->timeout);
     gr_log_init (g.rank);
     if (find_nodes () < 0 || find_domains () < 0)
         goto error;
     /* Bind before CUDA starts, so that its threads inherit the binding. */
-    bind_rank (s.bind);
-    if (!(g.coll = gr_coll_create (g.comm, g.local_rank, g.local_size, s.coll, s.timeout,
+    bind_rank (s->bind);
+    if (!(g.coll = gr_coll_create (g.world, g.local_rank, g.local_size, s->coll, s->timeout,
                                    &err))) {
         gr__fail (errno, "gr_init: rank %d: %s", g.rank, err.text);
         goto error;
@@ -431,13 +477,13 @@ int gr_init_comm (MPI_Comm comm)
     g.topo.gpu = gr_coll_device (g.coll);
     if (gr_coll_ngpus (g.coll) > 0)
         g.topo.ngpus_node = gr_coll_ngpus (g.coll);
-    if (install_preempt (s.preempt_signal) < 0) {
+    if (install_preempt (s->preempt_signal) < 0) {
         gr__fail (errno, "gr_init: cannot install the preemption signal handlers: %s",
                   strerror (errno));
         restore_preempt ();
         goto error;
     }
-    coll_timeout = s.timeout;
+    coll_timeout = s->timeout;
     g.initialized = 1;
     GR_DEBUG (
         "libgridrun: rank %d of %d, local %d of %d, node %d of %d, rack %s, cpus %s, "
@@ -452,8 +498,123 @@ error:
     return -1;
 }
 
+int gr_init_comm (MPI_Comm comm)
+{
+    settings_t s;
+    gr_error_t err;
+    int flag = 0;
+
+    if (g.initialized)
+        return gr__fail (EPROTO, "gr_init: already initialized; call gr_finalize first");
+    MPI_Initialized (&flag);
+    if (!flag)
+        return gr__fail (EPROTO, "gr_init_comm: MPI is not initialized; call MPI_Init "
+                                 "first, or use gr_init");
+    if (comm == MPI_COMM_NULL)
+        return gr__fail (EINVAL, "gr_init_comm: the communicator is MPI_COMM_NULL");
+    if (read_settings (&s) < 0)
+        return -1;
+    memset (&g.topo, 0, sizeof (g.topo));
+    if (!(g.world = gr_world_mpi (comm, &err)))
+        return gr__fail (ECOMM, "gr_init: %s", err.text);
+    return init_world (&s);
+}
+
+/* An MPI launcher started this process: mpirun, srun, or another
+ * process manager speaking PMI or PMIx. */
+static int launched_by_mpi (void)
+{
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK",
+                                 "PMI_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_SIZE"};
+
+    for (size_t i = 0; i < sizeof (vars) / sizeof (vars[0]); i++)
+        if (getenv (vars[i]))
+            return 1;
+    return 0;
+}
+
+/* torchrun's environment names the ranks: RANK, WORLD_SIZE, MASTER_ADDR,
+ * MASTER_PORT. */
+static int torchrun_env (void)
+{
+    return getenv ("RANK") && getenv ("WORLD_SIZE") && getenv ("MASTER_ADDR") &&
+           getenv ("MASTER_PORT");
+}
+
+/* An integer from the environment in [lo, hi]; -1 with a message that
+ * names the variable otherwise. */
+static int env_int (const char *name, long lo, long hi, int *out)
+{
+    const char *v = getenv (name);
+    char *end;
+    long x;
+
+    if (!v || !*v)
+        return gr__fail (EINVAL,
+                         "gr_init: %s is not set; without MPI, libgridrun needs RANK, "
+                         "WORLD_SIZE, MASTER_ADDR and MASTER_PORT (as gridrun's group "
+                         "tasks and torchrun set them)",
+                         name);
+    errno = 0;
+    x = strtol (v, &end, 10);
+    if (errno || *end || x < lo || x > hi)
+        return gr__fail (EINVAL, "gr_init: %s=%s is not a whole number from %ld to %ld", name,
+                         v, lo, hi);
+    *out = (int)x;
+    return 0;
+}
+
+/* GRIDRUN_BOOTSTRAP: how the ranks find each other. */
+static int read_boot (boot_mode_t *boot)
+{
+    const char *v = getenv ("GRIDRUN_BOOTSTRAP");
+
+    if (!v || !*v || strcmp (v, "auto") == 0)
+        *boot = BOOT_AUTO;
+    else if (strcmp (v, "mpi") == 0)
+        *boot = BOOT_MPI;
+    else if (strcmp (v, "tcp") == 0)
+        *boot = BOOT_TCP;
+    else
+        return gr__fail (EINVAL,
+                         "gr_init: GRIDRUN_BOOTSTRAP=%s is not a way to start; use mpi, "
+                         "tcp or auto",
+                         v);
+    return 0;
+}
+
+/* Without MPI: the TCP world of torchrun's environment. */
+static int init_tcp (void)
+{
+    settings_t s;
+    gr_net_opts_t o = {.master_addr = getenv ("MASTER_ADDR")};
+    const char *run = getenv ("TORCHELASTIC_RUN_ID"), *restart = getenv ("GRIDRUN_RESTART_COUNT");
+    char token[128];
+    gr_error_t err;
+    gr_net_t *net;
+
+    if (read_settings (&s) < 0 || env_int ("WORLD_SIZE", 1, 1 << 20, &o.size) < 0 ||
+        env_int ("RANK", 0, o.size - 1, &o.rank) < 0 ||
+        env_int ("MASTER_PORT", 1, 65535, &o.master_port) < 0)
+        return -1;
+    if (!o.master_addr || !*o.master_addr)
+        return gr__fail (EINVAL, "gr_init: MASTER_ADDR is not set; give the address of "
+                                 "the host of rank 0");
+    if (!restart)
+        restart = getenv ("TORCHELASTIC_RESTART_COUNT");
+    snprintf (token, sizeof (token), "%.60s/%.20s", run ? run : "", restart ? restart : "");
+    o.token = token;
+    memset (&g.topo, 0, sizeof (g.topo));
+    if (!(net = gr_net_open (&o, s.timeout > 0 ? gr_now () + s.timeout : INFINITY, &err)))
+        return gr__fail (errno, "gr_init: rank %d of %d: %s", o.rank, o.size, err.text);
+    if (!(g.world = gr_world_net (net, &err)))
+        return gr__fail (errno, "gr_init: %s", err.text);
+    return init_world (&s);
+}
+
 int gr_init (int *argc, char ***argv)
 {
+    boot_mode_t boot;
     int flag = 0, provided;
 
     if (g.initialized)
@@ -461,7 +622,11 @@ int gr_init (int *argc, char ***argv)
     MPI_Finalized (&flag);
     if (flag)
         return gr__fail (EPROTO, "gr_init: MPI was already finalized");
+    if (read_boot (&boot) < 0)
+        return -1;
     MPI_Initialized (&flag);
+    if (boot == BOOT_TCP || (boot == BOOT_AUTO && !flag && torchrun_env () && !launched_by_mpi ()))
+        return init_tcp ();
     if (!flag) {
         /* Once MPI is up it stays up even if the rest fails: MPI cannot
          * be started twice, and the ranks may need it to report. */
@@ -477,6 +642,13 @@ int gr_finalize (void)
     if (!g.initialized)
         return gr__fail (EPROTO, "gr_finalize: gr_init was not called (or failed)");
     restore_preempt ();
+    /* Over TCP, nobody closes a connection a peer may still read from:
+     * MPI_Finalize's guarantee, made by hand. */
+    if (gr_world_netof (g.world) && !gr_net_broken (gr_world_netof (g.world))) {
+        gr_error_t err;
+        if (gr_coll_barrier (g.coll, coll_timeout > 0 ? coll_timeout : 0, &err) < 0)
+            GR_DEBUG ("gr_finalize: %s", err.text);
+    }
     teardown ();
     g.initialized = 0;
     if (g.owns_mpi) {
@@ -509,7 +681,7 @@ int gr_local_size (void)
 
 MPI_Comm gr_comm (void)
 {
-    return g.comm;
+    return g.world ? gr_world_comm (g.world) : MPI_COMM_NULL;
 }
 
 int gr_topo_info (gr_topo_info_t *info)
@@ -529,7 +701,9 @@ gr_backend_t gr_backend (void)
 
 const char *gr_backend_name (void)
 {
-    return gr_backend () == GR_BACKEND_NCCL ? "nccl" : "mpi";
+    gr_backend_t b = gr_backend ();
+
+    return b == GR_BACKEND_NCCL ? "nccl" : b == GR_BACKEND_TCP ? "tcp" : "mpi";
 }
 
 size_t gr_dtype_size (gr_dtype_t t)

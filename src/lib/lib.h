@@ -7,6 +7,7 @@
 #include <stdarg.h>
 
 #include "gridrun.h"
+#include "src/coll/world.h"
 
 /* Record the calling thread's error text (what gr_last_error returns), set
  * errno to err and return -1, so a caller writes
@@ -25,5 +26,10 @@ int gr__initialized (void);
  * of gr_size() entries, owned by the library. */
 const int *gr__rank_node (void);
 const int *gr__rank_rack (void);
+
+/* The library's ranks (an MPI communicator or a TCP world), owned by the
+ * library; NULL before gr_init.  Parts with traffic of their own use a
+ * gr_world_dup of it. */
+gr_world_t *gr__world (void);
 
 #endif

@@ -62,6 +62,55 @@ void gr__host_addr (char *buf, size_t len)
     snprintf (buf, len, "127.0.0.1");
 }
 
+int gr__ifname_toward (const char *addr, char *buf, size_t len)
+{
+    struct sockaddr_in sa, me;
+    socklen_t sl = sizeof (me);
+    struct ifaddrs *ifs = NULL;
+    int fd, rc = -1, err = ENODEV;
+
+    memset (&sa, 0, sizeof (sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons (9);
+    if (inet_pton (AF_INET, addr, &sa.sin_addr) != 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* Connecting a UDP socket sends nothing; it makes the kernel pick the
+     * route, and so the source address, it would use.  To an address of
+     * this host the source is that address, so the interface found below
+     * is the one holding it (not lo, which carries the packets). */
+    if ((fd = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+        return -1;
+    if (connect (fd, (struct sockaddr *)&sa, sizeof (sa)) < 0
+        || getsockname (fd, (struct sockaddr *)&me, &sl) < 0) {
+        err = errno;
+        goto out;
+    }
+    if (getifaddrs (&ifs) < 0) {
+        err = errno;
+        goto out;
+    }
+    for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET
+            || ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr != me.sin_addr.s_addr)
+            continue;
+        if (strlen (i->ifa_name) >= len) {
+            err = ENAMETOOLONG;
+            break;
+        }
+        snprintf (buf, len, "%s", i->ifa_name);
+        rc = 0;
+        break;
+    }
+    freeifaddrs (ifs);
+out:
+    close (fd);
+    if (rc < 0)
+        errno = err;
+    return rc;
+}
+
 int gr__free_port (const char *addr)
 {
     struct sockaddr_in sa;

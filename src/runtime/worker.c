@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -472,6 +473,20 @@ static int group_env (gr_worker_t *w, const gr_taskdef_t *d, const run_t *r, int
     GENV ("GRIDRUN_PREEMPT_SIGNAL=%s",
           gr_signal_name (w->opts->preempt_signal, sig, sizeof (sig)));
     GENV ("GRIDRUN_CKPT_DIR=%s", w->ckpt_dir);
+    /* Gloo, PyTorch's CPU backend, listens on what the host name resolves
+     * to, or on 127.0.0.1 when that is no address of this host's; either
+     * can be out of the other hosts' reach.  Point it at the interface
+     * that reaches MASTER_ADDR, the network the group meets on (lo for a
+     * group on one host), unless the user named one. */
+    const char *user_if = getenv ("GLOO_SOCKET_IFNAME");
+    char ifname[IF_NAMESIZE];
+    if (!user_if || !*user_if) {
+        if (gr__ifname_toward (g->addr, ifname, sizeof (ifname)) == 0)
+            GENV ("GLOO_SOCKET_IFNAME=%s", ifname);
+        else
+            GR_DEBUG ("GLOO_SOCKET_IFNAME not set: no interface toward %s: %s", g->addr,
+                      strerror (errno));
+    }
 #undef GENV
     return n;
 }

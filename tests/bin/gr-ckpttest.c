@@ -1,5 +1,6 @@
-/* gr-ckpttest: libgridrun's checkpoints under mpirun, driven by the
- * integration tests (t0210-ckpt.sh, t0211-ckpt-damage.sh).
+/* gr-ckpttest: libgridrun's checkpoints under mpirun (or without MPI, in
+ * torchrun's environment), driven by the integration tests (t0210-ckpt.sh,
+ * t0211-ckpt-damage.sh, t0233-group-lib.sh).
  *
  *   gr-ckpttest DIR save STEP[,STEP...] [options]   save these steps
  *   gr-ckpttest DIR load [--expect STEP] [--report TEXT]...   load, check
@@ -396,7 +397,8 @@ int main (int argc, char **argv)
     else
         rc = 2;
     int mine = rc || failures;
-    MPI_Allreduce (&mine, &any, 1, MPI_INT, MPI_MAX, gr_comm ());
+    if (gr_allreduce (&mine, &any, 1, GR_I32, GR_MAX) < 0)
+        any = 1;
     gr_finalize ();
     return rc == 2 ? 2 : any ? 1 : 0;
 }

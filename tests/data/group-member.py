@@ -9,7 +9,9 @@ Every process appends what happens to it to DIR/log.RANK, one line each:
 MODE:
   meet     RANK 0 listens on MASTER_ADDR:MASTER_PORT, every other rank
            connects and gets a greeting: the rendezvous a torchrun program
-           makes.  Also records the environment in DIR/env.RANK.
+           makes.  Also records the environment in DIR/env.RANK, the host
+           name in DIR/host.RANK, and (RANK 0) the address each connection
+           came from in DIR/peers, one a line.
   crash    like meet, but on its first start (restart 0) RANK 1 exits 3,
            while the others wait to be stopped (they log "term" on SIGTERM).
   fail     RANK 1 exits 3 every time.
@@ -44,7 +46,9 @@ def meet():
     if rank == 0:
         srv = socket.create_server((addr, port))
         for _ in range(world - 1):
-            c, _ = srv.accept()
+            c, peer = srv.accept()
+            with open(os.path.join(out, "peers"), "a") as f:
+                f.write("%s\n" % peer[0])
             c.sendall(b"hello")
             c.close()
         srv.close()
@@ -69,6 +73,8 @@ if mode in ("meet", "crash"):
     with open(os.path.join(out, "env.%d" % rank), "w") as f:
         for k in sorted(os.environ):
             f.write("%s=%s\n" % (k, os.environ[k]))
+    with open(os.path.join(out, "host.%d" % rank), "w") as f:
+        f.write(socket.gethostname() + "\n")
     if mode == "crash" and restart == 0:
         if rank == 1:
             time.sleep(0.3)

@@ -16,6 +16,10 @@
 #                           the MCA settings for the emulated network; also
 #                           the script $NETNS_MPIRUN (for GRIDRUN_MPIRUN)
 #   netns_link HOST down|up cut or restore HOST's link to the switch
+#   netns_cable H1 H2 IF NET
+#                           a second network: a cable between H1 and H2,
+#                           interface IF on each, at NET.I/24 (NET: three
+#                           octets, e.g. 198.18.8); mpirun keeps off it
 #   netns_ip HOST           HOST's address
 #   netns_pids [HOST]       pids of processes on HOST (default: all hosts)
 #   netns_down              kill what runs on the hosts, remove everything
@@ -206,6 +210,17 @@ netns_link () {
     local h=$1 state=$2
     case $state in up | down) ;; *) fail "netns_link $h: up or down, not '$state'" ;; esac
     ip -n "$(_netns_ns sw)" link set "v${h#h}" "$state" || fail "netns_link $h $state"
+}
+
+netns_cable () {
+    local a=$1 b=$2 dev=$3 net=$4 h
+    ip -n "$(_netns_ns "$a")" link add "$dev" type veth peer name "$dev" \
+        netns "$(_netns_ns "$b")" || fail "netns_cable $a $b: cannot make a veth pair"
+    for h in "$a" "$b"; do
+        ip -n "$(_netns_ns "$h")" addr add "$net.${h#h}/24" dev "$dev" \
+            || fail "netns_cable: $h: address"
+        ip -n "$(_netns_ns "$h")" link set "$dev" up || fail "netns_cable: $h: $dev up"
+    done
 }
 
 netns_pids () {
