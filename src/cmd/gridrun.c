@@ -18,6 +18,7 @@
 #include "src/common/units.h"
 #include "src/exec/exec.h"
 #include "src/runtime/outlog.h"
+#include "src/runtime/obs.h"
 #include "src/runtime/runtime.h"
 #include "src/spec/spec.h"
 #include "src/topo/topo.h"
@@ -72,6 +73,14 @@ static const char *usage_text =
     "      --site FILE          the site topology file: zones, racks, labels for\n"
     "                           placement (default: $GRIDRUN_SITE, else Slurm's\n"
     "                           topology, else each node its own rack)\n"
+    "      --metrics-file PATH  Prometheus textfile (default RUN/metrics.prom; \"\"\n"
+    "                           for none), rewritten every --metrics-interval T\n"
+    "                           (default 10s; 0: at the end only)\n"
+    "      --events on|off|tasks  the event log RUN/events.jsonl (default on:\n"
+    "                           finished tasks one line a batch; tasks: one a task)\n"
+    "      --progress auto|bar|lines|none  progress on stderr (default auto: a bar\n"
+    "                           on a terminal, else a line every\n"
+    "                           --progress-interval T, default 30s)\n"
     "  -q, --quiet              no summary on stdout\n"
     "  -v, --verbose            more log output (repeat for more)\n"
     "\n"
@@ -121,6 +130,11 @@ enum {
     OPT_NOJOURNAL,
     OPT_NOBIND,
     OPT_SITE,
+    OPT_METRICS_FILE,
+    OPT_METRICS_INTERVAL,
+    OPT_EVENTS,
+    OPT_PROGRESS,
+    OPT_PROGRESS_INTERVAL,
 };
 
 static int parse_u32 (const char *s, const char *what, uint32_t *out)
@@ -214,6 +228,11 @@ static const struct option run_longopts[] = {
     {"no-journal", no_argument, NULL, OPT_NOJOURNAL},
     {"no-bind", no_argument, NULL, OPT_NOBIND},
     {"site", required_argument, NULL, OPT_SITE},
+    {"metrics-file", required_argument, NULL, OPT_METRICS_FILE},
+    {"metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL},
+    {"events", required_argument, NULL, OPT_EVENTS},
+    {"progress", required_argument, NULL, OPT_PROGRESS},
+    {"progress-interval", required_argument, NULL, OPT_PROGRESS_INTERVAL},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -271,6 +290,35 @@ static int cmd_run (int argc, char **argv)
                 break;
             case OPT_SITE:
                 o.site_path = optarg;
+                break;
+            case OPT_METRICS_FILE:
+                o.metrics_file = optarg;
+                break;
+            case OPT_METRICS_INTERVAL:
+                if (gr_parse_duration (optarg, &o.metrics_interval) < 0)
+                    return usage_error ("--metrics-interval '%s' is not a duration (like 10s; "
+                                        "0: only at the end)", optarg);
+                break;
+            case OPT_EVENTS: {
+                gr_events_t e;
+                if (gr_obs_parse_events (optarg, &e) < 0)
+                    return usage_error ("--events '%s': give on, off or tasks", optarg);
+                o.events = e;
+                break;
+            }
+            case OPT_PROGRESS: {
+                gr_progress_t pr;
+                if (gr_obs_parse_progress (optarg, &pr) < 0)
+                    return usage_error ("--progress '%s': give auto, bar, lines or none",
+                                        optarg);
+                o.progress = pr;
+                break;
+            }
+            case OPT_PROGRESS_INTERVAL:
+                if (gr_parse_duration (optarg, &o.progress_interval) < 0
+                    || o.progress_interval <= 0)
+                    return usage_error ("--progress-interval '%s' is not a positive duration",
+                                        optarg);
                 break;
             case OPT_GRACE:
                 if (gr_parse_duration (optarg, &o.grace) < 0)

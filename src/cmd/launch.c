@@ -166,6 +166,10 @@ int gr_cmd_launch (int argc, char **argv)
     sigprocmask (SIG_BLOCK, &set, &old);
 
     posix_spawnattr_t attr;
+    /* The ranks write to mpirun's pipes, never to a terminal: tell the
+     * master that its progress may be drawn in place (--progress auto). */
+    if (isatty (STDERR_FILENO))
+        setenv ("GRIDRUN_TTY", "1", 1);
     sigset_t empty;
     sigemptyset (&empty);
     posix_spawnattr_init (&attr);

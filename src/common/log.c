@@ -17,6 +17,12 @@ static int log_rank = -1;
 static char log_host[64] = "";
 
 static const char *level_names[] = {"error", "warn", "info", "debug", "trace"};
+static void (*log_hook) (void);
+
+void gr_log_set_hook (void (*before) (void))
+{
+    log_hook = before;
+}
 
 int gr_log_parse_level (const char *name)
 {
@@ -92,6 +98,8 @@ void gr_log (gr_log_level_t level, const char *fmt, ...)
     if (len > sizeof (buf) - 2)
         len = sizeof (buf) - 2;
     buf[len++] = '\n';
+    if (log_hook)
+        log_hook ();
     /* One write so that lines from several ranks do not interleave. */
     ssize_t w = write (STDERR_FILENO, buf, len);
     (void)w;

@@ -28,6 +28,9 @@ int gr_log_parse_level (const char *name);
 
 void gr_log (gr_log_level_t level, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));
+/* Called before every line is written (NULL: nothing): a progress bar
+ * drawn in place on the same terminal clears itself there. */
+void gr_log_set_hook (void (*before) (void));
 
 extern gr_log_level_t gr__log_level;
 

@@ -65,6 +65,7 @@ typedef struct gr_result_rec {
     int32_t signal;    /* terminating signal, 0 if none */
     uint32_t flags;
     uint32_t member;   /* a process of a group: its RANK + 1; else 0 */
+    double queued;     /* seconds it waited on the worker before it started */
 } gr_result_rec_t;
 
 typedef struct gr_ready_hdr {

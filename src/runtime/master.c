@@ -30,6 +30,7 @@
 #include "src/spec/spec.h"
 #include "src/topo/topo.h"
 #include "group.h"
+#include "obs.h"
 #include "place.h"
 #include "rundir.h"
 #include "runtime.h"
@@ -47,6 +48,10 @@ void gr_run_opts_init (gr_run_opts_t *o)
     o->preempt_signal = SIGUSR2;
     o->lost_after = 30;
     o->snapshot_interval = 60;
+    o->metrics_interval = 10;
+    o->events = GR_EVENTS_ON;
+    o->progress = GR_PROGRESS_AUTO;
+    o->progress_interval = 30;
 }
 
 /* Signal handlers only count. */
@@ -98,6 +103,8 @@ typedef struct wstate {
     uint32_t gprocs;        /* group processes it runs */
     bool reserved;          /* held for a group about to start */
     uint32_t node;          /* its host, numbered */
+    double asked;           /* when its credit went from none to some; 0: not
+                               waiting (dispatch latency) */
 } wstate_t;
 
 /* A group task's attempt (kind: group), from the moment the scheduler
@@ -173,6 +180,8 @@ typedef struct master {
     size_t ngroups, capgroups;
     group_t *pending;       /* the one being placed (RESERVE or PREP) */
     gplace_t *gscratch;     /* one per rank */
+    gr_obs_t *obs;          /* metrics, events, progress */
+    const char *snap_state; /* of the snapshot being written */
 } master_t;
 
 static const char *task_label (master_t *m, uint32_t def, uint64_t index)
@@ -296,6 +305,7 @@ static int quarantine_fail (master_t *m, int src, double now)
              gr__place_describe (m->place, q->level, dom, b, sizeof (b)), q->failures,
              gr_fmt_duration (q->window, d1, sizeof (d1)),
              gr_fmt_duration (q->cooloff, d2, sizeof (d2)));
+    gr_obs_quarantine (m->obs, b, true, q->cooloff);
     return quarantine_journal (m, dom, true, gr_quar_until (m->place->quar, dom));
 }
 
@@ -310,6 +320,7 @@ static int quarantine_release (master_t *m, double now)
         GR_WARN ("quarantine of %s ends; it takes work again",
                  gr__place_describe (m->place, m->place->qlevel, (uint32_t)dom, b,
                                      sizeof (b)));
+        gr_obs_quarantine (m->obs, b, false, 0);
         if (quarantine_journal (m, (uint32_t)dom, false, 0) < 0)
             return -1;
     }
@@ -324,6 +335,12 @@ static int report_outcome (master_t *m, int src, const gr_outcome_t *o,
     const gr_taskdef_t *d = &m->spec->tasks[o->def];
     if (note_end (m, src, o, r) < 0)
         return -1;
+    if (m->obs)
+        gr_obs_result (m->obs, src, o,
+                       o->kind != GR_OUTCOME_DONE || m->opts->events == GR_EVENTS_TASKS
+                           ? task_label (m, o->def, o->index)
+                           : "",
+                       d->cpus, r ? r->wall : 0, r ? r->queued : 0, r != NULL);
     if ((o->kind == GR_OUTCOME_RETRY || o->kind == GR_OUTCOME_FAILED
          || o->kind == GR_OUTCOME_POISON)
         && !(r && (r->flags & GR_RES_UNPLACED) == GR_RES_UNPLACED)
@@ -355,6 +372,18 @@ static int report_outcome (master_t *m, int src, const gr_outcome_t *o,
             break;
     }
     return 0;
+}
+
+static bool live (const wstate_t *w)
+{
+    return w->rank >= 0 && !w->bye && !w->lost;
+}
+
+/* What a worker still wants: its last request, less the tasks already on
+ * their way to it. */
+static int64_t credit (const wstate_t *w)
+{
+    return w->want - (int64_t)(w->assigned - w->received);
 }
 
 static int group_port (master_t *m, int src, const gr_result_rec_t *r, double now);
@@ -408,26 +437,18 @@ static int handle_ready (master_t *m, int src, const void *buf, size_t len,
     }
     if (flush_ends (m) < 0)
         return -1;
+    gr_obs_batch_end (m->obs);
+    bool had_credit = credit (w) > 0;
     w->want = h.want;
     w->received = h.received;
+    if (!had_credit && credit (w) > 0)
+        w->asked = now;
     w->last_heard = now;
     if (h.flags & GR_READY_BYE) {
         w->bye = true;
         m->nbye++;
     }
     return 0;
-}
-
-static bool live (const wstate_t *w)
-{
-    return w->rank >= 0 && !w->bye && !w->lost;
-}
-
-/* What a worker still wants: its last request, less the tasks already on
- * their way to it. */
-static int64_t credit (const wstate_t *w)
-{
-    return w->want - (int64_t)(w->assigned - w->received);
 }
 
 static int send_assign (master_t *m, wstate_t *w, const gr_assign_rec_t *recs,
@@ -447,6 +468,10 @@ static int send_assign (master_t *m, wstate_t *w, const gr_assign_rec_t *recs,
     }
     w->assigned += n;
     w->last_sent = gr_now ();
+    if (n > 0 && w->asked > 0) {
+        gr_obs_dispatch (m->obs, w->last_sent - w->asked);
+        w->asked = 0;
+    }
     return 0;
 }
 
@@ -1228,6 +1253,8 @@ static int begin_drain (master_t *m, double now, double drain_in, int reason)
         else
             GR_WARN ("the deadline is near: draining; running tasks have %s",
                      gr_fmt_duration (drain_in, d, sizeof (d)));
+        gr_obs_drain (m->obs, reason > 0 ? gr_signal_name (reason, b, sizeof (b)) : "deadline",
+                      drain_in);
     }
     else
         GR_WARN ("second signal: running tasks are stopped now");
@@ -1267,6 +1294,7 @@ static int check_lost (master_t *m, double now)
             return -1;
         GR_WARN ("worker %d on %s is lost (silent for %.0fs); its %d task%s run "
                  "elsewhere", r, w->info.host, now - w->last_heard, n, n == 1 ? "" : "s");
+        gr_obs_worker_lost (m->obs, r, (uint64_t)n);
     }
     return 0;
 }
@@ -1409,6 +1437,8 @@ static void snapshot_reap (master_t *m, bool wait)
     if (p == m->snap_pid) {
         m->snap_seconds = gr_now () - m->snap_started;
         m->snap_rss_mib = (double)ru.ru_maxrss / 1024.0;
+        if (WIFEXITED (status) && WEXITSTATUS (status) == 0)
+            gr_obs_snapshot (m->obs, m->snap_state, m->snap_seconds);
         if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
             GR_ERROR ("the run.h5 snapshot writer failed (%s %d); the previous "
                       "snapshot is kept", WIFSIGNALED (status) ? "signal" : "status",
@@ -1431,10 +1461,13 @@ static int snapshot (master_t *m, const char *state, bool wait)
         snapshot_reap (m, true);
     }
     m->last_snapshot = gr_now ();
+    m->snap_state = state;
     if (m->alone) {
         double t0 = gr_now ();
         int rc = write_snapshot (m, state);
         m->snap_seconds = gr_now () - t0;
+        if (rc == 0)
+            gr_obs_snapshot (m->obs, state, m->snap_seconds);
         return rc;
     }
     fflush (NULL);
@@ -1603,6 +1636,39 @@ static int setup_place (const gr_run_opts_t *o, const gr_spec_t *spec,
 }
 
 /* Returns the run's exit code, or -1 on an internal error. */
+/* The name of rank r's domain at a level, or NULL without a cluster. */
+static const char *dom_name (const master_t *m, int r, gr_level_t level)
+{
+    if (!m->place || !m->place->cluster)
+        return NULL;
+    return gr_cluster_domain_name (m->place->cluster, (gr_dom_level_t)level,
+                                   gr__place_dom (m->place, r, level));
+}
+
+/* Metrics, events and progress; a run goes on without them if they
+ * cannot be had. */
+static void obs_setup (master_t *m)
+{
+    gr_obs_opts_t o;
+
+    gr_obs_opts_init (&o);
+    o.run_dir = m->run_dir;
+    o.name = m->spec->name;
+    o.metrics_file = m->opts->metrics_file;
+    o.metrics_interval = m->opts->metrics_interval;
+    o.events = m->opts->events;
+    o.progress = m->opts->progress;
+    o.progress_interval = m->opts->progress_interval;
+    if (!(m->obs = gr_obs_create (&o, m->size))) {
+        GR_WARN ("out of memory for metrics and events; running without them");
+        return;
+    }
+    for (int r = 0; r < m->size; r++)
+        if (m->w[r].rank >= 0)
+            gr_obs_worker (m->obs, r, m->w[r].info.host, dom_name (m, r, GR_LEVEL_RACK),
+                           dom_name (m, r, GR_LEVEL_ZONE), m->w[r].info.cpus);
+}
+
 static int master_loop (master_t *m, gr_worker_t *self)
 {
     double idle = 0;
@@ -1614,6 +1680,7 @@ static int master_loop (master_t *m, gr_worker_t *self)
     m->last_snapshot = m->t_start;
     for (int r = 0; r < m->size; r++)
         m->w[r].last_heard = m->w[r].last_sent = m->t_start;
+    gr_obs_start (m->obs, m->incarnation, gr_sched_stats (m->sched), m->nworkers);
     for (;;) {
         double now = gr_now ();
         int did = 0;
@@ -1654,6 +1721,11 @@ static int master_loop (master_t *m, gr_worker_t *self)
                 if (rc < 0)
                     return -1;
                 did += rc;
+                /* Nothing to hand out: a worker's wait for work is not the
+                 * master's dispatch latency. */
+                for (int r = 0; rc == 0 && r < m->size; r++)
+                    if (m->w[r].asked > 0)
+                        m->w[r].asked = now;
                 if (check_stalled (m, now, rc == 0) < 0)
                     return -1;
             }
@@ -1689,6 +1761,7 @@ static int master_loop (master_t *m, gr_worker_t *self)
         }
         if (m->snap_pid > 0)
             snapshot_reap (m, false);
+        gr_obs_tick (m->obs, now, gr_sched_stats (m->sched));
         if (m->opts->snapshot_interval > 0
             && now - m->last_snapshot >= m->opts->snapshot_interval)
             snapshot (m, "running", false);
@@ -2147,6 +2220,7 @@ int gr_run (const gr_run_opts_t *opts)
     GR_INFO ("job '%s': %" PRIu64 " tasks, %d worker%s, %" PRIu64 " cpus, run dir %s",
              spec->name, spec->total, m.nworkers, m.nworkers == 1 ? "" : "s",
              m.total_cpus, run_dir);
+    obs_setup (&m);
     code = master_loop (&m, self);
     if (code < 0) {
         GR_ERROR ("master failed: %s", strerror (errno));
@@ -2159,6 +2233,8 @@ int gr_run (const gr_run_opts_t *opts)
     if (journal_put (&m, &rec) < 0 || journal_sync (&m) < 0)
         code = GR_EXIT_INTERNAL;
     snapshot (&m, code == GR_EXIT_RESUMABLE ? "drained" : "finished", true);
+    gr_obs_close (m.obs, code, gr_sched_stats (m.sched));
+    m.obs = NULL;
     if (write_summary (&m, wall, code) < 0)
         code = GR_EXIT_INTERNAL;
     if (m.journal && gr_journal_close (m.journal, &err) < 0) {

@@ -47,6 +47,13 @@ typedef struct gr_run_opts {
     double snapshot_interval;   /* seconds between run.h5 snapshots */
     bool no_bind;               /* do not bind tasks to cores and GPUs */
     const char *site_path;      /* site topology file; NULL: $GRIDRUN_SITE */
+
+    /* What the run shows (obs.h). */
+    const char *metrics_file;   /* NULL: RUN/metrics.prom; "": none */
+    double metrics_interval;    /* seconds between writes; 0: at the end only */
+    int events;                 /* gr_events_t */
+    int progress;               /* gr_progress_t */
+    double progress_interval;   /* seconds between progress lines */
 } gr_run_opts_t;
 
 /* Signal handling: every rank counts drain signals; only the master acts.

@@ -38,6 +38,7 @@ typedef struct run {
     gr_assign_rec_t a;
     pid_t pid;              /* 0 for a builtin */
     double start;
+    double queued;          /* seconds it waited in the queue before */
     double deadline;        /* 0: no timeout */
     double kill_at;         /* SIGKILL time once SIGTERM was sent */
     double noop_end;
@@ -75,6 +76,7 @@ struct gr_worker {
     uint32_t nprocs;        /* of nrunning, those that are processes */
 
     gr_assign_rec_t *q;     /* ring of assigned tasks not yet started */
+    double *qtime;          /* when each arrived (same ring) */
     size_t qhead, qlen, qcap;
 
     gr_result_rec_t res[GR_PROTO_MAX_BATCH];
@@ -208,6 +210,7 @@ void gr__worker_destroy (gr_worker_t *w)
     free (w->gpu_busy);
     gr_topo_node_destroy (w->topo);
     free (w->q);
+    free (w->qtime);
     free (w->envp);
     gr_outlog_close (w->ol);
     gr_expand_destroy (w->x);
@@ -216,21 +219,30 @@ void gr__worker_destroy (gr_worker_t *w)
     errno = saved;
 }
 
-static int queue_push (gr_worker_t *w, const gr_assign_rec_t *a)
+static int queue_push (gr_worker_t *w, const gr_assign_rec_t *a, double now)
 {
     if (w->qlen == w->qcap) {
         size_t ncap = w->qcap ? w->qcap * 2 : 256;
         gr_assign_rec_t *nq = malloc (ncap * sizeof (*nq));
-        if (!nq)
+        double *nt = malloc (ncap * sizeof (*nt));
+        if (!nq || !nt) {
+            free (nq);
+            free (nt);
             return -1;
-        for (size_t i = 0; i < w->qlen; i++)
+        }
+        for (size_t i = 0; i < w->qlen; i++) {
             nq[i] = w->q[(w->qhead + i) % w->qcap];
+            nt[i] = w->qtime[(w->qhead + i) % w->qcap];
+        }
         free (w->q);
+        free (w->qtime);
         w->q = nq;
+        w->qtime = nt;
         w->qcap = ncap;
         w->qhead = 0;
     }
     w->q[(w->qhead + w->qlen) % w->qcap] = *a;
+    w->qtime[(w->qhead + w->qlen) % w->qcap] = now;
     w->qlen++;
     return 0;
 }
@@ -359,7 +371,7 @@ static bool exit_ok (const gr_worker_t *w, const run_t *r, const gr_result_rec_t
 static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru,
                    double now)
 {
-    gr_result_rec_t res = {.id = r->a.id, .wall = now - r->start,
+    gr_result_rec_t res = {.id = r->a.id, .wall = now - r->start, .queued = r->queued,
                            .member = r->member >= 0 ? (uint32_t)r->member + 1 : 0};
     uint64_t oo = 0, ol = 0, eo = 0, el = 0;
 
@@ -692,7 +704,7 @@ static int start_ready (gr_worker_t *w, double now)
         const gr_taskdef_t *d = &w->spec->tasks[a->def];
         if (d->builtin == GR_BUILTIN_NOOP && d->noop_duration <= 0) {
             /* A no-op of no duration needs no slot: it is done now. */
-            gr_result_rec_t res = {.id = a->id};
+            gr_result_rec_t res = {.id = a->id, .queued = now - w->qtime[w->qhead]};
             w->qhead = (w->qhead + 1) % w->qcap;
             w->qlen--;
             if (push_result (w, &res, now) < 0)
@@ -709,6 +721,7 @@ static int start_ready (gr_worker_t *w, double now)
             break;
         run_t *r = &w->runs[slot];
         r->a = *a;
+        r->queued = now - w->qtime[w->qhead];
         w->qhead = (w->qhead + 1) % w->qcap;
         w->qlen--;
         r->used = true;
@@ -787,6 +800,7 @@ static int group_start (gr_worker_t *w, const gr_group_cmd_t *g, double now)
         r->a = (gr_assign_rec_t){.id = g->id, .key = g->key, .index = g->index,
                                  .def = g->def, .attempt = g->attempt};
         r->member = (int64_t)g->rank0 + i;
+        r->queued = 0;
         r->local_rank = g->local0 + i;
         r->gc = *g;
         r->preempted = false;
@@ -889,6 +903,7 @@ static int recv_assign (gr_worker_t *w)
         }
         const gr_assign_rec_t *recs =
             (const gr_assign_rec_t *)((char *)buf + sizeof (h));
+        double now = h.ntasks ? gr_now () : 0;
         for (uint32_t i = 0; i < h.ntasks; i++) {
             gr_assign_rec_t a;
             memcpy (&a, &recs[i], sizeof (a));
@@ -896,7 +911,7 @@ static int recv_assign (gr_worker_t *w)
                 GR_ERROR ("master sent an unknown task definition %u", a.def);
                 return -1;
             }
-            if (queue_push (w, &a) < 0)
+            if (queue_push (w, &a, now) < 0)
                 return -1;
         }
         w->received += h.ntasks;
@@ -946,6 +961,7 @@ static int enforce (gr_worker_t *w, double now)
             bool cut = w->draining && now >= w->drain_kill_at && now < r->noop_end;
             if (now >= r->noop_end || cut) {
                 gr_result_rec_t res = {.id = r->a.id, .wall = now - r->start,
+                                       .queued = r->queued,
                                        .flags = cut ? GR_RES_KILLED : 0};
                 index_record (w, r, &res, 0, 0, 0, 0);
                 release (w, r);

@@ -28,4 +28,9 @@ grep -q "lost        1 worker" run/summary.txt || fail "summary: $(cat run/summa
 "$GRIDRUN" status --list done run | cut -d' ' -f1 | sort > done
 [ "$(wc -l < done)" -eq 200 ] || fail "$(wc -l < done) done, want 200"
 [ -z "$(uniq -d done)" ] || fail "a task counted twice"
+# The event log and the metrics say so too.
+grep -q '"event":"worker_lost","worker":[0-9]*,"host":"[^"]*","requeued":[0-9]*}' run/events.jsonl \
+    || fail "no worker_lost event: $(grep -v tasks_done run/events.jsonl)"
+grep -q '^gridrun_workers{run="lost",state="lost"} 1$' run/metrics.prom \
+    || fail "metrics: $(grep gridrun_workers run/metrics.prom)"
 pass

@@ -67,5 +67,11 @@ grep -q "quarantine of node h3 ends; it takes work again" short.err \
 nq=$(grep -c "quarantine: node h3" short.err)
 [ "$nq" -ge 2 ] || fail "quarantined $nq times, want >= 2: $(grep -i quarantine short.err)"
 grep -q "; $nq quarantines$" short.out || fail "summary: $(grep domains short.out)"
+[ "$(grep -c '"event":"quarantine","domain":"node h3"' short/events.jsonl)" -eq "$nq" ] \
+    || fail "quarantine events: $(grep quarantine short/events.jsonl)"
+grep -q '"event":"quarantine_end","domain":"node h3"' short/events.jsonl \
+    || fail "no quarantine_end event: $(grep quarantine short/events.jsonl)"
+grep -q "^gridrun_quarantines_total{run=\"[^\"]*\"} $nq$" short/metrics.prom \
+    || fail "metrics: $(grep quarantines short/metrics.prom)"
 echo "short cool-off: $nq quarantines in $(sed -n 's/.*finished in //p' short.out)"
 pass

@@ -13,6 +13,7 @@
 #include "src/common/error.h"
 #include "src/common/fs.h"
 #include "src/common/hash.h"
+#include "src/common/hist.h"
 #include "src/common/units.h"
 
 START_TEST (test_errprintf)
@@ -194,6 +195,55 @@ START_TEST (test_fs)
 }
 END_TEST
 
+/* Quantiles against the exact ones of known data: uniform over 1..1000 ms,
+ * a long tail, and a single value; within the buckets' 6.25%. */
+START_TEST (test_hist)
+{
+    static gr_hist_t h;
+    gr_hist_init (&h);
+    ck_assert_double_eq (gr_hist_quantile (&h, 0.5), 0);
+    for (int i = 1; i <= 1000; i++)
+        gr_hist_add (&h, i / 1000.0);
+    ck_assert_uint_eq (h.n, 1000);
+    ck_assert_double_eq_tol (h.sum, 500.5, 1e-9);
+    ck_assert_double_eq (h.min, 0.001);
+    ck_assert_double_eq (h.max, 1.0);
+    const double qs[] = {0.5, 0.95, 0.99};
+    for (size_t k = 0; k < 3; k++) {
+        double got = gr_hist_quantile (&h, qs[k]), want = qs[k];
+        ck_assert_msg (got > want * 0.93 && got < want * 1.07, "q%.2f: %g, want %g", qs[k],
+                       got, want);
+    }
+    ck_assert_double_eq (gr_hist_quantile (&h, 0), 0.001);
+    ck_assert_double_eq (gr_hist_quantile (&h, 1), 1.0);
+    ck_assert_uint_eq (gr_hist_count_le (&h, 10), 1000);
+    uint64_t le = gr_hist_count_le (&h, 0.5);
+    ck_assert_msg (le > 460 && le <= 500, "<= 0.5 s: %lu", (unsigned long)le);
+    /* 99 fast, one very slow: P99 is fast, P100 the slow one. */
+    gr_hist_init (&h);
+    for (int i = 0; i < 99; i++)
+        gr_hist_add (&h, 0.002);
+    gr_hist_add (&h, 3600);
+    double p99 = gr_hist_quantile (&h, 0.99);
+    ck_assert_msg (p99 > 0.0018 && p99 < 0.0022, "p99 %g", p99);
+    ck_assert_double_eq (gr_hist_quantile (&h, 1), 3600);
+    /* Out of range and nonsense. */
+    gr_hist_add (&h, -1);
+    gr_hist_add (&h, 0.0 / 0.0);
+    ck_assert_uint_eq (h.n, 100);
+    gr_hist_add (&h, 1e-9);
+    gr_hist_add (&h, 1e9);
+    ck_assert_uint_eq (h.n, 102);
+    ck_assert_double_eq (gr_hist_quantile (&h, 0), 1e-9);
+    ck_assert_double_eq (gr_hist_quantile (&h, 1), 1e9);
+    /* One value: every quantile is it. */
+    gr_hist_init (&h);
+    gr_hist_add (&h, 0.25);
+    ck_assert_double_eq (gr_hist_quantile (&h, 0.5), 0.25);
+    ck_assert_double_eq (gr_hist_quantile (&h, 0.99), 0.25);
+}
+END_TEST
+
 int main (void)
 {
     Suite *s = suite_create ("common");
@@ -206,6 +256,7 @@ int main (void)
     tcase_add_test (tc, test_crc32c);
     tcase_add_test (tc, test_rng);
     tcase_add_test (tc, test_fs);
+    tcase_add_test (tc, test_hist);
     suite_add_tcase (s, tc);
     return gr_check_main (s);
 }

@@ -1,0 +1,664 @@
+/* Metrics, the event log and progress (obs.h, doc/observability.md). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "obs.h"
+#include "src/common/gtime.h"
+#include "src/common/hist.h"
+#include "src/common/log.h"
+#include "src/common/units.h"
+
+#define NAME_MAX_ 64
+/* Throughput for progress and ETA: done counts sampled this often, kept
+ * for RATE_SAMPLES samples (the last 10 s). */
+#define RATE_EVERY 0.5
+#define RATE_SAMPLES 20
+#define BAR_EVERY 0.25
+#define EVENTS_FLUSH 1.0
+
+typedef struct {
+    char host[NAME_MAX_], rack[NAME_MAX_], zone[NAME_MAX_];
+    uint32_t cpus;
+    bool known, lost;
+    double busy;      /* cpu-seconds of finished attempts */
+    uint64_t done, failures;
+} wobs_t;
+
+struct gr_obs {
+    gr_obs_opts_t o;
+    char *run_dir, *name, *metrics_path;
+    int nranks;
+    wobs_t *w;
+    gr_hist_t wall, queued, dispatch;
+    uint64_t outcomes[8];   /* by gr_outcome_kind_t */
+    uint64_t timeouts, lost_workers, quarantines, drains, snapshots;
+    double t0, wall0;
+    /* Events. */
+    FILE *ev;
+    bool ev_failed;
+    double ev_flushed;
+    int bw;                 /* batch: worker, done tasks, their wall times */
+    uint64_t bn;
+    double bsum, bmax;
+    /* Metrics. */
+    bool metrics_failed;
+    double metrics_due;
+    /* Progress. */
+    gr_progress_t progress;
+    double progress_due;
+    bool bar_drawn;
+    bool line_printed;      /* lines: one went out (then a last one does too) */
+    double rate_t[RATE_SAMPLES];
+    uint64_t rate_n[RATE_SAMPLES];
+    int rate_i, rate_k;
+    double rate_due;
+    const gr_sched_stats_t *last;
+};
+
+/* The bar clears itself before a log line (gr_log_set_hook). */
+static gr_obs_t *bar_owner;
+
+void gr_obs_opts_init (gr_obs_opts_t *o)
+{
+    memset (o, 0, sizeof (*o));
+    o->metrics_interval = 10;
+    o->events = GR_EVENTS_ON;
+    o->progress = GR_PROGRESS_AUTO;
+    o->progress_interval = 30;
+}
+
+int gr_obs_parse_progress (const char *s, gr_progress_t *p)
+{
+    static const char *const names[] = {"auto", "none", "bar", "lines"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp (s, names[i]) == 0) {
+            *p = (gr_progress_t)i;
+            return 0;
+        }
+    errno = EINVAL;
+    return -1;
+}
+
+int gr_obs_parse_events (const char *s, gr_events_t *e)
+{
+    static const char *const names[] = {"off", "on", "tasks"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp (s, names[i]) == 0) {
+            *e = (gr_events_t)i;
+            return 0;
+        }
+    errno = EINVAL;
+    return -1;
+}
+
+/* ---- Events ------------------------------------------------------------ */
+
+/* Write ev (its reference is taken) as one line, with the time and the
+ * event's name first. */
+static void emit (gr_obs_t *ob, const char *event, json_t *ev)
+{
+    json_t *line;
+
+    if (!ob->ev || !ev) {
+        json_decref (ev);
+        return;
+    }
+    line = json_pack ("{s:f, s:s}", "time", gr_wallclock (), "event", event);
+    if (line && json_object_update (line, ev) == 0 &&
+        json_dumpf (line, ob->ev, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0 &&
+        fputc ('\n', ob->ev) != EOF) {
+        json_decref (line);
+        json_decref (ev);
+        return;
+    }
+    json_decref (line);
+    json_decref (ev);
+    if (!ob->ev_failed)
+        GR_WARN ("cannot write the event log %s/events.jsonl: %s; no more events", ob->run_dir,
+                 strerror (errno));
+    ob->ev_failed = true;
+    fclose (ob->ev);
+    ob->ev = NULL;
+}
+
+static const char *host_of (const gr_obs_t *ob, int rank)
+{
+    return rank >= 0 && rank < ob->nranks && ob->w[rank].known ? ob->w[rank].host : "";
+}
+
+static const char *outcome_name (gr_outcome_kind_t k)
+{
+    switch (k) {
+        case GR_OUTCOME_DONE:
+            return "done";
+        case GR_OUTCOME_RETRY:
+            return "retry";
+        case GR_OUTCOME_FAILED:
+            return "failed";
+        case GR_OUTCOME_POISON:
+            return "poison";
+        case GR_OUTCOME_REQUEUED:
+            return "requeued";
+        default:
+            return "stale";
+    }
+}
+
+void gr_obs_batch_end (gr_obs_t *ob)
+{
+    if (!ob || ob->bn == 0)
+        return;
+    emit (ob, "tasks_done",
+          json_pack ("{s:i, s:s, s:I, s:f, s:f}", "worker", ob->bw, "host", host_of (ob, ob->bw),
+                     "n", (json_int_t)ob->bn, "wall_sum", ob->bsum, "wall_max", ob->bmax));
+    ob->bn = 0;
+    ob->bsum = ob->bmax = 0;
+}
+
+/* ---- Life cycle -------------------------------------------------------- */
+
+static void bar_clear (void);
+
+gr_obs_t *gr_obs_create (const gr_obs_opts_t *o, int nranks)
+{
+    gr_obs_t *ob = calloc (1, sizeof (*ob));
+    char path[PATH_MAX];
+
+    if (!ob || !(ob->w = calloc ((size_t)(nranks > 0 ? nranks : 1), sizeof (*ob->w))) ||
+        !(ob->run_dir = strdup (o->run_dir)) || !(ob->name = strdup (o->name ? o->name : ""))) {
+        if (ob) {
+            free (ob->w);
+            free (ob->run_dir);
+            free (ob);
+        }
+        return NULL;
+    }
+    ob->o = *o;
+    ob->nranks = nranks;
+    ob->t0 = gr_now ();
+    ob->wall0 = gr_wallclock ();
+    gr_hist_init (&ob->wall);
+    gr_hist_init (&ob->queued);
+    gr_hist_init (&ob->dispatch);
+    ob->bw = -1;
+    if (!o->metrics_file)
+        snprintf (path, sizeof (path), "%s/metrics.prom", o->run_dir);
+    else
+        snprintf (path, sizeof (path), "%s", o->metrics_file);
+    if (*path && !(ob->metrics_path = strdup (path))) {
+        free (ob->w);
+        free (ob->run_dir);
+        free (ob->name);
+        free (ob);
+        return NULL;
+    }
+    if (o->events != GR_EVENTS_OFF) {
+        snprintf (path, sizeof (path), "%s/events.jsonl", o->run_dir);
+        int fd = open (path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd < 0 || !(ob->ev = fdopen (fd, "a"))) {
+            GR_WARN ("cannot open the event log %s: %s; running without it", path,
+                     strerror (errno));
+            if (fd >= 0)
+                close (fd);
+        }
+    }
+    ob->progress = o->progress;
+    if (ob->progress == GR_PROGRESS_AUTO) {
+        /* Under mpirun stderr is a pipe; gridrun launch says whether its
+         * own is a terminal. */
+        const char *tty = getenv ("GRIDRUN_TTY");
+        ob->progress = isatty (STDERR_FILENO) || (tty && strcmp (tty, "1") == 0)
+                           ? GR_PROGRESS_BAR
+                           : GR_PROGRESS_LINES;
+    }
+    if (ob->progress == GR_PROGRESS_BAR) {
+        bar_owner = ob;
+        gr_log_set_hook (bar_clear);
+    }
+    ob->progress_due = ob->t0 + (ob->progress == GR_PROGRESS_BAR ? BAR_EVERY
+                                                                   : o->progress_interval);
+    ob->metrics_due = o->metrics_interval > 0 ? ob->t0 + o->metrics_interval : INFINITY;
+    return ob;
+}
+
+void gr_obs_worker (gr_obs_t *ob, int rank, const char *host, const char *rack,
+                    const char *zone, uint32_t cpus)
+{
+    if (!ob || rank < 0 || rank >= ob->nranks)
+        return;
+    wobs_t *w = &ob->w[rank];
+    snprintf (w->host, sizeof (w->host), "%s", host ? host : "?");
+    snprintf (w->rack, sizeof (w->rack), "%s", rack ? rack : w->host);
+    snprintf (w->zone, sizeof (w->zone), "%s", zone ? zone : "default");
+    w->cpus = cpus;
+    w->known = true;
+}
+
+void gr_obs_start (gr_obs_t *ob, uint32_t incarnation, const gr_sched_stats_t *st,
+                   int nworkers)
+{
+    if (!ob)
+        return;
+    ob->last = st;
+    emit (ob, "run_start",
+          json_pack ("{s:s, s:s, s:i, s:I, s:I, s:i, s:i}", "run", ob->name, "run_dir",
+                     ob->run_dir, "incarnation", (int)incarnation, "tasks",
+                     (json_int_t)st->total, "done_before", (json_int_t)st->resumed_done,
+                     "workers", nworkers, "pid", (int)getpid ()));
+}
+
+/* ---- Results ----------------------------------------------------------- */
+
+void gr_obs_result (gr_obs_t *ob, int worker, const gr_outcome_t *o, const char *label,
+                    uint32_t cpus, double wall, double queued, bool has_result)
+{
+    wobs_t *w;
+
+    if (!ob)
+        return;
+    if ((unsigned)o->kind < sizeof (ob->outcomes) / sizeof (ob->outcomes[0]))
+        ob->outcomes[o->kind]++;
+    w = worker >= 0 && worker < ob->nranks ? &ob->w[worker] : NULL;
+    if (has_result) {
+        gr_hist_add (&ob->wall, wall);
+        gr_hist_add (&ob->queued, queued);
+        if (w)
+            w->busy += wall * (double)(cpus ? cpus : 1);
+    }
+    bool timeout = o->kind != GR_OUTCOME_DONE && strncmp (o->reason, "timeout", 7) == 0;
+    char key[17];
+    if (timeout)
+        ob->timeouts++;
+    if (o->kind == GR_OUTCOME_DONE) {
+        if (w)
+            w->done++;
+        if (ob->o.events == GR_EVENTS_TASKS) {
+            snprintf (key, sizeof (key), "%016" PRIx64, o->key);
+            emit (ob, "task_end",
+                  json_pack ("{s:s, s:s, s:i, s:s, s:i, s:s, s:f, s:f}", "task", label, "key",
+                             key, "attempt", (int)o->attempt, "outcome", "done", "worker",
+                             worker, "host", host_of (ob, worker), "wall", wall, "queued",
+                             queued));
+        }
+        else {
+            if (ob->bn && ob->bw != worker)
+                gr_obs_batch_end (ob);
+            ob->bw = worker;
+            ob->bn++;
+            ob->bsum += wall;
+            if (wall > ob->bmax)
+                ob->bmax = wall;
+        }
+        return;
+    }
+    if ((o->kind == GR_OUTCOME_RETRY || o->kind == GR_OUTCOME_FAILED ||
+         o->kind == GR_OUTCOME_POISON) && w)
+        w->failures++;
+    if (!ob->ev)
+        return;
+    snprintf (key, sizeof (key), "%016" PRIx64, o->key);
+    const char *event = timeout && o->kind != GR_OUTCOME_REQUEUED ? "task_timeout"
+                        : o->kind == GR_OUTCOME_RETRY             ? "task_retry"
+                        : o->kind == GR_OUTCOME_FAILED            ? "task_failed"
+                        : o->kind == GR_OUTCOME_POISON            ? "task_poison"
+                                                                  : "task_requeued";
+    json_t *ev = json_pack ("{s:s, s:s, s:i, s:s, s:s, s:i, s:s}", "task", label, "key", key,
+                            "attempt", (int)o->attempt, "outcome", outcome_name (o->kind),
+                            "reason", o->reason, "worker", worker, "host",
+                            host_of (ob, worker));
+    if (ev && has_result)
+        json_object_set_new (ev, "wall", json_real (wall));
+    if (ev && o->kind == GR_OUTCOME_RETRY)
+        json_object_set_new (ev, "retry_in", json_real (o->delay));
+    emit (ob, event, ev);
+}
+
+void gr_obs_dispatch (gr_obs_t *ob, double latency)
+{
+    if (ob)
+        gr_hist_add (&ob->dispatch, latency);
+}
+
+void gr_obs_worker_lost (gr_obs_t *ob, int rank, uint64_t requeued)
+{
+    if (!ob)
+        return;
+    ob->lost_workers++;
+    if (rank >= 0 && rank < ob->nranks)
+        ob->w[rank].lost = true;
+    emit (ob, "worker_lost", json_pack ("{s:i, s:s, s:I}", "worker", rank, "host",
+                                        host_of (ob, rank), "requeued", (json_int_t)requeued));
+}
+
+void gr_obs_quarantine (gr_obs_t *ob, const char *domain, bool on, double seconds)
+{
+    if (!ob)
+        return;
+    ob->quarantines += on;
+    emit (ob, on ? "quarantine" : "quarantine_end",
+          json_pack ("{s:s, s:f}", "domain", domain, "seconds", seconds));
+}
+
+void gr_obs_drain (gr_obs_t *ob, const char *why, double grace)
+{
+    if (!ob)
+        return;
+    ob->drains++;
+    emit (ob, "drain", json_pack ("{s:s, s:f}", "reason", why, "grace", grace));
+}
+
+void gr_obs_snapshot (gr_obs_t *ob, const char *state, double seconds)
+{
+    if (!ob)
+        return;
+    ob->snapshots++;
+    emit (ob, "snapshot", json_pack ("{s:s, s:f}", "state", state, "seconds", seconds));
+}
+
+/* ---- Rates and progress ------------------------------------------------ */
+
+static uint64_t finished (const gr_sched_stats_t *st)
+{
+    return st->done + st->failed + st->skipped;
+}
+
+/* Tasks a second over the last samples (since the start before there are
+ * two). */
+static double rate_now (const gr_obs_t *ob, double now, const gr_sched_stats_t *st)
+{
+    uint64_t n = finished (st) - st->resumed_done;
+
+    if (ob->rate_k >= 2) {
+        int oldest = (ob->rate_i - ob->rate_k + RATE_SAMPLES) % RATE_SAMPLES;
+        double dt = now - ob->rate_t[oldest];
+        if (dt > 0.2)
+            return (double)(n - ob->rate_n[oldest]) / dt;
+    }
+    return now > ob->t0 ? (double)n / (now - ob->t0) : 0;
+}
+
+static void rate_sample (gr_obs_t *ob, double now, const gr_sched_stats_t *st)
+{
+    if (now < ob->rate_due)
+        return;
+    ob->rate_t[ob->rate_i] = now;
+    ob->rate_n[ob->rate_i] = finished (st) - st->resumed_done;
+    ob->rate_i = (ob->rate_i + 1) % RATE_SAMPLES;
+    if (ob->rate_k < RATE_SAMPLES)
+        ob->rate_k++;
+    ob->rate_due = now + RATE_EVERY;
+}
+
+static void progress_text (const gr_obs_t *ob, double now, const gr_sched_stats_t *st,
+                           char *buf, size_t len)
+{
+    uint64_t fin = finished (st), left = st->total > fin ? st->total - fin : 0;
+    double rate = rate_now (ob, now, st), pct = st->total ? 100.0 * (double)fin / st->total : 100;
+    char eta[32] = "?", el[32];
+
+    if (rate > 0)
+        gr_fmt_duration ((double)left / rate, eta, sizeof (eta));
+    else if (left == 0)
+        snprintf (eta, sizeof (eta), "0s");
+    gr_fmt_duration (now - ob->t0, el, sizeof (el));
+    snprintf (buf, len,
+              "%5.1f%% %" PRIu64 "/%" PRIu64 " done, %" PRIu64 " failed, %" PRIu64
+              " running, %.1f tasks/s, elapsed %s, ETA %s",
+              pct, st->done, st->total, st->failed, st->running, rate, el, eta);
+}
+
+static void bar_clear (void)
+{
+    if (bar_owner && bar_owner->bar_drawn) {
+        ssize_t w = write (STDERR_FILENO, "\r\033[K", 4);
+        (void)w;
+        bar_owner->bar_drawn = false;
+    }
+}
+
+static void progress (gr_obs_t *ob, double now, const gr_sched_stats_t *st, bool last)
+{
+    char text[256], line[400];
+    int n;
+
+    if (ob->progress == GR_PROGRESS_NONE || (!last && now < ob->progress_due) ||
+        (last && ob->progress == GR_PROGRESS_LINES && !ob->line_printed))
+        return;
+    progress_text (ob, now, st, text, sizeof (text));
+    if (ob->progress == GR_PROGRESS_BAR) {
+        uint64_t fin = finished (st);
+        int width = 24, full = st->total ? (int)((double)width * fin / st->total) : width;
+        char bar[32];
+        for (int i = 0; i < width; i++)
+            bar[i] = i < full ? '#' : '-';
+        bar[width] = '\0';
+        n = snprintf (line, sizeof (line), "\r[%s] %s\033[K%s", bar, text, last ? "\n" : "");
+        ob->bar_drawn = !last;
+        ob->progress_due = now + BAR_EVERY;
+    } else {
+        n = snprintf (line, sizeof (line), "gridrun: %s%s\n", last ? "finished: " : "", text);
+        ob->progress_due = now + ob->o.progress_interval;
+        ob->line_printed = true;
+    }
+    if (n > 0) {
+        ssize_t w = write (STDERR_FILENO, line, (size_t)n < sizeof (line) ? (size_t)n
+                                                                          : sizeof (line) - 1);
+        (void)w;
+    }
+}
+
+/* ---- Metrics ----------------------------------------------------------- */
+
+/* name{labels} value, with the run's label first. */
+static void put (FILE *f, const gr_obs_t *ob, const char *name, const char *labels, double v)
+{
+    fprintf (f, "%s{run=\"%s\"%s%s} %.17g\n", name, ob->name, labels && *labels ? "," : "",
+             labels ? labels : "", v);
+}
+
+static void head (FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf (f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void summary_of (FILE *f, const gr_obs_t *ob, const char *name, const char *help,
+                        const gr_hist_t *h)
+{
+    static const double qs[] = {0.5, 0.95, 0.99};
+    char l[32];
+
+    head (f, name, "summary", help);
+    for (int i = 0; i < 3; i++) {
+        snprintf (l, sizeof (l), "quantile=\"%g\"", qs[i]);
+        put (f, ob, name, l, gr_hist_quantile (h, qs[i]));
+    }
+    fprintf (f, "%s_sum{run=\"%s\"} %.17g\n%s_count{run=\"%s\"} %" PRIu64 "\n", name, ob->name,
+             h->sum, name, ob->name, h->n);
+}
+
+/* A label value as Prometheus wants it: \, " and newline escaped. */
+static const char *lv (const char *s, char *buf, size_t len)
+{
+    size_t o = 0;
+
+    for (; *s && o + 3 < len; s++) {
+        if (*s == '\\' || *s == '"') {
+            buf[o++] = '\\';
+            buf[o++] = *s;
+        } else if (*s == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+        } else
+            buf[o++] = *s;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static void write_metrics (gr_obs_t *ob, double now, const gr_sched_stats_t *st, int code)
+{
+    char tmp[PATH_MAX + 8], l[512], a[NAME_MAX_ * 2], b[NAME_MAX_ * 2], c[NAME_MAX_ * 2];
+    double el = now - ob->t0;
+    FILE *f;
+
+    if (!ob->metrics_path || ob->metrics_failed)
+        return;
+    snprintf (tmp, sizeof (tmp), "%s.tmp", ob->metrics_path);
+    if (!(f = fopen (tmp, "w"))) {
+        GR_WARN ("cannot write the metrics file %s: %s; no more metrics", tmp, strerror (errno));
+        ob->metrics_failed = true;
+        return;
+    }
+    head (f, "gridrun_tasks", "gauge", "Tasks of the run by state.");
+    put (f, ob, "gridrun_tasks", "state=\"total\"", (double)st->total);
+    put (f, ob, "gridrun_tasks", "state=\"done\"", (double)st->done);
+    put (f, ob, "gridrun_tasks", "state=\"failed\"", (double)st->failed);
+    put (f, ob, "gridrun_tasks", "state=\"skipped\"", (double)st->skipped);
+    put (f, ob, "gridrun_tasks", "state=\"running\"", (double)st->running);
+    put (f, ob, "gridrun_tasks", "state=\"waiting\"", (double)st->waiting);
+    head (f, "gridrun_attempts_total", "counter", "Attempts that ended, by outcome.");
+    for (int k = GR_OUTCOME_DONE; k <= GR_OUTCOME_REQUEUED; k++) {
+        if (k == GR_OUTCOME_STALE)
+            continue;
+        snprintf (l, sizeof (l), "outcome=\"%s\"", outcome_name ((gr_outcome_kind_t)k));
+        put (f, ob, "gridrun_attempts_total", l, (double)ob->outcomes[k]);
+    }
+    head (f, "gridrun_timeouts_total", "counter", "Attempts ended by their timeout.");
+    put (f, ob, "gridrun_timeouts_total", NULL, (double)ob->timeouts);
+    head (f, "gridrun_crashes_total", "counter", "Attempts ended by a signal gridrun did not send.");
+    put (f, ob, "gridrun_crashes_total", NULL, (double)st->crashes);
+    head (f, "gridrun_retries_total", "counter", "Retries scheduled.");
+    put (f, ob, "gridrun_retries_total", NULL, (double)st->retries);
+    summary_of (f, ob, "gridrun_task_wall_seconds", "Wall time of attempts that ran.", &ob->wall);
+    summary_of (f, ob, "gridrun_queue_wait_seconds",
+                "Time an attempt waited on its worker between its assignment and its start.",
+                &ob->queued);
+    summary_of (f, ob, "gridrun_dispatch_latency_seconds",
+                "Time from a worker's request for work to the master's answer.", &ob->dispatch);
+    head (f, "gridrun_throughput_tasks_per_second", "gauge",
+          "Tasks finished a second, over the last 10 s.");
+    put (f, ob, "gridrun_throughput_tasks_per_second", NULL, rate_now (ob, now, st));
+    head (f, "gridrun_elapsed_seconds", "gauge", "Seconds since this incarnation started.");
+    put (f, ob, "gridrun_elapsed_seconds", NULL, el);
+    head (f, "gridrun_worker_utilization", "gauge",
+          "Busy cpu-seconds of a worker's finished attempts over its cpus times the elapsed "
+          "time.");
+    for (int r = 0; r < ob->nranks; r++) {
+        const wobs_t *w = &ob->w[r];
+        if (!w->known)
+            continue;
+        snprintf (l, sizeof (l), "worker=\"%d\",node=\"%s\"", r, lv (w->host, a, sizeof (a)));
+        put (f, ob, "gridrun_worker_utilization", l,
+             el > 0 && w->cpus ? w->busy / ((double)w->cpus * el) : 0);
+    }
+    head (f, "gridrun_node_utilization", "gauge",
+          "Busy cpu-seconds of a node's workers over their cpus times the elapsed time.");
+    for (int r = 0; r < ob->nranks; r++) {
+        const wobs_t *w = &ob->w[r];
+        bool first = w->known;
+        for (int q = 0; first && q < r; q++)
+            first = !(ob->w[q].known && strcmp (ob->w[q].host, w->host) == 0);
+        if (!first)
+            continue;
+        double busy = 0, cpus = 0;
+        for (int q = r; q < ob->nranks; q++)
+            if (ob->w[q].known && strcmp (ob->w[q].host, w->host) == 0) {
+                busy += ob->w[q].busy;
+                cpus += ob->w[q].cpus;
+            }
+        snprintf (l, sizeof (l), "node=\"%s\",rack=\"%s\",zone=\"%s\"",
+                  lv (w->host, a, sizeof (a)), lv (w->rack, b, sizeof (b)),
+                  lv (w->zone, c, sizeof (c)));
+        put (f, ob, "gridrun_node_utilization", l, el > 0 && cpus > 0 ? busy / (cpus * el) : 0);
+    }
+    head (f, "gridrun_failures_total", "counter",
+          "Failed attempts (retried or not) by the failure domain they ran in.");
+    for (int r = 0; r < ob->nranks; r++) {
+        const wobs_t *w = &ob->w[r];
+        if (!w->known)
+            continue;
+        snprintf (l, sizeof (l), "worker=\"%d\",node=\"%s\",rack=\"%s\",zone=\"%s\"", r,
+                  lv (w->host, a, sizeof (a)), lv (w->rack, b, sizeof (b)),
+                  lv (w->zone, c, sizeof (c)));
+        put (f, ob, "gridrun_failures_total", l, (double)w->failures);
+    }
+    head (f, "gridrun_workers", "gauge", "Workers by state.");
+    int live = 0;
+    for (int r = 0; r < ob->nranks; r++)
+        live += ob->w[r].known && !ob->w[r].lost;
+    put (f, ob, "gridrun_workers", "state=\"live\"", live);
+    put (f, ob, "gridrun_workers", "state=\"lost\"", (double)ob->lost_workers);
+    head (f, "gridrun_quarantines_total", "counter", "Failure domains put in quarantine.");
+    put (f, ob, "gridrun_quarantines_total", NULL, (double)ob->quarantines);
+    head (f, "gridrun_snapshots_total", "counter", "run.h5 snapshots written.");
+    put (f, ob, "gridrun_snapshots_total", NULL, (double)ob->snapshots);
+    head (f, "gridrun_exit_code", "gauge", "The run's exit code once it ended; -1 while it runs.");
+    put (f, ob, "gridrun_exit_code", NULL, code);
+    head (f, "gridrun_last_update_timestamp_seconds", "gauge", "When this file was written.");
+    put (f, ob, "gridrun_last_update_timestamp_seconds", NULL, gr_wallclock ());
+    if (fclose (f) != 0 || rename (tmp, ob->metrics_path) < 0) {
+        GR_WARN ("cannot write the metrics file %s: %s; no more metrics", ob->metrics_path,
+                 strerror (errno));
+        unlink (tmp);
+        ob->metrics_failed = true;
+    }
+}
+
+void gr_obs_tick (gr_obs_t *ob, double now, const gr_sched_stats_t *st)
+{
+    if (!ob)
+        return;
+    ob->last = st;
+    rate_sample (ob, now, st);
+    progress (ob, now, st, false);
+    if (now >= ob->metrics_due) {
+        write_metrics (ob, now, st, -1);
+        ob->metrics_due = now + ob->o.metrics_interval;
+    }
+    if (ob->ev && now - ob->ev_flushed >= EVENTS_FLUSH) {
+        gr_obs_batch_end (ob);
+        fflush (ob->ev);
+        ob->ev_flushed = now;
+    }
+}
+
+void gr_obs_close (gr_obs_t *ob, int code, const gr_sched_stats_t *st)
+{
+    double now = gr_now ();
+
+    if (!ob)
+        return;
+    gr_obs_batch_end (ob);
+    if (st) {
+        progress (ob, now, st, true);
+        write_metrics (ob, now, st, code);
+        emit (ob, "run_end",
+              json_pack ("{s:i, s:I, s:I, s:I, s:I, s:f}", "exit_code", code, "done",
+                         (json_int_t)st->done, "failed", (json_int_t)st->failed, "skipped",
+                         (json_int_t)st->skipped, "total", (json_int_t)st->total, "elapsed",
+                         now - ob->t0));
+    }
+    if (ob->ev && fclose (ob->ev) != 0)
+        GR_WARN ("cannot write the event log %s/events.jsonl: %s", ob->run_dir,
+                 strerror (errno));
+    if (bar_owner == ob) {
+        bar_clear ();
+        gr_log_set_hook (NULL);
+        bar_owner = NULL;
+    }
+    free (ob->w);
+    free (ob->run_dir);
+    free (ob->name);
+    free (ob->metrics_path);
+    free (ob);
+}
