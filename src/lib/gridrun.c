@@ -17,6 +17,7 @@
 #include "lib.h"
 #include "src/coll/coll.h"
 #include "src/common/log.h"
+#include "src/common/slurm.h"
 #include "src/common/units.h"
 #include "src/exec/exec.h"
 #include "src/spec/site_load.h"
@@ -308,9 +309,7 @@ static int find_domains (void)
     int rc = -1;
 
     memset (&mine, 0, sizeof (mine));
-    if (gethostname (mine.host, sizeof (mine.host)) < 0)
-        strcpy (mine.host, "?");
-    mine.host[sizeof (mine.host) - 1] = '\0';
+    gr_node_name (mine.host, sizeof (mine.host));
     snprintf (mine.slurm, sizeof (mine.slurm), "%s", addr ? addr : "");
     snprintf (g.topo.host, sizeof (g.topo.host), "%s", mine.host);
     if ((g.rank == 0 && !(all = malloc ((size_t)g.size * sizeof (*all)))) ||
