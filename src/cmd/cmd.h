@@ -8,5 +8,6 @@ int gr_cmd_status (int argc, char **argv);
 int gr_cmd_launch (int argc, char **argv);
 int gr_cmd_topo (int argc, char **argv);
 int gr_cmd_ckpt (int argc, char **argv);
+int gr_cmd_submit (int argc, char **argv);
 
 #endif

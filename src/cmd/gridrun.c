@@ -15,6 +15,7 @@
 
 #include "src/common/error.h"
 #include "src/common/log.h"
+#include "src/common/slurm.h"
 #include "src/common/units.h"
 #include "src/exec/exec.h"
 #include "src/runtime/outlog.h"
@@ -33,6 +34,10 @@ static const char *usage_text =
     "  launch MPIRUN-ARGS -- RUN-ARGS\n"
     "                  run under mpirun with supervision: signals drain the run,\n"
     "                  lost ranks are survived, and the exit code is the run's\n"
+    "  submit [OPTIONS] SPEC [-- RUN-OPTIONS]\n"
+    "                  submit to Slurm (sbatch): drains before the time limit and on\n"
+    "                  preemption, requeues itself and resumes until done\n"
+    "                  (gridrun-sbatch; see gridrun submit --help, doc/slurm.md)\n"
     "  status RUN      counts, throughput, ETA and failures of a run (--json)\n"
     "  validate SPEC   check a job spec and show the tasks it expands to\n"
     "  output RUN TASK print the output of a task (name like sim[3], or its key)\n"
@@ -188,23 +193,6 @@ static int env_defaults (gr_run_opts_t *o)
     if ((s = getenv ("GRIDRUN_GPUS_PER_WORKER")) && *s
         && worker_opt (OPT_GPUS, s, o) < 0)
         return -1;
-    return 0;
-}
-
-/* Slurm tells a job when it ends (SLURM_JOB_END_TIME, epoch seconds, in
- * Slurm 23.02 and later); drain before it. */
-static int slurm_end_time (double *out)
-{
-    const char *s = getenv ("SLURM_JOB_END_TIME");
-    uint64_t v;
-    if (!s || !*s)
-        return 0;
-    if (gr_parse_u64 (s, &v) < 0) {
-        fprintf (stderr, "gridrun: SLURM_JOB_END_TIME='%s' is not epoch seconds; "
-                 "unset it or give --deadline\n", s);
-        return -1;
-    }
-    *out = (double)v;
     return 0;
 }
 
@@ -365,8 +353,14 @@ static int cmd_run (int argc, char **argv)
     else if (!(optind == argc && o.run_dir))
         return usage_error ("%s", "'run' takes one job spec: gridrun run SPEC "
                                   "(or --run-dir DIR alone to resume)");
-    if (o.deadline == 0 && slurm_end_time (&o.deadline) < 0)
-        return GR_EXIT_USAGE;
+    /* Slurm tells a job when it ends; drain before it. */
+    if (o.deadline == 0) {
+        gr_error_t err;
+        if (gr_slurm_end_time (&o.deadline, &err) < 0) {
+            fprintf (stderr, "gridrun: %s\n", err.text);
+            return GR_EXIT_USAGE;
+        }
+    }
 
     /* SIGCHLD is blocked before MPI starts any thread, so that every thread
      * inherits the mask and only the worker's wait ever takes it.  Drain
@@ -714,6 +708,8 @@ int main (int argc, char **argv)
         return gr_cmd_topo (argc - 1, argv + 1);
     if (strcmp (cmd, "ckpt") == 0)
         return gr_cmd_ckpt (argc - 1, argv + 1);
+    if (strcmp (cmd, "submit") == 0)
+        return gr_cmd_submit (argc - 1, argv + 1);
     if (strcmp (cmd, "help") == 0 || strcmp (cmd, "--help") == 0
         || strcmp (cmd, "-h") == 0) {
         usage (stdout);

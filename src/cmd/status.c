@@ -29,6 +29,8 @@
 
 #define RATE_WINDOW 60.0
 #define QUAR_MAX 64
+#define NODES_MAX 1024   /* distinct worker nodes counted */
+#define NODES_SHOWN 8    /* ... and listed by name in the text */
 
 /* A failure domain's quarantines, from the journal. */
 typedef struct quar {
@@ -55,7 +57,63 @@ typedef struct status {
     int lost;
     quar_t quar[QUAR_MAX];
     int nquar;
+    /* The workers of the latest incarnation, by node. */
+    uint32_t nworkers;
+    struct {
+        char name[64];
+        uint32_t workers;
+    } *nodes;
+    size_t nnodes;
 } status_t;
+
+static void note_worker (status_t *s, const gr_jrec_t *rec)
+{
+    size_t i;
+    s->nworkers++;
+    if (!s->nodes && !(s->nodes = calloc (NODES_MAX, sizeof (*s->nodes))))
+        return;
+    for (i = 0; i < s->nnodes && strcmp (s->nodes[i].name, rec->worker.host) != 0; i++)
+        ;
+    if (i == s->nnodes) {
+        if (s->nnodes == NODES_MAX)
+            return;
+        snprintf (s->nodes[i].name, sizeof (s->nodes[i].name), "%s", rec->worker.host);
+        s->nodes[i].workers = 0;
+        s->nnodes++;
+    }
+    s->nodes[i].workers++;
+}
+
+/* The Slurm job of the latest incarnation, from master.info. */
+typedef struct slurm_info {
+    char job[72];
+    unsigned restart;
+    char nodes[1040];
+} slurm_info_t;
+
+static bool read_slurm_info (const char *run_dir, slurm_info_t *si)
+{
+    char path[PATH_MAX], *buf, *line, *save = NULL;
+    size_t len;
+    bool found = false;
+
+    memset (si, 0, sizeof (*si));
+    if (gr_read_file (gr_rundir_file (run_dir, "master.info", path, sizeof (path)), 8192,
+                      &buf, &len, NULL) < 0)
+        return false;
+    for (line = strtok_r (buf, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
+        if (strncmp (line, "slurm_job ", 10) == 0) {
+            snprintf (si->job, sizeof (si->job), "%s", line + 10);
+            found = true;
+        }
+        else if (strncmp (line, "slurm_restart ", 14) == 0)
+            si->restart = (unsigned)strtoul (line + 14, NULL, 10);
+        else if (strncmp (line, "slurm_nodes ", 12) == 0)
+            snprintf (si->nodes, sizeof (si->nodes), "%s", line + 12);
+    }
+    free (buf);
+    return found;
+}
 
 static void note_quarantine (status_t *s, const gr_jrec_t *rec)
 {
@@ -94,6 +152,11 @@ static int status_cb (const gr_jrec_t *rec, void *arg)
                 s->quar[i].on = false;
             s->ended = false;
             s->drained = false;
+            s->nworkers = 0;
+            s->nnodes = 0;
+            break;
+        case GR_JREC_WORKER:
+            note_worker (s, rec);
             break;
         case GR_JREC_TASK_START:
             s->started_cur += rec->start.n;
@@ -303,6 +366,8 @@ int gr_cmd_status (int argc, char **argv)
         recent = (double)(s.ndone - k) / window;
     double overall = s.last_time > s.first_start ? (double)done / (s.last_time - s.first_start) : 0;
     double eta = recent > 0 ? (double)remaining / recent : -1;
+    slurm_info_t si;
+    bool have_slurm = read_slurm_info (run_dir, &si);
 
     if (json) {
         json_t *o = json_object ();
@@ -327,6 +392,21 @@ int gr_cmd_status (int argc, char **argv)
         json_object_set_new (o, "throughput_overall", json_real (overall));
         json_object_set_new (o, "eta_seconds", eta >= 0 && alive ? json_real (eta) : json_null ());
         json_object_set_new (o, "workers_lost", json_integer (s.lost));
+        json_t *wo = json_object (), *wn = json_object ();
+        json_object_set_new (wo, "count", json_integer (s.nworkers));
+        for (size_t i = 0; i < s.nnodes; i++)
+            json_object_set_new (wn, s.nodes[i].name, json_integer (s.nodes[i].workers));
+        json_object_set_new (wo, "nodes", wn);
+        json_object_set_new (o, "workers", wo);
+        if (have_slurm) {
+            json_t *so = json_object ();
+            json_object_set_new (so, "job_id", json_string (si.job));
+            json_object_set_new (so, "restart_count", json_integer (si.restart));
+            json_object_set_new (so, "nodes", json_string (si.nodes));
+            json_object_set_new (o, "slurm", so);
+        }
+        else
+            json_object_set_new (o, "slurm", json_null ());
         json_t *qa = json_array ();
         for (int i = 0; i < s.nquar; i++) {
             const quar_t *q = &s.quar[i];
@@ -391,6 +471,17 @@ int gr_cmd_status (int argc, char **argv)
         if (gr_sched_stats (s.sched)->duplicates)
             printf ("  duplicates  %" PRIu64 " completions of finished tasks ignored\n",
                     gr_sched_stats (s.sched)->duplicates);
+        if (s.nworkers) {
+            printf ("  workers     %" PRIu32 " on %zu node%s:", s.nworkers, s.nnodes,
+                    s.nnodes == 1 ? "" : "s");
+            for (size_t i = 0; i < s.nnodes && i < NODES_SHOWN; i++)
+                printf ("%s %s (%" PRIu32 ")", i ? "," : "", s.nodes[i].name,
+                        s.nodes[i].workers);
+            printf ("%s\n", s.nnodes > NODES_SHOWN ? ", ..." : "");
+        }
+        if (have_slurm)
+            printf ("  slurm       job %s, restart %u, nodes %s\n", si.job, si.restart,
+                    si.nodes);
         if (s.lost)
             printf ("  lost        %d worker%s\n", s.lost, s.lost == 1 ? "" : "s");
         for (int i = 0; i < s.nquar; i++) {
@@ -436,6 +527,7 @@ int gr_cmd_status (int argc, char **argv)
 out:
     free (buf);
     free (s.done_times);
+    free (s.nodes);
     gr_expand_destroy (x);
     gr_sched_destroy (s.sched);
     gr_spec_destroy (spec);

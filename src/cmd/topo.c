@@ -1,8 +1,8 @@
 /* gridrun topo: the failure domains as gridrun sees them.  Without
  * mpirun it shows this node (or an hwloc XML file) and the cluster tree of
- * the hosts given; under mpirun every rank reports its host and rank 0
- * shows which rank sits where.  MPI stays in this file: the rest of the
- * topology code never starts it. */
+ * the hosts given; under mpirun (or srun --mpi=pmix) every rank reports
+ * its host and rank 0 shows which rank sits where.  MPI stays in this
+ * file: the rest of the topology code never starts it. */
 #include "config.h"
 
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include <mpi.h>
 
 #include "src/common/error.h"
+#include "src/common/slurm.h"
 #include "src/runtime/runtime.h"
 #include "src/spec/site_load.h"
 #include "src/topo/topo.h"
@@ -31,7 +32,8 @@ static const char *help_text =
     "                    instead of this machine\n"
     "  -s, --site FILE   the site topology file (zones, racks, nodes, labels)\n"
     "  -H, --hosts LIST  the hosts of the cluster tree, like n[001-004],g01\n"
-    "                    (default: this host; under mpirun: the ranks' hosts)\n"
+    "                    (default: this host; under mpirun or srun: the ranks'\n"
+    "                    hosts, by their Slurm node names under Slurm)\n"
     "Without --site, SLURM_TOPOLOGY_ADDR and SLURM_TOPOLOGY_ADDR_PATTERN place\n"
     "this host; else each host is its own rack.  See doc/topology.md.\n";
 
@@ -43,11 +45,11 @@ static const struct option longopts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* This node's name: the Slurm node name under Slurm, as gridrun run names
+ * its workers' nodes. */
 static void local_host (char *buf, size_t size)
 {
-    if (gethostname (buf, size) < 0 || buf[0] == '\0')
-        snprintf (buf, size, "localhost");
-    buf[size - 1] = '\0';
+    gr_node_name (buf, size);
 }
 
 /* Print the cluster of hosts (and the ranks on them) and a node tree.
@@ -188,10 +190,11 @@ int gr_cmd_topo (int argc, char **argv)
         fprintf (stderr, "gridrun: %s\n", err.text);
         return errno == ENOMEM ? GR_EXIT_INTERNAL : GR_EXIT_USAGE;
     }
-    /* mpirun sets this in every rank; a plain start never starts MPI. */
-    if (getenv ("OMPI_COMM_WORLD_SIZE")) {
+    /* mpirun sets the first in every rank, srun --mpi=pmix the second; a
+     * plain start never starts MPI. */
+    if (getenv ("OMPI_COMM_WORLD_SIZE") || getenv ("PMIX_RANK")) {
         if (hostlist) {
-            fprintf (stderr, "gridrun: --hosts is for use without mpirun: under mpirun "
+            fprintf (stderr, "gridrun: --hosts is for use without mpirun or srun: there "
                              "the hosts are those of the ranks\n");
             gr_site_destroy (site);
             return GR_EXIT_USAGE;

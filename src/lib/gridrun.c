@@ -24,6 +24,7 @@
 #include "src/coll/coll.h"
 #include "src/common/gtime.h"
 #include "src/common/log.h"
+#include "src/common/slurm.h"
 #include "src/common/units.h"
 #include "src/exec/exec.h"
 #include "src/spec/site_load.h"
@@ -228,7 +229,8 @@ static int node_leader_mpi (int *leader)
     return 0;
 }
 
-/* Nodes without MPI: ranks with the same host name form one. */
+/* Nodes without MPI: ranks with the same node name (gr_node_name) form
+ * one. */
 static int node_leader_tcp (int *leader)
 {
     char (*names)[64] = malloc ((size_t)g.size * sizeof (*names)), mine[64] = "";
@@ -236,9 +238,7 @@ static int node_leader_tcp (int *leader)
 
     if (!names)
         return gr__fail (ENOMEM, "gr_init: out of memory");
-    if (gethostname (mine, sizeof (mine)) < 0)
-        strcpy (mine, "?");
-    mine[sizeof (mine) - 1] = '\0';
+    gr_node_name (mine, sizeof (mine));
     if (gr_world_allgather (g.world, mine, sizeof (mine), names, &err) < 0) {
         free (names);
         return gr__fail (errno, "gr_init: rank %d: %s", g.rank, err.text);
@@ -364,9 +364,7 @@ static int find_domains (void)
     int rc = -1;
 
     memset (&mine, 0, sizeof (mine));
-    if (gethostname (mine.host, sizeof (mine.host)) < 0)
-        strcpy (mine.host, "?");
-    mine.host[sizeof (mine.host) - 1] = '\0';
+    gr_node_name (mine.host, sizeof (mine.host));
     snprintf (mine.slurm, sizeof (mine.slurm), "%s", addr ? addr : "");
     snprintf (g.topo.host, sizeof (g.topo.host), "%s", mine.host);
     if ((g.rank == 0 && !(all = malloc ((size_t)g.size * sizeof (*all)))) ||

@@ -21,6 +21,7 @@
 #include "src/common/fs.h"
 #include "src/common/gtime.h"
 #include "src/common/log.h"
+#include "src/common/slurm.h"
 #include "src/common/units.h"
 #include "src/exec/exec.h"
 #include "src/journal/journal.h"
@@ -79,6 +80,11 @@ int gr_runtime_signals_init (int preempt_signal)
     if (preempt_signal > 0 && sigaction (preempt_signal, &sa, NULL) < 0)
         return -1;
     return 0;
+}
+
+int gr__drain_signals (void)
+{
+    return drain_signals;
 }
 
 bool gr_run_should_finalize (void)
@@ -1515,6 +1521,10 @@ static void summary (master_t *m, double wall, int code, FILE *f)
         fprintf (f, "  resumed     incarnation %u: %" PRIu64 " done before, %" PRIu64
                  " duplicate completions ignored\n",
                  m->incarnation, st->resumed_done, st->duplicates);
+    if (gr_slurm_job_id ())
+        fprintf (f, "  slurm       job %s, restart %" PRIu32 ", nodes %s\n", gr_slurm_job_id (),
+                 gr_slurm_restart_count (),
+                 gr_slurm_nodelist () ? gr_slurm_nodelist () : "?");
     fprintf (f, "  attempts    %" PRIu64 ": %" PRIu64 " retried, %" PRIu64
              " timed out, %" PRIu64 " crashed",
              st->attempts, st->retries, st->timeouts, st->crashes);
@@ -1880,9 +1890,9 @@ static void local_capacity (const gr_run_opts_t *o, int rank, int size,
 
     memset (info, 0, sizeof (*info));
     memset (res, 0, sizeof (*res));
-    if (gethostname (info->host, sizeof (info->host)) < 0)
-        strcpy (info->host, "?");
-    info->host[sizeof (info->host) - 1] = '\0';
+    /* Under Slurm the node's Slurm name, so that nodes Slurm tells apart
+     * are apart here too. */
+    gr_node_name (info->host, sizeof (info->host));
     const char *addr = getenv ("SLURM_TOPOLOGY_ADDR");
     snprintf (info->topo_addr, sizeof (info->topo_addr), "%s", addr ? addr : "");
     gr__host_addr (info->addr, sizeof (info->addr));
@@ -2042,13 +2052,22 @@ static int master_open (master_t *m, const gr_rundir_t *rd, gr_error_t *errp)
         if (gr_journal_sync (m->journal, errp) < 0)
             return -1;
     }
-    char info[512], host[64];
+    char info[2048], host[64];
+    /* The host name, not the Slurm node name: the launcher and `gridrun
+     * status` compare it with their own gethostname(). */
     if (gethostname (host, sizeof (host)) < 0)
         strcpy (host, "?");
     host[sizeof (host) - 1] = '\0';
     int n = snprintf (info, sizeof (info),
                       "pid %ld\nhost %s\nincarnation %u\nstarted %.3f\nworkers %d\n",
                       (long)getpid (), host, m->incarnation, m->started_wall, m->nworkers);
+    const char *job = gr_slurm_job_id (), *nodes = gr_slurm_nodelist ();
+    if (job && n > 0 && (size_t)n < sizeof (info))
+        n += snprintf (info + n, sizeof (info) - (size_t)n,
+                       "slurm_job %.64s\nslurm_restart %" PRIu32 "\nslurm_nodes %.1024s\n", job,
+                       gr_slurm_restart_count (), nodes ? nodes : "?");
+    if (n < 0 || (size_t)n >= sizeof (info))
+        return gr_errprintf (errp, "master.info: too long");
     return gr_write_file_atomic (gr_rundir_file (m->run_dir, "master.info", path, sizeof (path)),
                                  info, (size_t)n, 0600, errp);
 }
@@ -2220,6 +2239,10 @@ int gr_run (const gr_run_opts_t *opts)
     GR_INFO ("job '%s': %" PRIu64 " tasks, %d worker%s, %" PRIu64 " cpus, run dir %s",
              spec->name, spec->total, m.nworkers, m.nworkers == 1 ? "" : "s",
              m.total_cpus, run_dir);
+    if (gr_slurm_job_id ())
+        GR_INFO ("Slurm job %s, restart %" PRIu32 ", nodes %s", gr_slurm_job_id (),
+                 gr_slurm_restart_count (),
+                 gr_slurm_nodelist () ? gr_slurm_nodelist () : "?");
     obs_setup (&m);
     code = master_loop (&m, self);
     if (code < 0) {

@@ -60,6 +60,9 @@ typedef struct gr_run_opts {
  * Install before MPI_Init so MPI's threads inherit nothing odd. */
 int gr_runtime_signals_init (int preempt_signal);
 
+/* How many drain signals this process has received. */
+int gr__drain_signals (void);
+
 /* False when the master must not call MPI_Finalize (a worker was lost, and
  * Open MPI can hang there); the launcher ends mpirun. */
 bool gr_run_should_finalize (void);

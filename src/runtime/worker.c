@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "src/common/fs.h"
@@ -92,6 +93,8 @@ struct gr_worker {
     bool shutdown;
     bool bye;
     bool draining;
+    int drain_signals;      /* drain signals this process had seen */
+    double drain_signal_at; /* when it saw the last new one */
     double drain_term_at;   /* when running tasks get SIGTERM */
     double drain_kill_at;   /* and SIGKILL */
 
@@ -368,6 +371,46 @@ static bool exit_ok (const gr_worker_t *w, const run_t *r, const gr_result_rec_t
     return !res->signal && gr_spec_success (&w->spec->tasks[r->a.def], res->exit_code);
 }
 
+/* Whether a task that failed now was most likely stopped by a drain: the
+ * worker drains, or it got a drain signal itself a moment ago.  Under
+ * Slurm the signal that starts a drain (preemption, the time limit, an
+ * srun passing one on) reaches every process of the job step, tasks
+ * included, often before the master's DRAIN reaches this worker.  Such a
+ * task is requeued, not failed.  The window bounds what a stray signal to
+ * a worker alone can do. */
+#define DRAIN_SIGNAL_WINDOW 30.0
+static bool drain_stopped (gr_worker_t *w, double now)
+{
+    int sigs = gr__drain_signals ();
+    if (sigs != w->drain_signals) {
+        w->drain_signals = sigs;
+        w->drain_signal_at = now;
+    }
+    return w->draining
+           || (w->drain_signal_at > 0 && now - w->drain_signal_at < DRAIN_SIGNAL_WINDOW);
+}
+
+/* Whether a task died of a drain signal: killed by one, or exited with
+ * 128 + its number, as a shell does whose child it killed. */
+static bool died_of_drain_signal (const gr_worker_t *w, const gr_result_rec_t *res)
+{
+    int sig = res->signal ? res->signal : res->exit_code > 128 ? res->exit_code - 128 : 0;
+    return sig == SIGTERM || sig == SIGINT || sig == SIGUSR2
+           || (sig > 0 && sig == w->opts->preempt_signal);
+}
+
+/* A task that a drain signal killed before this worker got the signal
+ * itself: when Slurm signals every process of a step, the order is its
+ * own.  Wait up to 200 ms for the worker's signal (its handler interrupts
+ * the sleep) before taking the death for the task's own failure. */
+static void await_drain_signal (gr_worker_t *w)
+{
+    for (int i = 0; i < 20 && gr__drain_signals () == w->drain_signals; i++) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+        nanosleep (&ts, NULL);
+    }
+}
+
 static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru,
                    double now)
 {
@@ -389,9 +432,12 @@ static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru
         }
         /* Whatever the task left running in its group goes with it. */
         gr_exec_kill_group (r->pid, SIGKILL);
+        if (!r->timed_out && !r->drain_termed && !exit_ok (w, r, &res)
+            && died_of_drain_signal (w, &res) && !drain_stopped (w, now))
+            await_drain_signal (w);
         if (r->timed_out)
             res.flags |= GR_RES_TIMEOUT;
-        else if (r->drain_termed && !exit_ok (w, r, &res))
+        else if ((r->drain_termed || drain_stopped (w, gr_now ())) && !exit_ok (w, r, &res))
             res.flags |= GR_RES_KILLED;
         /* A group told to stop for preemption has not finished, however
          * it exits: it resumes from its checkpoint. */

@@ -3,6 +3,8 @@
 # installs gridrun.h (the only header), the library and gridrun.pc; a
 # program built with `mpicc $(pkg-config --cflags --libs gridrun)` links
 # and runs on 2 ranks; the library exports only the API of gridrun.h.
+# The installed `gridrun submit` finds gridrun-sbatch next to it, and the
+# modulefiles and the Spack recipe are installed.
 . "$(dirname "$0")/lib.sh"
 test_timeout 300
 command -v pkg-config > /dev/null || skip "no pkg-config"
@@ -48,4 +50,23 @@ extra=$(comm -23 exported declared)
 [ -z "$extra" ] || fail "exported but not in gridrun.h: $extra"
 missing=$(comm -13 exported declared)
 [ -z "$missing" ] || fail "declared in gridrun.h but not exported: $missing"
+
+# Slurm: `gridrun submit` of the installed tree runs the gridrun-sbatch
+# installed next to it, which writes the installed gridrun into the job;
+# the modulefiles carry the installation's paths.
+bindir=$prefix/bin
+version=$("$GRIDRUN" version | sed -n 's/^gridrun //p')
+[ -x "$dest$bindir/gridrun-sbatch" ] || fail "gridrun-sbatch not installed in $bindir"
+printf 'name: one\ntasks:\n  - name: t\n    command: [true]\n' > one.yaml
+env -u GRIDRUN PATH=/usr/bin:/bin "$dest$bindir/gridrun" submit --dry-run one.yaml > dry.sh 2> dry.err \
+    || fail "installed gridrun submit --dry-run: $(cat dry.err)"
+grep -qx "gridrun=$dest$bindir/gridrun" dry.sh || fail "the job would not run the installed gridrun: $(grep '^gridrun=' dry.sh)"
+grep -qx "#SBATCH --requeue" dry.sh || fail "dry run: $(cat dry.sh)"
+for m in lmod/gridrun/$version.lua tcl/gridrun/$version; do
+    f="$dest$prefix/share/gridrun/modulefiles/$m"
+    [ -f "$f" ] || fail "modulefile $m not installed"
+    grep -q "\"$bindir\"" "$f" || fail "$m does not name $bindir: $(grep -i path "$f")"
+    grep -q "@[a-z_]*@" "$f" && fail "$m has unsubstituted @...@: $(grep "@[a-z_]*@" "$f")"
+done
+[ -f "$dest$prefix/share/gridrun/spack/package.py" ] || fail "Spack recipe not installed"
 pass "$(cat prog.out); $(wc -l < exported) symbols exported"

@@ -14,6 +14,7 @@
 #include "src/common/fs.h"
 #include "src/common/hash.h"
 #include "src/common/hist.h"
+#include "src/common/slurm.h"
 #include "src/common/units.h"
 
 START_TEST (test_errprintf)
@@ -244,6 +245,63 @@ START_TEST (test_hist)
 }
 END_TEST
 
+/* What Slurm's environment says; each test runs in its own process (fork
+ * mode), so setenv does not leak. */
+START_TEST (test_slurm_env)
+{
+    char name[16], host[256];
+    gr_error_t e;
+    double t;
+
+    unsetenv ("SLURMD_NODENAME");
+    unsetenv ("SLURM_JOB_ID");
+    unsetenv ("SLURM_RESTART_COUNT");
+    unsetenv ("SLURM_JOB_NODELIST");
+    unsetenv ("SLURM_NODELIST");
+    unsetenv ("SLURM_JOB_END_TIME");
+    ck_assert_int_eq (gethostname (host, sizeof (host)), 0);
+    host[sizeof (host) - 1] = '\0';
+    gr_node_name (name, sizeof (name));
+    ck_assert_int_eq (strncmp (name, host, sizeof (name) - 1), 0);
+    ck_assert_ptr_null (gr_slurm_job_id ());
+    ck_assert_uint_eq (gr_slurm_restart_count (), 0);
+    ck_assert_ptr_null (gr_slurm_nodelist ());
+    ck_assert_int_eq (gr_slurm_end_time (&t, &e), 0);
+    ck_assert (t == 0);
+
+    /* The Slurm node name wins over the host name, truncated to fit. */
+    setenv ("SLURMD_NODENAME", "n17", 1);
+    gr_node_name (name, sizeof (name));
+    ck_assert_str_eq (name, "n17");
+    setenv ("SLURMD_NODENAME", "a-very-long-node-name-indeed", 1);
+    gr_node_name (name, sizeof (name));
+    ck_assert_str_eq (name, "a-very-long-nod");
+    /* Empty is unset. */
+    setenv ("SLURMD_NODENAME", "", 1);
+    gr_node_name (name, sizeof (name));
+    ck_assert_int_eq (strncmp (name, host, sizeof (name) - 1), 0);
+
+    setenv ("SLURM_JOB_ID", "81234", 1);
+    setenv ("SLURM_RESTART_COUNT", "3", 1);
+    setenv ("SLURM_NODELIST", "n[1-2]", 1);
+    ck_assert_str_eq (gr_slurm_job_id (), "81234");
+    ck_assert_uint_eq (gr_slurm_restart_count (), 3);
+    ck_assert_str_eq (gr_slurm_nodelist (), "n[1-2]");
+    setenv ("SLURM_JOB_NODELIST", "g[01-04]", 1);
+    ck_assert_str_eq (gr_slurm_nodelist (), "g[01-04]");
+    setenv ("SLURM_RESTART_COUNT", "lots", 1);
+    ck_assert_uint_eq (gr_slurm_restart_count (), 0);
+
+    setenv ("SLURM_JOB_END_TIME", "1790000000", 1);
+    ck_assert_int_eq (gr_slurm_end_time (&t, &e), 0);
+    ck_assert (t == 1790000000.0);
+    setenv ("SLURM_JOB_END_TIME", "tomorrow", 1);
+    ck_assert_int_eq (gr_slurm_end_time (&t, &e), -1);
+    ck_assert_ptr_nonnull (strstr (e.text, "SLURM_JOB_END_TIME='tomorrow'"));
+    ck_assert_ptr_nonnull (strstr (e.text, "--deadline"));
+}
+END_TEST
+
 int main (void)
 {
     Suite *s = suite_create ("common");
@@ -257,6 +315,7 @@ int main (void)
     tcase_add_test (tc, test_rng);
     tcase_add_test (tc, test_fs);
     tcase_add_test (tc, test_hist);
+    tcase_add_test (tc, test_slurm_env);
     suite_add_tcase (s, tc);
     return gr_check_main (s);
 }

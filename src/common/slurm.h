@@ -1,0 +1,43 @@
+/* What Slurm tells a job through the environment.  Only getenv: gridrun
+ * links no Slurm library, so one binary runs under any Slurm version, and
+ * outside Slurm these report nothing.
+ *
+ * Variables read: SLURM_JOB_ID, SLURM_RESTART_COUNT (how often the job was
+ * requeued), SLURM_JOB_NODELIST, SLURMD_NODENAME (the Slurm node a process
+ * runs on), SLURM_JOB_END_TIME (Slurm 23.02 and later; gridrun-sbatch sets
+ * it for older ones).  SLURM_TOPOLOGY_ADDR and _PATTERN are the topology
+ * module's. */
+#ifndef GR_COMMON_SLURM_H
+#define GR_COMMON_SLURM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/* The name of the node this process runs on, into buf (always terminated,
+ * truncated to size - 1): the Slurm node name (SLURMD_NODENAME) under
+ * Slurm, else gethostname(), else "localhost".  Failure domains, binding
+ * shares and `gridrun topo` name nodes by it, so that nodes Slurm tells
+ * apart stay apart even where they share a host name (several slurmd on
+ * one machine). */
+void gr_node_name (char *buf, size_t size);
+
+/* The Slurm job this process belongs to, or NULL outside Slurm.  The
+ * string is the environment's: do not free it. */
+const char *gr_slurm_job_id (void);
+
+/* How many times Slurm has requeued the job (0 on its first run and
+ * outside Slurm). */
+uint32_t gr_slurm_restart_count (void);
+
+/* The job's nodes in Slurm's hostlist form (n[01-04],g1), or NULL.  The
+ * environment's string: do not free it. */
+const char *gr_slurm_nodelist (void);
+
+/* The job's end time (epoch seconds) into *out, 0 if Slurm does not say.
+ * Returns -1 with errp filled when SLURM_JOB_END_TIME is set but not epoch
+ * seconds. */
+int gr_slurm_end_time (double *out, gr_error_t *errp);
+
+#endif
