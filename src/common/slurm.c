@@ -63,3 +63,58 @@ int gr_slurm_end_time (double *out, gr_error_t *errp)
     *out = (double)v;
     return 0;
 }
+
+/* "0,2-3" into ids (ascending as given); -1 on anything else. */
+static int parse_ids (const char *s, uint32_t *ids, size_t max, size_t *n)
+{
+    *n = 0;
+    while (*s) {
+        char *end;
+        unsigned long lo = strtoul (s, &end, 10), hi = lo;
+        if (end == s || lo > 65535)
+            return -1;
+        s = end;
+        if (*s == '-') {
+            hi = strtoul (s + 1, &end, 10);
+            if (end == s + 1 || hi < lo || hi > 65535)
+                return -1;
+            s = end;
+        }
+        for (unsigned long v = lo; v <= hi; v++) {
+            if (*n == max)
+                return -1;
+            ids[(*n)++] = (uint32_t)v;
+        }
+        if (*s == ',')
+            s++;
+        else if (*s)
+            return -1;
+    }
+    return 0;
+}
+
+int gr_slurm_gpus (uint32_t *ids, size_t max, size_t *n, const char **from, gr_error_t *errp)
+{
+    static const char *const vars[] = {"SLURM_STEP_GPUS", "SLURM_JOB_GPUS",
+                                       "CUDA_VISIBLE_DEVICES"};
+    *n = 0;
+    *from = NULL;
+    if (!gr_slurm_job_id ())
+        return 0;
+    for (size_t i = 0; i < sizeof (vars) / sizeof (vars[0]); i++) {
+        const char *s = env (vars[i]);
+        if (!s)
+            continue;
+        *from = vars[i];
+        if (parse_ids (s, ids, max, n) < 0) {
+            *n = 0;
+            return gr_errprintf (errp,
+                                 "%s='%s' is not a list of GPU indexes (like 0,2-3); "
+                                 "gridrun cannot tell which GPUs are the job's: give "
+                                 "--gpus-per-worker, or --no-bind",
+                                 vars[i], s);
+        }
+        return 0;
+    }
+    return 0;
+}

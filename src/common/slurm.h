@@ -40,4 +40,14 @@ const char *gr_slurm_nodelist (void);
  * seconds. */
 int gr_slurm_end_time (double *out, gr_error_t *errp);
 
+/* The GPUs Slurm gave this job on this node, as node GPU indexes, into
+ * ids (at most max; *n of them), and the variable they came from into
+ * *from: SLURM_STEP_GPUS, else SLURM_JOB_GPUS, else the job's
+ * CUDA_VISIBLE_DEVICES.  Outside Slurm, or when none is set, *n is 0 and
+ * *from NULL: the node's GPUs are all the job's.  Returns -1 with errp
+ * (naming the variable) when the value is not a list like "0,2-3" (a
+ * UUID list, for one). */
+int gr_slurm_gpus (uint32_t *ids, size_t max, size_t *n, const char **from,
+                   gr_error_t *errp);
+
 #endif

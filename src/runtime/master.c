@@ -1874,6 +1874,42 @@ static int pack_setup (const char *run_dir, const gr_spec_t *spec, char **bufp,
     return 0;
 }
 
+/* The node's GPUs (positions in its list) that are this job's: under
+ * Slurm those of SLURM_STEP_GPUS, SLURM_JOB_GPUS or the job's
+ * CUDA_VISIBLE_DEVICES, matched by GPU index; else all.  malloc'd, *n
+ * entries (NULL when none).  say: log what was found (one rank a node). */
+static uint32_t *job_gpus (const gr_topo_gpu_t *gpus, size_t ng, bool say, size_t *n)
+{
+    uint32_t ids[256], *avail = ng ? calloc (ng, sizeof (uint32_t)) : NULL;
+    size_t nids = 0;
+    const char *from = NULL;
+    gr_error_t err;
+
+    *n = 0;
+    if (!avail)
+        return NULL;
+    if (gr_slurm_gpus (ids, sizeof (ids) / sizeof (ids[0]), &nids, &from, &err) < 0) {
+        if (say)
+            GR_WARN ("%s; using all of this node's GPUs", err.text);
+        from = NULL;
+    }
+    for (size_t g = 0; g < ng; g++) {
+        bool mine = !from;
+        for (size_t k = 0; k < nids && !mine; k++)
+            mine = (int)ids[k] == gpus[g].index;
+        if (mine)
+            avail[(*n)++] = (uint32_t)g;
+    }
+    if (from && say) {
+        if (*n < nids)
+            GR_WARN ("%s names %zu GPU%s, this node has %zu of them; using those", from,
+                     nids, nids == 1 ? "" : "s", *n);
+        else
+            GR_INFO ("Slurm gave this job %zu of this node's %zu GPUs (%s)", *n, ng, from);
+    }
+    return avail;
+}
+
 /* What this rank offers as a worker, and (res) which of the node's cores
  * and GPUs it owns for binding: the cores of its own binding when mpirun
  * bound it, else an equal share of the node's cores by its place among
@@ -1938,23 +1974,25 @@ static void local_capacity (const gr_run_opts_t *o, int rank, int size,
             cores[nb++] = (uint32_t)c;
     }
     const gr_topo_gpu_t *gpus;
-    size_t ng = gr_topo_node_gpus (t, &gpus);
+    size_t ng = gr_topo_node_gpus (t, &gpus), na = 0;
+    uint32_t *avail = job_gpus (gpus, ng, lidx == 0, &na);
     size_t glo, ghi;
     if (o->gpus_per_worker) {
         glo = (size_t)lidx * o->gpus_per_worker;
         ghi = glo + o->gpus_per_worker;
     }
     else {
-        glo = (size_t)lidx * ng / (size_t)nlocal;
-        ghi = ((size_t)lidx + 1) * ng / (size_t)nlocal;
+        glo = (size_t)lidx * na / (size_t)nlocal;
+        ghi = ((size_t)lidx + 1) * na / (size_t)nlocal;
     }
-    if (ghi > ng)
-        ghi = ng;
+    if (ghi > na)
+        ghi = na;
     if (glo > ghi)
         glo = ghi;
     res->gpus = ghi > glo ? calloc (ghi - glo, sizeof (uint32_t)) : NULL;
     for (size_t g = glo; g < ghi && res->gpus; g++)
-        res->gpus[res->ngpus++] = (uint32_t)g;
+        res->gpus[res->ngpus++] = avail[g];
+    free (avail);
     res->topo = t;
     res->cores = cores;
     res->ncores = nb;
