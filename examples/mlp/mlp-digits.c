@@ -487,6 +487,7 @@ int main (int argc, char **argv)
         sgd (m.b2, m.c2, m.gb2, NCLASS, scale, &o);
         batch_loss = stat[0] * scale;
         step++;
+        gr_metrics_samples ((uint64_t)o.batch); /* the global batch: all ranks' samples */
         if (rank == 0 && (step % 500 == 0 || step == o.steps))
             printf ("step %ld epoch %ld batch loss %.6f\n", step, epoch, batch_loss);
         if (step == o.stop_after || (step == o.fail_once && rank == 1)) {

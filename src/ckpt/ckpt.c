@@ -41,6 +41,7 @@
 #include <hdf5.h>
 
 #include "src/common/fs.h"
+#include "src/common/gtime.h"
 #include "src/common/hash.h"
 #include "src/common/log.h"
 #include "src/lib/lib.h"
@@ -1370,6 +1371,7 @@ static void prune_copies (gr_ckpt_t *c)
  * checksums to rank 0, the commit, and the outcome agreed on. */
 static int commit (gr_ckpt_t *c, struct pending *p, const char *fn)
 {
+    int64_t step = p->rec ? p->rec->step : -1; /* publish takes the record */
     int rc;
 
     if (p->threaded) {
@@ -1393,9 +1395,11 @@ static int commit (gr_ckpt_t *c, struct pending *p, const char *fn)
         goto error;
     if (c->pdir)
         prune_copies (c);
-    if (c->rank == 0)
+    if (c->rank == 0) {
         GR_INFO ("checkpoints: committed a step in %.3f s",
                  now (CLOCK_MONOTONIC) - p->t0);
+        gr__metrics_event ("checkpoint", step, now (CLOCK_MONOTONIC) - p->t0, c->dir);
+    }
     pending_free (p);
     return 0;
 error:
@@ -1453,7 +1457,7 @@ static int save (gr_ckpt_t *c, struct pending *p, const char *fn)
     return 0;
 }
 
-int gr_ckpt_save (gr_ckpt_t *c)
+static int ckpt_save_timed (gr_ckpt_t *c)
 {
     const char *fn = "gr_ckpt_save";
     struct pending *p = NULL;
@@ -1472,7 +1476,7 @@ int gr_ckpt_save (gr_ckpt_t *c)
     return rc;
 }
 
-int gr_ckpt_wait (gr_ckpt_t *c)
+static int ckpt_wait_timed (gr_ckpt_t *c)
 {
     const char *fn = "gr_ckpt_wait";
     int rc = 0;
@@ -1718,7 +1722,7 @@ out:
     return rc;
 }
 
-int gr_ckpt_load (gr_ckpt_t *c, int64_t *step)
+static int ckpt_load_timed (gr_ckpt_t *c, int64_t *step)
 {
     const char *fn = "gr_ckpt_load";
     gr_ckf_catalog_t *cat = NULL;
@@ -2064,5 +2068,37 @@ int gr_ckpt_close (gr_ckpt_t *c)
     free (c->dir);
     gr_world_destroy (c->world);
     free (c);
+    return rc;
+}
+
+/* ---- The public entry points, timed for the training metrics ----------- */
+
+int gr_ckpt_save (gr_ckpt_t *c)
+{
+    double t0 = gr_now ();
+    int rc = ckpt_save_timed (c);
+    if (rc == 0)
+        gr__metrics_ckpt (GR__CKPT_SAVE, gr_now () - t0);
+    return rc;
+}
+
+int gr_ckpt_wait (gr_ckpt_t *c)
+{
+    double t0 = gr_now ();
+    int rc = ckpt_wait_timed (c);
+    if (rc == 0)
+        gr__metrics_ckpt (GR__CKPT_WAIT, gr_now () - t0);
+    return rc;
+}
+
+int gr_ckpt_load (gr_ckpt_t *c, int64_t *step)
+{
+    double t0 = gr_now ();
+    int rc = ckpt_load_timed (c, step);
+    if (rc == 0) {
+        gr__metrics_ckpt (GR__CKPT_LOAD, gr_now () - t0);
+        if (c->rank == 0)
+            gr__metrics_event ("checkpoint_load", *step, gr_now () - t0, c->dir);
+    }
     return rc;
 }

@@ -81,6 +81,8 @@ static const char *usage_text =
     "      --metrics-file PATH  Prometheus textfile (default RUN/metrics.prom; \"\"\n"
     "                           for none), rewritten every --metrics-interval T\n"
     "                           (default 10s; 0: at the end only)\n"
+    "      --metrics-listen HOST:PORT  also serve them at http://HOST:PORT/metrics\n"
+    "                           (\":PORT\" is 127.0.0.1:PORT)\n"
     "      --events on|off|tasks  the event log RUN/events.jsonl (default on:\n"
     "                           finished tasks one line a batch; tasks: one a task)\n"
     "      --progress auto|bar|lines|none  progress on stderr (default auto: a bar\n"
@@ -136,6 +138,7 @@ enum {
     OPT_NOBIND,
     OPT_SITE,
     OPT_METRICS_FILE,
+    OPT_METRICS_LISTEN,
     OPT_METRICS_INTERVAL,
     OPT_EVENTS,
     OPT_PROGRESS,
@@ -217,6 +220,7 @@ static const struct option run_longopts[] = {
     {"no-bind", no_argument, NULL, OPT_NOBIND},
     {"site", required_argument, NULL, OPT_SITE},
     {"metrics-file", required_argument, NULL, OPT_METRICS_FILE},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
     {"metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL},
     {"events", required_argument, NULL, OPT_EVENTS},
     {"progress", required_argument, NULL, OPT_PROGRESS},
@@ -281,6 +285,12 @@ static int cmd_run (int argc, char **argv)
                 break;
             case OPT_METRICS_FILE:
                 o.metrics_file = optarg;
+                break;
+            case OPT_METRICS_LISTEN:
+                if (!strchr (optarg, ':'))
+                    return usage_error ("--metrics-listen '%s' is not HOST:PORT (like "
+                                        "127.0.0.1:9464, or :9464 for 127.0.0.1)", optarg);
+                o.metrics_listen = optarg;
                 break;
             case OPT_METRICS_INTERVAL:
                 if (gr_parse_duration (optarg, &o.metrics_interval) < 0)

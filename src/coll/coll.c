@@ -554,6 +554,11 @@ gr_fusion_t *gr_coll_fusion_create (gr_dtype_t type, gr_op_t op)
     return f;
 }
 
+size_t gr_coll_fusion_bytes (const gr_fusion_t *f)
+{
+    return f ? f->total * gr_coll_dtype_size (f->type) : 0;
+}
+
 void gr_coll_fusion_destroy (gr_fusion_t *f)
 {
     int saved = errno;

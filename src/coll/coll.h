@@ -214,5 +214,7 @@ int gr_coll_fusion_allreduce (gr_coll_t *c, gr_fusion_t *f, double timeout,
                               gr_error_t *errp);
 /* Accepts NULL. */
 void gr_coll_fusion_destroy (gr_fusion_t *f);
+/* The bytes of the buffers added so far. */
+size_t gr_coll_fusion_bytes (const gr_fusion_t *f);
 
 #endif

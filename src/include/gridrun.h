@@ -272,6 +272,17 @@ int gr_ckpt_close (gr_ckpt_t *c);
  * handler only sets a flag. */
 int gr_preempt_requested (void);
 
+/* ---- Training metrics ------------------------------------------------- */
+
+/* Count n samples as processed (the whole world's, as rank 0 knows them:
+ * call it on rank 0 at least, once a step).  Rank 0 writes the training
+ * metrics (samples a second; time, bytes and bus bandwidth of the
+ * collectives; checkpoint latencies; GPU utilization where NVML is) as a
+ * Prometheus textfile every GRIDRUN_TRAIN_METRICS_INTERVAL (default 10s)
+ * and at gr_finalize: to GRIDRUN_TRAIN_METRICS, else, in a gridrun task,
+ * to RUN/train-KEY.prom; else nowhere.  Not collective; never fails. */
+void gr_metrics_samples (uint64_t n);
+
 #ifdef __cplusplus
 }
 #endif

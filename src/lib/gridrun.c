@@ -483,6 +483,7 @@ static int init_world (const settings_t *s)
     }
     coll_timeout = s->timeout;
     g.initialized = 1;
+    gr__metrics_init (g.rank, g.size, g.topo.gpu, gr_backend_name ());
     GR_DEBUG (
         "libgridrun: rank %d of %d, local %d of %d, node %d of %d, rack %s, cpus %s, "
         "gpu %d, collectives %s",
@@ -640,6 +641,7 @@ int gr_finalize (void)
     if (!g.initialized)
         return gr__fail (EPROTO, "gr_finalize: gr_init was not called (or failed)");
     restore_preempt ();
+    gr__metrics_fini ();
     /* Over TCP, nobody closes a connection a peer may still read from:
      * MPI_Finalize's guarantee, made by hand. */
     if (gr_world_netof (g.world) && !gr_net_broken (gr_world_netof (g.world))) {
@@ -751,9 +753,11 @@ int gr_allreduce (const void *sendbuf, void *recvbuf, size_t count, gr_dtype_t t
         return -1;
     if (sendbuf == recvbuf)
         sendbuf = GR_IN_PLACE;
+    double t0 = gr_now ();
     if (gr_coll_allreduce (g.coll, sendbuf, recvbuf, count, type, op, timeout_now (),
                            &err) < 0)
         return coll_fail ("gr_allreduce", &err);
+    gr__metrics_coll (GR__OP_ALLREDUCE, count * gr_coll_dtype_size (type), gr_now () - t0);
     return 0;
 }
 
@@ -766,8 +770,10 @@ int gr_broadcast (void *buf, size_t count, gr_dtype_t type, int root)
     if (root < 0 || root >= g.size)
         return gr__fail (EINVAL, "gr_broadcast: root %d is not a rank (0..%d)", root,
                          g.size - 1);
+    double t0 = gr_now ();
     if (gr_coll_bcast (g.coll, buf, count, type, root, timeout_now (), &err) < 0)
         return coll_fail ("gr_broadcast", &err);
+    gr__metrics_coll (GR__OP_BCAST, count * gr_coll_dtype_size (type), gr_now () - t0);
     return 0;
 }
 
@@ -778,9 +784,11 @@ int gr_allgather (const void *sendbuf, void *recvbuf, size_t count, gr_dtype_t t
     if (check_args ("gr_allgather", sendbuf, recvbuf, count, (size_t)g.size, type, 0,
                     GR_SUM) < 0)
         return -1;
+    double t0 = gr_now ();
     if (gr_coll_allgather (g.coll, sendbuf, recvbuf, count, type, timeout_now (), &err) <
         0)
         return coll_fail ("gr_allgather", &err);
+    gr__metrics_coll (GR__OP_ALLGATHER, count * gr_coll_dtype_size (type), gr_now () - t0);
     return 0;
 }
 
@@ -792,9 +800,12 @@ int gr_reduce_scatter (const void *sendbuf, void *recvbuf, size_t recvcount,
     if (check_args ("gr_reduce_scatter", sendbuf, recvbuf, recvcount, (size_t)g.size,
                     type, 1, op) < 0)
         return -1;
+    double t0 = gr_now ();
     if (gr_coll_reduce_scatter (g.coll, sendbuf, recvbuf, recvcount, type, op,
                                 timeout_now (), &err) < 0)
         return coll_fail ("gr_reduce_scatter", &err);
+    gr__metrics_coll (GR__OP_REDUCE_SCATTER, recvcount * (size_t)g.size * gr_coll_dtype_size (type),
+                      gr_now () - t0);
     return 0;
 }
 
@@ -804,8 +815,10 @@ int gr_barrier (void)
 
     if (!g.initialized)
         return gr__fail (EPROTO, "gr_barrier: call gr_init first");
+    double t0 = gr_now ();
     if (gr_coll_barrier (g.coll, timeout_now (), &err) < 0)
         return coll_fail ("gr_barrier", &err);
+    gr__metrics_coll (GR__OP_BARRIER, 0, gr_now () - t0);
     return 0;
 }
 
@@ -847,8 +860,10 @@ int gr_fusion_allreduce (gr_fusion_t *f)
         return gr__fail (EINVAL, "gr_fusion_allreduce: the fusion is NULL");
     if (!g.initialized)
         return gr__fail (EPROTO, "gr_fusion_allreduce: call gr_init first");
+    double t0 = gr_now ();
     if (gr_coll_fusion_allreduce (g.coll, f, timeout_now (), &err) < 0)
         return coll_fail ("gr_fusion_allreduce", &err);
+    gr__metrics_coll (GR__OP_FUSION, gr_coll_fusion_bytes (f), gr_now () - t0);
     return 0;
 }
 

@@ -32,4 +32,27 @@ const int *gr__rank_rack (void);
  * gr_world_dup of it. */
 gr_world_t *gr__world (void);
 
+/* Training metrics (metrics.c): every public collective and checkpoint
+ * call reports what it did; rank 0 writes them out now and then. */
+typedef enum {
+    GR__OP_ALLREDUCE = 0,
+    GR__OP_BCAST,
+    GR__OP_ALLGATHER,
+    GR__OP_REDUCE_SCATTER,
+    GR__OP_BARRIER,
+    GR__OP_FUSION,
+    GR__OP_N
+} gr__op_t;
+typedef enum { GR__CKPT_SAVE = 0, GR__CKPT_WAIT, GR__CKPT_LOAD, GR__CKPT_N } gr__ckpt_op_t;
+
+void gr__metrics_init (int rank, int size, int gpu, const char *backend);
+/* bytes: of this rank's buffer (count x element size). */
+void gr__metrics_coll (gr__op_t op, size_t bytes, double seconds);
+void gr__metrics_ckpt (gr__ckpt_op_t op, double seconds);
+/* The last write; then nothing is counted until the next init. */
+void gr__metrics_fini (void);
+/* Rank 0, in a gridrun task: an event ("checkpoint", "checkpoint_load")
+ * in the run's event log, RUN/events.jsonl. */
+void gr__metrics_event (const char *event, int64_t step, double seconds, const char *dir);
+
 #endif

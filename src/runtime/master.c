@@ -1656,10 +1656,11 @@ static const char *dom_name (const master_t *m, int r, gr_level_t level)
 }
 
 /* Metrics, events and progress; a run goes on without them if they
- * cannot be had. */
-static void obs_setup (master_t *m)
+ * cannot be had.  -1 only when the metrics cannot be served where asked. */
+static int obs_setup (master_t *m)
 {
     gr_obs_opts_t o;
+    gr_error_t err;
 
     gr_obs_opts_init (&o);
     o.run_dir = m->run_dir;
@@ -1671,12 +1672,17 @@ static void obs_setup (master_t *m)
     o.progress_interval = m->opts->progress_interval;
     if (!(m->obs = gr_obs_create (&o, m->size))) {
         GR_WARN ("out of memory for metrics and events; running without them");
-        return;
+        return 0;
+    }
+    if (m->opts->metrics_listen && gr_obs_listen (m->obs, m->opts->metrics_listen, &err) < 0) {
+        fprintf (stderr, "gridrun: %s\n", err.text);
+        return -1;
     }
     for (int r = 0; r < m->size; r++)
         if (m->w[r].rank >= 0)
             gr_obs_worker (m->obs, r, m->w[r].info.host, dom_name (m, r, GR_LEVEL_RACK),
                            dom_name (m, r, GR_LEVEL_ZONE), m->w[r].info.cpus);
+    return 0;
 }
 
 static int master_loop (master_t *m, gr_worker_t *self)
@@ -2281,7 +2287,8 @@ int gr_run (const gr_run_opts_t *opts)
         GR_INFO ("Slurm job %s, restart %" PRIu32 ", nodes %s", gr_slurm_job_id (),
                  gr_slurm_restart_count (),
                  gr_slurm_nodelist () ? gr_slurm_nodelist () : "?");
-    obs_setup (&m);
+    if (obs_setup (&m) < 0)
+        MPI_Abort (MPI_COMM_WORLD, GR_EXIT_USAGE);
     code = master_loop (&m, self);
     if (code < 0) {
         GR_ERROR ("master failed: %s", strerror (errno));

@@ -7,9 +7,11 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "obs.h"
@@ -33,6 +35,15 @@ typedef struct {
     double busy;      /* cpu-seconds of finished attempts */
     uint64_t done, failures;
 } wobs_t;
+
+typedef struct {
+    int fd;
+    double since;
+    char in[2048];
+    size_t inlen;
+    char *out;
+    size_t outlen, sent;
+} http_conn_t;
 
 struct gr_obs {
     gr_obs_opts_t o;
@@ -63,6 +74,11 @@ struct gr_obs {
     int rate_i, rate_k;
     double rate_due;
     const gr_sched_stats_t *last;
+    int code;               /* the exit code once known; -1 while it runs */
+    /* --metrics-listen */
+    int listen_fd;
+    http_conn_t http[8];
+    int nhttp;
 };
 
 /* The bar clears itself before a log line (gr_log_set_hook). */
@@ -185,6 +201,8 @@ gr_obs_t *gr_obs_create (const gr_obs_opts_t *o, int nranks)
     }
     ob->o = *o;
     ob->nranks = nranks;
+    ob->code = -1;
+    ob->listen_fd = -1;
     ob->t0 = gr_now ();
     ob->wall0 = gr_wallclock ();
     gr_hist_init (&ob->wall);
@@ -505,20 +523,13 @@ static const char *lv (const char *s, char *buf, size_t len)
     return buf;
 }
 
-static void write_metrics (gr_obs_t *ob, double now, const gr_sched_stats_t *st, int code)
+/* The metrics in Prometheus's text format, into f. */
+static void metrics_text (gr_obs_t *ob, double now, const gr_sched_stats_t *st, int code,
+                          FILE *f)
 {
-    char tmp[PATH_MAX + 8], l[512], a[NAME_MAX_ * 2], b[NAME_MAX_ * 2], c[NAME_MAX_ * 2];
+    char l[512], a[NAME_MAX_ * 2], b[NAME_MAX_ * 2], c[NAME_MAX_ * 2];
     double el = now - ob->t0;
-    FILE *f;
 
-    if (!ob->metrics_path || ob->metrics_failed)
-        return;
-    snprintf (tmp, sizeof (tmp), "%s.tmp", ob->metrics_path);
-    if (!(f = fopen (tmp, "w"))) {
-        GR_WARN ("cannot write the metrics file %s: %s; no more metrics", tmp, strerror (errno));
-        ob->metrics_failed = true;
-        return;
-    }
     head (f, "gridrun_tasks", "gauge", "Tasks of the run by state.");
     put (f, ob, "gridrun_tasks", "state=\"total\"", (double)st->total);
     put (f, ob, "gridrun_tasks", "state=\"done\"", (double)st->done);
@@ -606,6 +617,23 @@ static void write_metrics (gr_obs_t *ob, double now, const gr_sched_stats_t *st,
     put (f, ob, "gridrun_exit_code", NULL, code);
     head (f, "gridrun_last_update_timestamp_seconds", "gauge", "When this file was written.");
     put (f, ob, "gridrun_last_update_timestamp_seconds", NULL, gr_wallclock ());
+}
+
+static void write_metrics (gr_obs_t *ob, double now, const gr_sched_stats_t *st, int code)
+{
+    char tmp[PATH_MAX + 8];
+    FILE *f;
+
+    ob->code = code;
+    if (!ob->metrics_path || ob->metrics_failed)
+        return;
+    snprintf (tmp, sizeof (tmp), "%s.tmp", ob->metrics_path);
+    if (!(f = fopen (tmp, "w"))) {
+        GR_WARN ("cannot write the metrics file %s: %s; no more metrics", tmp, strerror (errno));
+        ob->metrics_failed = true;
+        return;
+    }
+    metrics_text (ob, now, st, code, f);
     if (fclose (f) != 0 || rename (tmp, ob->metrics_path) < 0) {
         GR_WARN ("cannot write the metrics file %s: %s; no more metrics", ob->metrics_path,
                  strerror (errno));
@@ -613,6 +641,149 @@ static void write_metrics (gr_obs_t *ob, double now, const gr_sched_stats_t *st,
         ob->metrics_failed = true;
     }
 }
+
+/* ---- Serving the metrics (--metrics-listen) ----------------------------- */
+
+/* An HTTP/1.0 server of one page in the master's loop: nonblocking, a
+ * few connections at once, each given HTTP_WAIT to send its request;
+ * GET /metrics gets the metrics as they are now, anything else 404. */
+#define HTTP_MAX 8
+#define HTTP_WAIT 2.0
+
+static void http_drop (gr_obs_t *ob, int i)
+{
+    close (ob->http[i].fd);
+    free (ob->http[i].out);
+    ob->http[i] = ob->http[--ob->nhttp];
+}
+
+/* 0, or -1 when out of memory (the connection dropped). */
+static int http_answer (gr_obs_t *ob, int i, double now)
+{
+    http_conn_t *h = &ob->http[i];
+    char *body = NULL, *out = NULL;
+    size_t blen = 0, olen = 0;
+    bool metrics = strncmp (h->in, "GET /metrics ", 13) == 0 ||
+                   strncmp (h->in, "GET /metrics?", 13) == 0;
+    FILE *f = open_memstream (&body, &blen);
+
+    if (!f) {
+        http_drop (ob, i);
+        return -1;
+    }
+    if (metrics && ob->last)
+        metrics_text (ob, now, ob->last, ob->code, f);
+    else
+        fprintf (f, "gridrun serves its metrics at /metrics\n");
+    fclose (f);
+    FILE *o = open_memstream (&out, &olen);
+    if (o) {
+        fprintf (o,
+                 "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                 metrics && ob->last ? "200 OK" : "404 Not Found", blen);
+        fwrite (body, 1, blen, o);
+        fclose (o);
+    }
+    free (body);
+    if (!out) {
+        http_drop (ob, i);
+        return -1;
+    }
+    h->out = out;
+    h->outlen = olen;
+    h->sent = 0;
+    return 0;
+}
+
+int gr_obs_listen (gr_obs_t *ob, const char *spec, gr_error_t *errp)
+{
+    char host[128] = "127.0.0.1", port[16];
+    const char *colon = strrchr (spec, ':');
+    struct addrinfo hints, *res = NULL;
+    int rc, one = 1;
+
+    if (!colon || !colon[1] || strlen (colon + 1) >= sizeof (port) ||
+        (size_t)(colon - spec) >= sizeof (host))
+        return gr_errprintf (errp,
+                             "--metrics-listen '%s' is not HOST:PORT (like 127.0.0.1:9464 or "
+                             ":9464, which is 127.0.0.1)",
+                             spec);
+    if (colon > spec) {
+        size_t n = (size_t)(colon - spec);
+        if (spec[0] == '[' && colon[-1] == ']')
+            snprintf (host, sizeof (host), "%.*s", (int)n - 2, spec + 1);
+        else
+            snprintf (host, sizeof (host), "%.*s", (int)n, spec);
+    }
+    snprintf (port, sizeof (port), "%s", colon + 1);
+    memset (&hints, 0, sizeof (hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    if ((rc = getaddrinfo (host, port, &hints, &res)) != 0)
+        return gr_errprintf (errp, "--metrics-listen '%s': %s", spec, gai_strerror (rc));
+    int fd = socket (res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof (one)) < 0 ||
+        bind (fd, res->ai_addr, res->ai_addrlen) < 0 || listen (fd, HTTP_MAX) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close (fd);
+        freeaddrinfo (res);
+        return gr_errprintf (errp, "--metrics-listen %s: cannot listen there: %s%s", spec,
+                             strerror (e),
+                             e == EADDRINUSE ? "; give another port" : "");
+    }
+    freeaddrinfo (res);
+    ob->listen_fd = fd;
+    return 0;
+}
+
+static void http_serve (gr_obs_t *ob, double now)
+{
+    for (;;) {
+        int fd;
+        if (ob->listen_fd < 0 ||
+            (fd = accept4 (ob->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0)
+            break;
+        if (ob->nhttp == HTTP_MAX) {
+            close (fd);
+            continue;
+        }
+        ob->http[ob->nhttp++] = (http_conn_t){.fd = fd, .since = now};
+    }
+    for (int i = 0; i < ob->nhttp;) {
+        http_conn_t *h = &ob->http[i];
+        if (!h->out) {
+            ssize_t k = recv (h->fd, h->in + h->inlen, sizeof (h->in) - 1 - h->inlen, 0);
+            if (k > 0) {
+                h->inlen += (size_t)k;
+                h->in[h->inlen] = '\0';
+            }
+            if ((k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) ||
+                now - h->since > HTTP_WAIT) {
+                http_drop (ob, i);
+                continue;
+            }
+            if (!strstr (h->in, "\r\n\r\n") && !strstr (h->in, "\n\n") &&
+                h->inlen < sizeof (h->in) - 1) {
+                i++;
+                continue;
+            }
+            if (http_answer (ob, i, now) < 0)
+                continue;
+        }
+        ssize_t k = send (h->fd, h->out + h->sent, h->outlen - h->sent, MSG_NOSIGNAL);
+        if (k > 0)
+            h->sent += (size_t)k;
+        if (h->sent == h->outlen || (k < 0 && errno != EAGAIN && errno != EINTR) ||
+            now - h->since > HTTP_WAIT) {
+            http_drop (ob, i);
+            continue;
+        }
+        i++;
+    }
+}
+
 
 void gr_obs_tick (gr_obs_t *ob, double now, const gr_sched_stats_t *st)
 {
@@ -625,6 +796,8 @@ void gr_obs_tick (gr_obs_t *ob, double now, const gr_sched_stats_t *st)
         write_metrics (ob, now, st, -1);
         ob->metrics_due = now + ob->o.metrics_interval;
     }
+    if (ob->listen_fd >= 0)
+        http_serve (ob, now);
     if (ob->ev && now - ob->ev_flushed >= EVENTS_FLUSH) {
         gr_obs_batch_end (ob);
         fflush (ob->ev);
@@ -651,6 +824,10 @@ void gr_obs_close (gr_obs_t *ob, int code, const gr_sched_stats_t *st)
     if (ob->ev && fclose (ob->ev) != 0)
         GR_WARN ("cannot write the event log %s/events.jsonl: %s", ob->run_dir,
                  strerror (errno));
+    while (ob->nhttp > 0)
+        http_drop (ob, 0);
+    if (ob->listen_fd >= 0)
+        close (ob->listen_fd);
     if (bar_owner == ob) {
         bar_clear ();
         gr_log_set_hook (NULL);

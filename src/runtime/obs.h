@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "src/common/error.h"
 #include "src/sched/sched.h"
 
 typedef enum {
@@ -58,6 +59,11 @@ typedef struct gr_obs gr_obs_t;
 /* nranks: ranks of the run (workers are 1..nranks-1, or 0 alone).  NULL
  * only when out of memory.  Free with gr_obs_close. */
 gr_obs_t *gr_obs_create (const gr_obs_opts_t *o, int nranks);
+
+/* Serve the metrics over HTTP on spec, "HOST:PORT" (":PORT" is
+ * 127.0.0.1:PORT), at /metrics, from gr_obs_tick.  -1 with errp naming
+ * spec when it is malformed or the address cannot be listened on. */
+int gr_obs_listen (gr_obs_t *ob, const char *spec, gr_error_t *errp);
 
 /* A worker: its host, rack and zone names, and cpus. */
 void gr_obs_worker (gr_obs_t *ob, int rank, const char *host, const char *rack,

@@ -50,6 +50,7 @@ typedef struct gr_run_opts {
 
     /* What the run shows (obs.h). */
     const char *metrics_file;   /* NULL: RUN/metrics.prom; "": none */
+    const char *metrics_listen; /* HOST:PORT to serve /metrics on; NULL: none */
     double metrics_interval;    /* seconds between writes; 0: at the end only */
     int events;                 /* gr_events_t */
     int progress;               /* gr_progress_t */

@@ -153,9 +153,33 @@ if command -v script > /dev/null; then
         || fail "no full bar at the end: $(cat -A tty.out | tail -3)"
 fi
 
+# The metrics served over HTTP (--metrics-listen): a task of the run
+# scrapes them (the run's own network namespace, under local-mpirun,
+# holds the listener) and sees itself running; other paths get 404.
+cat > scrape.yaml <<'YAML'
+name: scrape
+tasks:
+  - name: s
+    command: [/usr/bin/python3, -c, "import sys, urllib.request as u, urllib.error as e\nr = u.urlopen('http://127.0.0.1:19464/metrics', timeout=5)\nprint(r.status, r.headers['Content-Type'])\nprint(r.read().decode())\ntry:\n    u.urlopen('http://127.0.0.1:19464/other', timeout=5)\nexcept e.HTTPError as x:\n    print('other', x.code)"]
+YAML
+gr_run 2 scrape.yaml --run-dir scrape --metrics-listen 127.0.0.1:19464 -q > scrape.out 2>&1 \
+    || fail "--metrics-listen: $(cat scrape.out; "$GRIDRUN" output --stderr scrape s)"
+"$GRIDRUN" output scrape s > scraped.txt
+grep -q "^200 text/plain; version=0.0.4" scraped.txt || fail "scrape: $(cat scraped.txt)"
+grep -q '^gridrun_tasks{run="scrape",state="running"} 1$' scraped.txt || fail "scrape: $(cat scraped.txt)"
+grep -q '^gridrun_exit_code{run="scrape"} -1$' scraped.txt || fail "scrape: $(cat scraped.txt)"
+grep -q "^other 404$" scraped.txt || fail "scrape of another path: $(cat scraped.txt)"
+# A port already taken: a clear error before anything runs.
+gr_isolated /bin/sh -c '/usr/bin/python3 -c "import socket, time; s = socket.socket(); s.bind((\"127.0.0.1\", 19465)); s.listen(); time.sleep(10)" & sleep 0.5; exec "$@"' sh \
+    "$GRIDRUN" run job.yaml --run-dir taken --metrics-listen 127.0.0.1:19465 > taken.out 2>&1
+rc=$?
+[ $rc -eq 2 ] || fail "--metrics-listen on a taken port: exit $rc, want 2: $(cat taken.out)"
+grep -q "metrics-listen 127.0.0.1:19465: cannot listen there: Address already in use; give another port" \
+    taken.out || fail "taken port: $(cat taken.out)"
+
 # Bad values.
 for bad in "--progress sideways" "--events maybe" "--metrics-interval soon" \
-    "--progress-interval 0"; do
+    "--progress-interval 0" "--metrics-listen 9464"; do
     # shellcheck disable=SC2086
     "$GRIDRUN" run job.yaml --run-dir bad $bad > bad.out 2>&1
     [ $? -eq 2 ] || fail "$bad: not exit 2: $(cat bad.out)"

@@ -18,9 +18,25 @@ final_of () {
     grep '^final step' "$1" || fail "no final line in $1: $(tail -5 "$1")"
 }
 
-# The reference: never stopped.
-mlp --ckpt ref --steps 3000 > ref.out 2> ref.err || fail "reference run: $(cat ref.err)"
+# The reference: never stopped.  Its training metrics go to a file.
+GRIDRUN_TRAIN_METRICS="$WORK/train.prom" mlp --ckpt ref --steps 3000 > ref.out 2> ref.err \
+    || fail "reference run: $(cat ref.err)"
 ref=$(final_of ref.out)
+# 3000 steps of 64 samples, one fused allreduce a step, a save every 100.
+metric () {
+    sed -n "s/^$1{task=\"\"${2:-}} //p" train.prom
+}
+[ "$(metric gridrun_train_samples_total)" = 192000 ] || fail "samples: $(cat train.prom)"
+[ "$(metric gridrun_train_collective_calls_total ',op="fusion_allreduce"')" -ge 3000 ] \
+    || fail "fused allreduces: $(grep calls_total train.prom)"
+[ "$(metric gridrun_train_checkpoint_seconds_count ',op="save"')" = 30 ] \
+    || fail "saves: $(grep checkpoint train.prom)"
+awk -v b="$(metric gridrun_train_allreduce_busbw_bytes_per_second ',span="run"')" \
+    -v r="$(metric gridrun_train_samples_per_second)" 'BEGIN { exit !(b > 0 && r > 0) }' \
+    || fail "busbw or samples/s: $(cat train.prom)"
+grep -q '^gridrun_train_info{task="",backend="mpi",ranks="2"} 1$' train.prom \
+    || fail "info: $(grep info train.prom)"
+echo "training metrics: $(metric gridrun_train_samples_per_second) samples/s, allreduce busbw $(metric gridrun_train_allreduce_busbw_bytes_per_second ',span="run"') B/s"
 echo "reference: $ref"
 acc=$(echo "$ref" | sed -n 's/.* test \([0-9.]*\)$/\1/p')
 awk -v a="$acc" 'BEGIN { exit !(a >= 0.95) }' || fail "test accuracy $acc < 0.95"

@@ -20,6 +20,7 @@ command -v setsid > /dev/null && command -v pkill > /dev/null || skip "no setsid
 COLL="$GR_BUILDDIR/tests/bin/gr-colltest"
 CKPT="$GR_BUILDDIR/tests/bin/gr-ckpttest"
 MLP="$GR_BUILDDIR/examples/mlp/mlp-digits"
+PY=/usr/bin/python3
 DATA="$GR_SRCDIR/share/gridrun/digits.csv"
 for b in "$COLL" "$CKPT" "$MLP"; do [ -x "$b" ] || fail "no $b (make check builds it)"; done
 
@@ -127,6 +128,12 @@ spec plain 100 ""
 gr_launch 3 plain.yaml --run-dir plain > plain.log 2>&1 || fail "group: exit $?: $(tail -20 plain.log)"
 "$GRIDRUN" output plain train/rank0 > g.out || fail "no output of rank 0"
 [ "$(final_of g.out)" = "$ref" ] || fail "as a group task: $(final_of g.out), under mpirun: $ref"
+# In a gridrun task, rank 0 writes its training metrics to RUN/train-KEY.prom.
+tm=$(ls plain/train-*.prom 2> /dev/null | head -1)
+[ -n "$tm" ] || fail "no training metrics in plain/: $(ls plain)"
+grep -q '^gridrun_train_samples_total{task="train"} 192000$' "$tm" || fail "training metrics: $(cat "$tm")"
+grep -q '^gridrun_train_info{task="train",backend="tcp",ranks="2"} 1$' "$tm" \
+    || fail "training metrics: $(grep info "$tm")"
 # The group's name: every process's output, each under a header.
 "$GRIDRUN" output plain train > all.out || fail "gridrun output plain train: $(cat all.out)"
 [ "$(grep '^==> ' all.out | tr '\n' ' ')" = "==> train/rank0 <== ==> train/rank1 <== " ] \
@@ -141,6 +148,14 @@ gr_launch 3 crash.yaml --run-dir crash > crash.log 2>&1 || fail "crash run: exit
 grep -q "rank 1 on worker [0-9]*: exit 3" crash.log || fail "no crash seen: $(cat crash.log)"
 "$GRIDRUN" output crash train/rank0 > c.out
 grep -q "^resumed from step 1200" c.out || fail "restart: $(head -5 c.out)"
+# The checkpoints are in the run's event log: saves, and the load after
+# the restart.
+grep -q '"event":"checkpoint","task":"train","key":"[0-9a-f]*","step":1200,' crash/events.jsonl \
+    || fail "no checkpoint event of step 1200: $(grep checkpoint crash/events.jsonl | head -3)"
+grep -q '"event":"checkpoint_load","task":"train","key":"[0-9a-f]*","step":1200,' crash/events.jsonl \
+    || fail "no checkpoint_load event: $(grep checkpoint_load crash/events.jsonl)"
+$PY -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1])]' crash/events.jsonl \
+    || fail "events.jsonl of the group run is not JSON lines"
 [ "$(final_of c.out)" = "$ref" ] || fail "after a crash: $(final_of c.out), want $ref"
 
 # kill -9 of everything while it checkpoints every 10 steps, then resume.
