@@ -9,5 +9,6 @@ int gr_cmd_launch (int argc, char **argv);
 int gr_cmd_topo (int argc, char **argv);
 int gr_cmd_ckpt (int argc, char **argv);
 int gr_cmd_submit (int argc, char **argv);
+int gr_cmd_report (int argc, char **argv);
 
 #endif

@@ -39,6 +39,9 @@ static const char *usage_text =
     "                  preemption, requeues itself and resumes until done\n"
     "                  (gridrun-sbatch; see gridrun submit --help, doc/slurm.md)\n"
     "  status RUN      counts, throughput, ETA and failures of a run (--json)\n"
+    "  report RUN      an HTML report of a run: throughput, utilization by node,\n"
+    "                  task durations, failures by domain, slowest and failed\n"
+    "                  tasks (RUN/report.html, or -o FILE)\n"
     "  validate SPEC   check a job spec and show the tasks it expands to\n"
     "  output RUN TASK print the output of a task (name like sim[3], or its key)\n"
     "  topo            show failure domains: zones, racks, nodes, and this node's\n"
@@ -712,6 +715,8 @@ int main (int argc, char **argv)
         return cmd_output (argc - 1, argv + 1);
     if (strcmp (cmd, "status") == 0)
         return gr_cmd_status (argc - 1, argv + 1);
+    if (strcmp (cmd, "report") == 0)
+        return gr_cmd_report (argc - 1, argv + 1);
     if (strcmp (cmd, "launch") == 0)
         return gr_cmd_launch (argc - 1, argv + 1);
     if (strcmp (cmd, "topo") == 0)

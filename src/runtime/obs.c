@@ -60,7 +60,7 @@ struct gr_obs {
     double ev_flushed;
     int bw;                 /* batch: worker, done tasks, their wall times */
     uint64_t bn;
-    double bsum, bmax;
+    double bsum, bmax, bbusy;
     /* Metrics. */
     bool metrics_failed;
     double metrics_due;
@@ -175,10 +175,11 @@ void gr_obs_batch_end (gr_obs_t *ob)
     if (!ob || ob->bn == 0)
         return;
     emit (ob, "tasks_done",
-          json_pack ("{s:i, s:s, s:I, s:f, s:f}", "worker", ob->bw, "host", host_of (ob, ob->bw),
-                     "n", (json_int_t)ob->bn, "wall_sum", ob->bsum, "wall_max", ob->bmax));
+          json_pack ("{s:i, s:s, s:I, s:f, s:f, s:f}", "worker", ob->bw, "host",
+                     host_of (ob, ob->bw), "n", (json_int_t)ob->bn, "wall_sum", ob->bsum,
+                     "wall_max", ob->bmax, "busy", ob->bbusy));
     ob->bn = 0;
-    ob->bsum = ob->bmax = 0;
+    ob->bsum = ob->bmax = ob->bbusy = 0;
 }
 
 /* ---- Life cycle -------------------------------------------------------- */
@@ -303,10 +304,10 @@ void gr_obs_result (gr_obs_t *ob, int worker, const gr_outcome_t *o, const char 
         if (ob->o.events == GR_EVENTS_TASKS) {
             snprintf (key, sizeof (key), "%016" PRIx64, o->key);
             emit (ob, "task_end",
-                  json_pack ("{s:s, s:s, s:i, s:s, s:i, s:s, s:f, s:f}", "task", label, "key",
-                             key, "attempt", (int)o->attempt, "outcome", "done", "worker",
-                             worker, "host", host_of (ob, worker), "wall", wall, "queued",
-                             queued));
+                  json_pack ("{s:s, s:s, s:i, s:s, s:i, s:s, s:f, s:f, s:i}", "task", label,
+                             "key", key, "attempt", (int)o->attempt, "outcome", "done",
+                             "worker", worker, "host", host_of (ob, worker), "wall", wall,
+                             "queued", queued, "cpus", (int)(cpus ? cpus : 1)));
         }
         else {
             if (ob->bn && ob->bw != worker)
@@ -314,6 +315,7 @@ void gr_obs_result (gr_obs_t *ob, int worker, const gr_outcome_t *o, const char 
             ob->bw = worker;
             ob->bn++;
             ob->bsum += wall;
+            ob->bbusy += wall * (double)(cpus ? cpus : 1);
             if (wall > ob->bmax)
                 ob->bmax = wall;
         }
@@ -334,8 +336,10 @@ void gr_obs_result (gr_obs_t *ob, int worker, const gr_outcome_t *o, const char 
                             "attempt", (int)o->attempt, "outcome", outcome_name (o->kind),
                             "reason", o->reason, "worker", worker, "host",
                             host_of (ob, worker));
-    if (ev && has_result)
+    if (ev && has_result) {
         json_object_set_new (ev, "wall", json_real (wall));
+        json_object_set_new (ev, "cpus", json_integer (cpus ? cpus : 1));
+    }
     if (ev && o->kind == GR_OUTCOME_RETRY)
         json_object_set_new (ev, "retry_in", json_real (o->delay));
     emit (ob, event, ev);
