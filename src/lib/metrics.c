@@ -125,7 +125,14 @@ void gr__metrics_init (int rank, int size, int gpu, const char *backend)
             GR_WARN ("GRIDRUN_TRAIN_METRICS_INTERVAL=%s is not a duration; using 10s", iv);
         M.interval = 10;
     }
-    snprintf (M.task, sizeof (M.task), "%s", name ? name : "");
+    /* A label value: backslash, quote and newline escaped. */
+    size_t o = 0;
+    for (const char *s = name ? name : ""; *s && o + 3 < sizeof (M.task); s++) {
+        if (*s == '\\' || *s == '"' || *s == '\n')
+            M.task[o++] = '\\';
+        M.task[o++] = *s == '\n' ? 'n' : *s;
+    }
+    M.task[o] = '\0';
     snprintf (M.key, sizeof (M.key), "%s", key ? key : "");
     if (rank != 0)
         return;

@@ -185,6 +185,7 @@ void gr_obs_batch_end (gr_obs_t *ob)
 /* ---- Life cycle -------------------------------------------------------- */
 
 static void bar_clear (void);
+static const char *lv (const char *s, char *buf, size_t len);
 
 gr_obs_t *gr_obs_create (const gr_obs_opts_t *o, int nranks)
 {
@@ -199,6 +200,13 @@ gr_obs_t *gr_obs_create (const gr_obs_opts_t *o, int nranks)
             free (ob);
         }
         return NULL;
+    }
+    /* The run's name is a label value in every sample: escaped once. */
+    char esc[256];
+    char *name = strdup (lv (ob->name, esc, sizeof (esc)));
+    if (name) {
+        free (ob->name);
+        ob->name = name;
     }
     ob->o = *o;
     ob->nranks = nranks;

@@ -62,7 +62,7 @@ spec killed '--sleep, "0.02"'
 gr_launch_bg 3 killed.log killed.yaml --run-dir killed
 wait_ckpt killed
 kill_session "$launch_pid" || fail "the killed run's processes outlived SIGKILL"
-pgrep -f "$TRAIN --steps 300 --ckpt-every 20 --sleep 0.02" > /dev/null \
+pgrep -f "$TRAIN --steps 300 --ckpt-every 20 --sleep 0.02( |$)" > /dev/null \
     && fail "a training process survived"
 [ -z "$(final killed)" ] || fail "killed too late: the run had ended"
 gr_launch 3 killed.yaml --run-dir killed > killed2.log 2>&1 || fail "resume after kill -9: exit $?: $(tail -20 killed2.log)"
