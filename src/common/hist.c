@@ -14,20 +14,6 @@ void gr_hist_init (gr_hist_t *h)
     memset (h, 0, sizeof (*h));
 }
 
-/* The exponent and the top 4 bits of the mantissa of an IEEE double are
- * its octave and sub-bucket (GR_HIST_SUB is 16): no log, no division. */
-static size_t bucket_of (double v)
-{
-    double us = v * 1e6;
-    uint64_t bits;
-
-    if (!(us >= 1.0))
-        return 0;
-    memcpy (&bits, &us, sizeof (bits));
-    uint64_t i = (bits >> 48) - ((uint64_t)1023 << 4) + 1;
-    return i < GR_HIST_BUCKETS ? (size_t)i : GR_HIST_BUCKETS - 1;
-}
-
 /* The bounds of bucket i, in seconds. */
 static void bounds (size_t i, double *lo, double *hi)
 {
@@ -40,19 +26,6 @@ static void bounds (size_t i, double *lo, double *hi)
     double base = ldexp (1.0, (int)o) * 1e-6;
     *lo = base * (1.0 + (double)s / GR_HIST_SUB);
     *hi = base * (1.0 + (double)(s + 1) / GR_HIST_SUB);
-}
-
-void gr_hist_add (gr_hist_t *h, double v)
-{
-    if (!(v >= 0))
-        return;
-    if (h->n == 0 || v < h->min)
-        h->min = v;
-    if (h->n == 0 || v > h->max)
-        h->max = v;
-    h->n++;
-    h->sum += v;
-    h->b[bucket_of (v)]++;
 }
 
 double gr_hist_quantile (const gr_hist_t *h, double q)

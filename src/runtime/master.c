@@ -443,7 +443,6 @@ static int handle_ready (master_t *m, int src, const void *buf, size_t len,
     }
     if (flush_ends (m) < 0)
         return -1;
-    gr_obs_batch_end (m->obs);
     bool had_credit = credit (w) > 0;
     w->want = h.want;
     w->received = h.received;

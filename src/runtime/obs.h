@@ -7,13 +7,13 @@
  *    replaced atomically) every interval and at the end;
  *  - the event log RUN/events.jsonl, one JSON object a line (jansson):
  *    run start and end, retries, timeouts, failures, lost workers,
- *    quarantines, drains, snapshots, and finished tasks, one line a batch
- *    of results (or one a task with events = every task);
+ *    quarantines, drains, snapshots, and finished tasks, one line a
+ *    worker every 0.25 s (or one a task with events = every task);
  *  - progress on the terminal: a bar redrawn in place, or plain lines.
  *
  * The master calls these from its one thread.  Costs on the hot path
  * (gr_obs_result) are a few additions and a histogram bucket; the JSON is
- * made per batch of results, not per task, unless asked.  Nothing here
+ * made per worker and quarter second, not per task, unless asked.  Nothing here
  * fails the run: an event log or metrics file that cannot be written is
  * reported once and left alone. */
 #ifndef GR_RUNTIME_OBS_H
@@ -34,7 +34,7 @@ typedef enum {
 
 typedef enum {
     GR_EVENTS_OFF = 0,
-    GR_EVENTS_ON = 1,    /* finished tasks one line a batch */
+    GR_EVENTS_ON = 1,    /* finished tasks one line a worker every 0.25 s */
     GR_EVENTS_TASKS = 2, /* one line a finished task */
 } gr_events_t;
 
@@ -78,8 +78,6 @@ void gr_obs_start (gr_obs_t *ob, uint32_t incarnation, const gr_sched_stats_t *s
  * long it waited on the worker before it started. */
 void gr_obs_result (gr_obs_t *ob, int worker, const gr_outcome_t *o, const char *label,
                     uint32_t cpus, double wall, double queued, bool has_result);
-/* The results of one message are in: the batch event goes out. */
-void gr_obs_batch_end (gr_obs_t *ob);
 
 /* A worker asked for work and waited this long for it. */
 void gr_obs_dispatch (gr_obs_t *ob, double latency);
