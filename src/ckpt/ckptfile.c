@@ -371,17 +371,79 @@ static uint64_t slab_bytes (const gr_ckf_array_t *a, int slab)
     return slab < 0 ? gr_ckf_array_bytes (a) : mul_sat (a->rows[slab], gr_ckf_row_bytes (a));
 }
 
+/* A name and the index of what bears it, to sort by name. */
+typedef struct named {
+    const char *name;
+    int index;
+} named_t;
+
+static int named_cmp (const void *a, const void *b)
+{
+    return strcmp (((const named_t *)a)->name, ((const named_t *)b)->name);
+}
+
+/* n names (from the structures at base, stride bytes apart, each a char *
+ * at its start) sorted, or NULL with ENOMEM. */
+static named_t *sort_names (const void *base, size_t n, size_t stride)
+{
+    named_t *v = malloc ((n ? n : 1) * sizeof (*v));
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        v[i].name = *(char *const *)((const char *)base + i * stride);
+        v[i].index = (int)i;
+    }
+    if (n > 1)
+        qsort (v, n, sizeof (*v), named_cmp);
+    return v;
+}
+
+/* The index of name in v (n sorted names), or -1. */
+static int find_named (const named_t *v, size_t n, const char *name)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp (name, v[mid].name);
+        if (c == 0)
+            return v[mid].index;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return -1;
+}
+
+/* A name that the n structures at base hold twice, or NULL; -1 in *rc on
+ * ENOMEM.  Sorted, not compared pair by pair: a record may hold very
+ * many arrays. */
+static const char *twice (const void *base, size_t n, size_t stride, int *rc)
+{
+    const char *dup = NULL;
+    named_t *v = sort_names (base, n, stride);
+
+    *rc = 0;
+    if (!v) {
+        *rc = -1;
+        return NULL;
+    }
+    for (size_t i = 1; i < n && !dup; i++)
+        if (strcmp (v[i - 1].name, v[i].name) == 0)
+            dup = v[i].name;
+    free (v);
+    return dup;
+}
+
 static int check_arrays (const gr_ckf_step_t *s, const char *what, gr_error_t *errp)
 {
+    uint64_t slabs = 0;
+
     for (size_t i = 0; i < s->narrays; i++) {
         const gr_ckf_array_t *a = &s->arrays[i];
         const char *why = gr_ckf_name_problem (a->name);
         if (why)
             return gr_errprintf (errp, "%s: bad array name '%s': %s", what, a->name, why);
-        for (size_t j = 0; j < i; j++)
-            if (strcmp (s->arrays[j].name, a->name) == 0)
-                return gr_errprintf (errp, "%s: array '%s' is listed twice", what,
-                                     a->name);
         if (a->type < 0 || a->type >= GR_CKF_NTYPES)
             return gr_errprintf (errp, "%s: array '%s' has an unknown type", what,
                                  a->name);
@@ -392,13 +454,35 @@ static int check_arrays (const gr_ckf_step_t *s, const char *what, gr_error_t *e
                                  a->name);
         if (gr_ckf_array_bytes (a) >= BYTES_MAX)
             return gr_errprintf (errp, "%s: array '%s' is impossibly large", what, a->name);
+        if (a->sharded == GR_CKF_SHARDED)
+            slabs += (uint64_t)s->nranks;
+    }
+    if (slabs > GR_CKF_MAX_SLABS)
+        return gr_errprintf (errp, "%s: step %" PRId64 " has %" PRIu64 " slabs (its "
+                             "sharded arrays times %d ranks), more than the %d a step "
+                             "may have", what, s->step, slabs, s->nranks,
+                             GR_CKF_MAX_SLABS);
+    int rc;
+    const char *dup = twice (s->arrays, s->narrays, sizeof (*s->arrays), &rc);
+    if (rc < 0) {
+        errno = ENOMEM;
+        return gr_errprintf (errp, "%s: out of memory", what);
+    }
+    if (dup)
+        return gr_errprintf (errp, "%s: array '%s' is listed twice", what, dup);
+    for (size_t i = 0; i < s->narrays; i++) {
+        const gr_ckf_array_t *a = &s->arrays[i];
         if (a->sharded == GR_CKF_SHARDED) {
             uint64_t sum = 0;
             if (!a->rows)
                 return gr_errprintf (errp, "%s: sharded array '%s' has no rows line",
                                      what, a->name);
-            for (int r = 0; r < s->nranks; r++)
+            for (int r = 0; r < s->nranks; r++) {
+                if (a->rows[r] > UINT64_MAX - sum)
+                    return gr_errprintf (errp, "%s: the rows of array '%s' add up to "
+                                         "more than 2^64", what, a->name);
                 sum += a->rows[r];
+            }
             if (sum != a->dims[0])
                 return gr_errprintf (errp, "%s: the rows of array '%s' add up to %" PRIu64
                                      ", not its first dimension %" PRIu64,
@@ -416,10 +500,6 @@ static int check_attrs (const gr_ckf_step_t *s, const char *what, gr_error_t *er
         if (why)
             return gr_errprintf (errp, "%s: bad attribute name '%s': %s", what, a->name,
                                  why);
-        for (size_t j = 0; j < i; j++)
-            if (strcmp (s->attrs[j].name, a->name) == 0)
-                return gr_errprintf (errp, "%s: attribute '%s' is listed twice", what,
-                                     a->name);
         if (a->kind == GR_CKF_ATTR_STR
             && (!a->str || strlen (a->str) > GR_CKF_STR_MAX))
             return gr_errprintf (errp, "%s: attribute '%s' is too long", what, a->name);
@@ -427,6 +507,14 @@ static int check_attrs (const gr_ckf_step_t *s, const char *what, gr_error_t *er
             return gr_errprintf (errp, "%s: attribute '%s' has an unknown kind", what,
                                  a->name);
     }
+    int rc;
+    const char *dup = twice (s->attrs, s->nattrs, sizeof (*s->attrs), &rc);
+    if (rc < 0) {
+        errno = ENOMEM;
+        return gr_errprintf (errp, "%s: out of memory", what);
+    }
+    if (dup)
+        return gr_errprintf (errp, "%s: attribute '%s' is listed twice", what, dup);
     return 0;
 }
 
@@ -445,16 +533,23 @@ static bool region_expected (const gr_ckf_step_t *s, size_t fi, const gr_ckf_reg
     return true;
 }
 
+/* In the per-rank layout file fi holds slab fi of each sharded array and
+ * nothing else of it: looking at that slab alone keeps the check of a
+ * step linear in its slabs (not in ranks times slabs). */
 static size_t regions_expected (const gr_ckf_step_t *s, size_t fi)
 {
     size_t n = 0;
     for (size_t i = 0; i < s->narrays; i++) {
         const gr_ckf_array_t *a = &s->arrays[i];
         if (a->sharded == GR_CKF_SHARDED) {
-            for (int r = 0; r < s->nranks; r++)
-                if ((s->layout == GR_CKF_SHARED || (size_t)r == fi) && a->rows[r] > 0
-                    && gr_ckf_row_bytes (a) > 0)
-                    n++;
+            if (gr_ckf_row_bytes (a) == 0)
+                continue;
+            if (s->layout == GR_CKF_SHARED) {
+                for (int r = 0; r < s->nranks; r++)
+                    n += a->rows[r] > 0;
+            } else if (fi < (size_t)s->nranks) {
+                n += a->rows[fi] > 0;
+            }
         } else if ((s->layout == GR_CKF_SHARED || fi == 0) && gr_ckf_array_bytes (a) > 0) {
             n++;
         }
@@ -462,53 +557,96 @@ static size_t regions_expected (const gr_ckf_step_t *s, size_t fi)
     return n;
 }
 
+/* Whether a file lists a slab twice is kept in a bit per slab: slab r of
+ * array i is bit base[i] + r (a replicated array has one bit).  In the
+ * per-rank layout a file holds at most one slab of an array, so there
+ * the bit is the array's own and the bits are cleared for each file. */
 static int check_files (const gr_ckf_step_t *s, const char *what, gr_error_t *errp)
 {
     char want[64];
     size_t nfiles = s->layout == GR_CKF_SHARED ? 1 : (size_t)s->nranks;
+    bool per_rank = s->layout == GR_CKF_PER_RANK;
+    uint64_t *base = NULL, nbits = 0;
+    unsigned char *seen = NULL;
+    int rc = -1;
 
     if (s->nfiles != nfiles)
         return gr_errprintf (errp, "%s: step %" PRId64 " lists %zu files; the %s layout "
                              "on %d ranks has %zu", what, s->step, s->nfiles,
                              gr_ckf_layout_name (s->layout), s->nranks, nfiles);
+    if (!(base = malloc ((s->narrays ? s->narrays : 1) * sizeof (*base))))
+        goto nomem;
+    for (size_t i = 0; i < s->narrays; i++) {
+        base[i] = nbits;
+        nbits += per_rank || s->arrays[i].sharded != GR_CKF_SHARDED ? 1
+                                                                   : (uint64_t)s->nranks;
+    }
+    if (!(seen = calloc ((size_t)(nbits / 8 + 1), 1)))
+        goto nomem;
     for (size_t fi = 0; fi < s->nfiles; fi++) {
         const gr_ckf_file_t *f = &s->files[fi];
         if (s->layout == GR_CKF_SHARED)
             snprintf (want, sizeof (want), "%s", GR_CKF_SHARED_FILE);
         else
             gr_ckf_rank_file (want, sizeof (want), (int)fi);
-        if (strcmp (f->name, want) != 0)
-            return gr_errprintf (errp, "%s: file %zu of step %" PRId64 " is '%s', not '%s'",
-                                 what, fi, s->step, f->name, want);
-        if (f->size >= BYTES_MAX)
-            return gr_errprintf (errp, "%s: file '%s' is impossibly large", what, f->name);
+        if (strcmp (f->name, want) != 0) {
+            gr_errprintf (errp, "%s: file %zu of step %" PRId64 " is '%s', not '%s'", what,
+                          fi, s->step, f->name, want);
+            goto out;
+        }
+        if (f->size >= BYTES_MAX) {
+            gr_errprintf (errp, "%s: file '%s' is impossibly large", what, f->name);
+            goto out;
+        }
+        if (per_rank && fi > 0)
+            memset (seen, 0, (size_t)(nbits / 8 + 1));
         for (size_t k = 0; k < f->nregions; k++) {
             const gr_ckf_region_t *g = &f->regions[k];
-            if (g->array < 0 || (size_t)g->array >= s->narrays || !region_expected (s, fi, g))
-                return gr_errprintf (errp, "%s: file '%s' has a region that does not "
-                                     "belong there", what, f->name);
+            if (g->array < 0 || (size_t)g->array >= s->narrays
+                || !region_expected (s, fi, g)) {
+                gr_errprintf (errp, "%s: file '%s' has a region that does not belong "
+                              "there", what, f->name);
+                goto out;
+            }
             const gr_ckf_array_t *a = &s->arrays[g->array];
-            if (g->size == 0 || g->size != slab_bytes (a, g->slab))
-                return gr_errprintf (errp, "%s: dataset '%s' in file '%s' has %" PRIu64
-                                     " bytes, not the %" PRIu64 " its shape needs",
-                                     what, a->name, f->name, g->size, slab_bytes (a, g->slab));
-            if (g->offset > f->size || g->size > f->size - g->offset)
-                return gr_errprintf (errp, "%s: dataset '%s' runs past the end of file "
-                                     "'%s'", what, a->name, f->name);
-            if (k > 0 && f->regions[k - 1].offset + f->regions[k - 1].size > g->offset)
-                return gr_errprintf (errp, "%s: datasets overlap in file '%s'", what,
-                                     f->name);
-            for (size_t j = 0; j < k; j++)
-                if (f->regions[j].array == g->array && f->regions[j].slab == g->slab)
-                    return gr_errprintf (errp, "%s: dataset '%s' is listed twice in "
-                                         "file '%s'", what, a->name, f->name);
+            if (g->size == 0 || g->size != slab_bytes (a, g->slab)) {
+                gr_errprintf (errp, "%s: dataset '%s' in file '%s' has %" PRIu64 " bytes, "
+                              "not the %" PRIu64 " its shape needs", what, a->name,
+                              f->name, g->size, slab_bytes (a, g->slab));
+                goto out;
+            }
+            if (g->offset > f->size || g->size > f->size - g->offset) {
+                gr_errprintf (errp, "%s: dataset '%s' runs past the end of file '%s'",
+                              what, a->name, f->name);
+                goto out;
+            }
+            if (k > 0 && f->regions[k - 1].offset + f->regions[k - 1].size > g->offset) {
+                gr_errprintf (errp, "%s: datasets overlap in file '%s'", what, f->name);
+                goto out;
+            }
+            uint64_t bit = base[g->array] + (per_rank || g->slab < 0 ? 0 : (uint64_t)g->slab);
+            if (seen[bit / 8] & (1u << (bit % 8))) {
+                gr_errprintf (errp, "%s: dataset '%s' is listed twice in file '%s'", what,
+                              a->name, f->name);
+                goto out;
+            }
+            seen[bit / 8] |= (unsigned char)(1u << (bit % 8));
         }
-        if (f->nregions != regions_expected (s, fi))
-            return gr_errprintf (errp, "%s: file '%s' lists %zu datasets; it should "
-                                 "have %zu", what, f->name, f->nregions,
-                                 regions_expected (s, fi));
+        if (f->nregions != regions_expected (s, fi)) {
+            gr_errprintf (errp, "%s: file '%s' lists %zu datasets; it should have %zu",
+                          what, f->name, f->nregions, regions_expected (s, fi));
+            goto out;
+        }
     }
-    return 0;
+    rc = 0;
+    goto out;
+nomem:
+    errno = ENOMEM;
+    gr_errprintf (errp, "%s: out of memory", what);
+out:
+    free (base);
+    free (seen);
+    return rc;
 }
 
 int gr_ckf_step_check (const gr_ckf_step_t *s, const char *what, gr_error_t *errp)
@@ -519,9 +657,10 @@ int gr_ckf_step_check (const gr_ckf_step_t *s, const char *what, gr_error_t *err
         || !isfinite (s->time))
         return gr_errprintf (errp, "%s: step %" PRId64 " has a bad step number, rank "
                              "count, layout or time", what, s->step);
+    errno = 0;
     if (check_arrays (s, what, errp) < 0 || check_attrs (s, what, errp) < 0
         || check_files (s, what, errp) < 0) {
-        errno = EBADMSG;
+        errno = errno == ENOMEM ? ENOMEM : EBADMSG;
         return -1;
     }
     return 0;
@@ -818,7 +957,11 @@ static int parse_int_field (lines_t *L, const char *key, int64_t lo, int64_t hi,
     return 0;
 }
 
-static int parse_array (lines_t *L, gr_ckf_step_t *s, gr_error_t *errp)
+/* *slabs is what is left of the GR_CKF_MAX_SLABS slabs the records of
+ * one file may have: a sharded array takes one a rank, and its row counts
+ * are allocated here, before any later line could show the record to be
+ * nonsense. */
+static int parse_array (lines_t *L, gr_ckf_step_t *s, uint64_t *slabs, gr_error_t *errp)
 {
     uint64_t dims[GR_CKF_MAX_DIMS], nd;
     int type, sharded;
@@ -839,6 +982,12 @@ static int parse_array (lines_t *L, gr_ckf_step_t *s, gr_error_t *errp)
     for (uint64_t d = 0; d < nd; d++)
         if (parse_u64 (L->tok[5 + d], &dims[d]) < 0)
             return bad_line (L, errp, "bad dimension '%s'", L->tok[5 + d]);
+    if (sharded) {
+        if (*slabs < (uint64_t)s->nranks)
+            return bad_line (L, errp, "array '%s': more than %d slabs (sharded arrays "
+                             "times ranks) in one file", L->tok[1], GR_CKF_MAX_SLABS);
+        *slabs -= (uint64_t)s->nranks;
+    }
     /* A sharded array's rows come on the next line: add it with zero rows
      * for now. */
     uint64_t *rows = NULL;
@@ -913,7 +1062,9 @@ static int parse_file (lines_t *L, gr_ckf_step_t *s, gr_error_t *errp)
     return gr_ckf_step_add_file (s, &f) < 0 ? -1 : 0;
 }
 
-static int parse_data (lines_t *L, gr_ckf_step_t *s, gr_error_t *errp)
+/* byname: the step's arrays sorted by name (data lines are many). */
+static int parse_data (lines_t *L, gr_ckf_step_t *s, const named_t *byname,
+                       gr_error_t *errp)
 {
     uint64_t off, size, slab = 0;
     uint32_t crc;
@@ -923,7 +1074,7 @@ static int parse_data (lines_t *L, gr_ckf_step_t *s, gr_error_t *errp)
         return bad_line (L, errp, "a 'data' line must follow its file");
     if (L->ntok != 6 || dec (L->tok[1]) < 0)
         return bad_line (L, errp, "expected 'data ARRAY SLAB OFFSET SIZE CRC32C'");
-    if ((ai = gr_ckf_find_array (s, L->tok[1])) < 0)
+    if ((ai = find_named (byname, s->narrays, L->tok[1])) < 0)
         return bad_line (L, errp, "data of unknown array '%s'", L->tok[1]);
     if ((strcmp (L->tok[2], "-") != 0
          && (parse_u64 (L->tok[2], &slab) < 0 || slab >= (uint64_t)s->nranks))
@@ -934,14 +1085,18 @@ static int parse_data (lines_t *L, gr_ckf_step_t *s, gr_error_t *errp)
     return gr_ckf_file_add_region (&s->files[s->nfiles - 1], ai, sl, off, size, crc);
 }
 
-/* Parse one record from L (its "step" line next).  Returns the step, or
- * NULL with errp set. */
-static gr_ckf_step_t *parse_record (lines_t *L, gr_error_t *errp)
+/* Parse one record from L (its "step" line next), taking its sharded
+ * arrays' slabs from *slabs.  Returns the step, or NULL with errp set.
+ * Arrays and attributes come before the files, as gr_ckf_step_format
+ * writes them, so that the data lines can find their arrays by name in a
+ * sorted table made once. */
+static gr_ckf_step_t *parse_record (lines_t *L, uint64_t *slabs, gr_error_t *errp)
 {
     gr_ckf_step_t *s = NULL;
     int64_t step, nranks;
     double t;
     bool rows_pending = false;
+    named_t *byname = NULL;
     int rc;
 
     if (parse_int_field (L, "step", 0, INT64_MAX, &step, errp) < 0)
@@ -975,18 +1130,30 @@ static gr_ckf_step_t *parse_record (lines_t *L, gr_error_t *errp)
                       s->arrays[s->narrays - 1].name);
             goto error;
         }
-        if (strcmp (k, "end") == 0 && L->ntok == 1)
+        if (strcmp (k, "end") == 0 && L->ntok == 1) {
+            free (byname);
             return s;
-        if (strcmp (k, "array") == 0)
-            rc = parse_array (L, s, errp);
+        }
+        bool head = strcmp (k, "array") == 0 || strcmp (k, "rows") == 0
+                    || strcmp (k, "attr") == 0;
+        if (head && byname)
+            rc = bad_line (L, errp, "'%s' after the first 'file' line: a record lists "
+                           "its arrays and attributes first", k);
+        else if (strcmp (k, "array") == 0)
+            rc = parse_array (L, s, slabs, errp);
         else if (strcmp (k, "rows") == 0)
             rc = parse_rows (L, s, &rows_pending, errp);
         else if (strcmp (k, "attr") == 0)
             rc = parse_attr (L, s, errp);
-        else if (strcmp (k, "file") == 0)
-            rc = parse_file (L, s, errp);
+        else if (strcmp (k, "file") == 0) {
+            rc = 0;
+            if (!byname && !(byname = sort_names (s->arrays, s->narrays, sizeof (*s->arrays))))
+                rc = -1;
+            if (rc == 0)
+                rc = parse_file (L, s, errp);
+        }
         else if (strcmp (k, "data") == 0)
-            rc = parse_data (L, s, errp);
+            rc = parse_data (L, s, byname, errp);
         else
             rc = bad_line (L, errp, "unknown line '%.40s'", k);
         if (rc < 0) {
@@ -1005,6 +1172,7 @@ nomem:
     errno = ENOMEM;
     gr_errprintf (errp, "%s: out of memory", L->path);
 error:
+    free (byname);
     gr_ckf_step_free (s);
     return NULL;
 }
@@ -1025,7 +1193,8 @@ gr_ckf_step_t *gr_ckf_step_parse (const char *text, size_t len, const char *path
     copy[len] = '\0';
     L.p = copy;
     L.end = copy + len;
-    if ((s = parse_record (&L, errp)) && gr_ckf_step_check (s, path, errp) < 0) {
+    uint64_t slabs = GR_CKF_MAX_SLABS;
+    if ((s = parse_record (&L, &slabs, errp)) && gr_ckf_step_check (s, path, errp) < 0) {
         gr_ckf_step_free (s);
         s = NULL;
     }
@@ -1110,8 +1279,9 @@ static int read_file (const char *path, const char *header, gr_ckf_step_t ***ste
     L.p = text + hlen + 1;
     L.end = text + body;
     L.lineno = 1;
+    uint64_t slabs = GR_CKF_MAX_SLABS;
     while (L.p < L.end) {
-        gr_ckf_step_t *s = parse_record (&L, errp);
+        gr_ckf_step_t *s = parse_record (&L, &slabs, errp);
         if (!s)
             goto error;
         if (gr_ckf_step_check (s, path, errp) < 0
@@ -1209,6 +1379,18 @@ int gr_ckf_index_write (const char *dir, gr_ckf_step_t *const *steps, size_t n,
     if (snprintf (path, sizeof (path), "%s/%s", dir, GR_CKF_INDEX) >= (int)sizeof (path)) {
         errno = ENAMETOOLONG;
         return gr_errprintf (errp, "path too long: %s/%s", dir, GR_CKF_INDEX);
+    }
+    uint64_t slabs = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t a = 0; a < steps[i]->narrays; a++)
+            if (steps[i]->arrays[a].sharded == GR_CKF_SHARDED)
+                slabs += (uint64_t)steps[i]->nranks;
+    if (slabs > GR_CKF_MAX_SLABS) {
+        errno = E2BIG;
+        return gr_errprintf (errp, "cannot write '%s': its %zu steps have %" PRIu64
+                             " slabs (sharded arrays times ranks) together, more than "
+                             "the %d a reader takes; keep fewer steps", path, n, slabs,
+                             GR_CKF_MAX_SLABS);
     }
     if (!(text = format_file (INDEX_HEADER, steps, n, &len)))
         return gr_errprintf (errp, "out of memory writing '%s'", path);

@@ -42,6 +42,15 @@
 #define GR_CKF_NAME_MAX 255        /* bytes of an array or attribute name */
 #define GR_CKF_STR_MAX 65536       /* bytes of a string attribute */
 #define GR_CKF_MAX_RANKS (1 << 24)
+/* The most slabs (one for each saving rank of each sharded array) that
+ * the records of one file, an index or a step's meta, may have together:
+ * whoever reads the file holds their row counts, 8 bytes a slab, and
+ * every rank that loads a checkpoint reads the index.  The limit keeps a
+ * short record ("ranks 16777216" and a few "rows NAME even" lines) from
+ * making a reader allocate gigabytes.  2^25 slabs (256 MiB of counts)
+ * is, for example, 65536 ranks times 512 sharded arrays over the steps
+ * an index keeps. */
+#define GR_CKF_MAX_SLABS (1 << 25)
 #define GR_CKF_META "meta"
 #define GR_CKF_INDEX "index"
 #define GR_CKF_SHARED_FILE "shared.h5"
@@ -151,10 +160,12 @@ void gr_ckf_split (uint64_t rows, int n, int r, uint64_t *first, uint64_t *count
 /* The total bytes of the step's files. */
 uint64_t gr_ckf_step_bytes (const gr_ckf_step_t *s);
 
-/* Check that a record hangs together: names, types, shapes, rows, one
- * region per slab in the file the layout puts it in, with the right size,
- * inside the file, not overlapping.  what names the source in errp
- * ("DIR/index", "DIR/step-00000040/meta"). */
+/* Check that a record hangs together: names, types, shapes, rows, at most
+ * GR_CKF_MAX_SLABS slabs, one region per slab in the file the layout puts
+ * it in, with the right size, inside the file, not overlapping.  what
+ * names the source in errp ("DIR/index", "DIR/step-00000040/meta").
+ * Takes time in proportion to the record's arrays, slabs and regions
+ * (times a logarithm). */
 int gr_ckf_step_check (const gr_ckf_step_t *s, const char *what, gr_error_t *errp);
 
 /* The record as text (malloc'd, NUL-terminated; *lenp without the NUL),
@@ -176,7 +187,8 @@ gr_ckf_step_t *gr_ckf_meta_read (const char *stepdir, gr_error_t *errp);
 int gr_ckf_index_read (const char *dir, gr_ckf_step_t ***stepsp, size_t *np,
                        gr_error_t *errp);
 /* Write DIR/index atomically (temporary file, fsync, rename, fsync DIR)
- * with the records given, in step order. */
+ * with the records given, in step order.  E2BIG when they have more than
+ * GR_CKF_MAX_SLABS slabs together (the index could not be read back). */
 int gr_ckf_index_write (const char *dir, gr_ckf_step_t *const *steps, size_t n,
                         gr_error_t *errp);
 void gr_ckf_steps_free (gr_ckf_step_t **steps, size_t n);

@@ -466,7 +466,10 @@ static int send_assign (master_t *m, wstate_t *w, const gr_assign_rec_t *recs,
     gr_assign_hdr_t h = {.version = GR_PROTO_VERSION, .flags = flags, .ntasks = n,
                          .drain_in = drain_in};
     memcpy (buf, &h, sizeof (h));
-    memcpy (buf + sizeof (h), recs, n * sizeof (*recs));
+    /* An empty ASSIGN (a heartbeat, a shutdown) may come with no records
+     * at all, and memcpy must not be given NULL even for 0 bytes. */
+    if (n > 0)
+        memcpy (buf + sizeof (h), recs, n * sizeof (*recs));
     if (gr_chan_send (m->ch, w->rank, GR_TAG_ASSIGN, buf, len) < 0) {
         free (buf);
         return -1;

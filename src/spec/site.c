@@ -10,12 +10,14 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "src/common/error.h"
 #include "src/common/fs.h"
+#include "src/common/hash.h"
 #include "site_load.h"
 #include "ytree.h"
 
@@ -335,11 +337,69 @@ static const gr__ydoc_t site_doc = {
     .max_string_name = "",
 };
 
+/* A set of names (zone or rack names: indexes into the site's zones or
+ * racks), an open-addressing hash table, so that a file of very many
+ * racks is checked for duplicates in time that grows with its size, not
+ * with its square. */
+typedef struct nameset {
+    size_t *slot;          /* index + 1; 0 is empty */
+    size_t cap;            /* a power of two, or 0 */
+    size_t n;
+} nameset_t;
+
 typedef struct pctx {
     gr__yparse_t y;        /* the tree, and where errors go */
     gr_site_t *site;
     size_t zcap, rcap, ncap;
+    nameset_t zone_names, rack_names;
 } pctx_t;
+
+/* The name of entry i of a set: a zone's or a rack's. */
+typedef const char *(*name_of_f) (const gr_site_t *s, size_t i);
+
+static const char *zone_name (const gr_site_t *s, size_t i)
+{
+    return s->zones[i].name;
+}
+
+static const char *rack_name (const gr_site_t *s, size_t i)
+{
+    return s->racks[i].name;
+}
+
+/* Add entry i to set.  Returns the index of the entry already there with
+ * the same name, SIZE_MAX when there was none, or SIZE_MAX - 1 when out of
+ * memory. */
+static size_t nameset_add (nameset_t *set, const gr_site_t *s, name_of_f name_of, size_t i)
+{
+    if (2 * (set->n + 1) > set->cap) {
+        size_t cap = set->cap ? 2 * set->cap : 64;
+        size_t *slot = calloc (cap, sizeof (*slot));
+        if (!slot)
+            return SIZE_MAX - 1;
+        for (size_t k = 0; k < set->cap; k++) {
+            if (!set->slot[k])
+                continue;
+            const char *nm = name_of (s, set->slot[k] - 1);
+            size_t h = (size_t)gr_hash64 (nm, strlen (nm)) & (cap - 1);
+            while (slot[h])
+                h = (h + 1) & (cap - 1);
+            slot[h] = set->slot[k];
+        }
+        free (set->slot);
+        set->slot = slot;
+        set->cap = cap;
+    }
+    const char *name = name_of (s, i);
+    size_t h = (size_t)gr_hash64 (name, strlen (name)) & (set->cap - 1);
+    for (; set->slot[h]; h = (h + 1) & (set->cap - 1)) {
+        if (strcmp (name_of (s, set->slot[h] - 1), name) == 0)
+            return set->slot[h] - 1;
+    }
+    set->slot[h] = i + 1;
+    set->n++;
+    return SIZE_MAX;
+}
 
 /* ------------------------------------------------------------------ */
 /* Helpers over the tree. */
@@ -535,13 +595,14 @@ static int parse_rack (pctx_t *c, const gr__ynode_t *m, size_t zone, size_t inde
     r->col = m->mark.col;
     if (get_name (c, m, what, "rack", &r->name) < 0)
         return -1;
-    for (size_t i = 0; i < self; i++) {
-        if (strcmp (s->racks[i].name, r->name) == 0)
-            return gr__yerr (&c->y, gr__ymap_get (m, "name", NULL),
-                              "duplicate rack name '%s' (first at line %d); rack names must be "
-                              "unique in the file, so rename one",
-                              r->name, s->racks[i].line);
-    }
+    size_t first = nameset_add (&c->rack_names, s, rack_name, self);
+    if (first == SIZE_MAX - 1)
+        return gr__ynomem (&c->y);
+    if (first != SIZE_MAX)
+        return gr__yerr (&c->y, gr__ymap_get (m, "name", NULL),
+                          "duplicate rack name '%s' (first at line %d); rack names must be "
+                          "unique in the file, so rename one",
+                          r->name, s->racks[first].line);
     if (parse_labels (c, m, &r->labels) < 0)
         return -1;
     if (!(nodes = gr__ymap_get (m, "nodes", &key)))
@@ -583,13 +644,14 @@ static int parse_zone (pctx_t *c, const gr__ynode_t *m, size_t index)
     z->col = m->mark.col;
     if (get_name (c, m, what, "zone", &z->name) < 0)
         return -1;
-    for (size_t i = 0; i < self; i++) {
-        if (strcmp (s->zones[i].name, z->name) == 0)
-            return gr__yerr (&c->y, gr__ymap_get (m, "name", NULL),
-                              "duplicate zone name '%s' (first at line %d); rename one or merge "
-                              "their racks",
-                              z->name, s->zones[i].line);
-    }
+    size_t first = nameset_add (&c->zone_names, s, zone_name, self);
+    if (first == SIZE_MAX - 1)
+        return gr__ynomem (&c->y);
+    if (first != SIZE_MAX)
+        return gr__yerr (&c->y, gr__ymap_get (m, "name", NULL),
+                          "duplicate zone name '%s' (first at line %d); rename one or merge "
+                          "their racks",
+                          z->name, s->zones[first].line);
     if (parse_labels (c, m, &z->labels) < 0)
         return -1;
     if (!(racks = gr__ymap_get (m, "racks", &key)))
@@ -751,11 +813,15 @@ int gr_site_parse (const char *text, size_t len, const char *name, gr_site_t **s
     if (gr__ybuild (&c.y, text, len) < 0 || parse_top (&c) < 0)
         goto error;
     gr__yfree (&c.y);
+    free (c.zone_names.slot);
+    free (c.rack_names.slot);
     *sitep = c.site;
     return 0;
 error:
     saved = errno ? errno : EINVAL;
     gr__yfree (&c.y);
+    free (c.zone_names.slot);
+    free (c.rack_names.slot);
     site_free (c.site);
     errno = saved;
     return -1;

@@ -51,7 +51,20 @@ typedef struct pctx {
     gr__ynode_t *defaults;
     gr__ynode_t **tnodes;     /* the mapping of each task */
     gr__ynode_t **after_keys; /* the after: key node each task used, or NULL */
+    struct def_name *byname;  /* the tasks sorted by name, once all are named */
 } pctx_t;
+
+/* A task's name and id, to look names up by binary search: after: lists
+ * may name tasks a million times in all. */
+typedef struct def_name {
+    const char *name;
+    uint32_t id;
+} def_name_t;
+
+static int def_name_cmp (const void *a, const void *b)
+{
+    return strcmp (((const def_name_t *)a)->name, ((const def_name_t *)b)->name);
+}
 
 /* a, b and c joined into a new string, or NULL. */
 static char *join3 (const char *a, const char *b, const char *c)
@@ -984,6 +997,23 @@ static const gr_taskdef_t *find_def (const gr_spec_t *s, size_t n, const char *n
     return NULL;
 }
 
+/* The task called name, among all of the spec's (c->byname). */
+static const gr_taskdef_t *find_named_def (const pctx_t *c, const char *name)
+{
+    size_t lo = 0, hi = c->spec->ntasks;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = strcmp (name, c->byname[mid].name);
+        if (r == 0)
+            return &c->spec->tasks[c->byname[mid].id];
+        if (r < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
 static int parse_after (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
     gr__ynode_t *key = NULL;
@@ -1010,7 +1040,7 @@ static int parse_after (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
             return gr__yerr (&c->y, e, "task '%s' lists itself in after:; a task cannot wait for "
                                        "itself, so remove it",
                               t->name);
-        if (!(d = find_def (c->spec, c->spec->ntasks, e->str))) {
+        if (!(d = find_named_def (c, e->str))) {
             const char **names = malloc (c->spec->ntasks * sizeof (*names));
             const char *hint;
             int rc;
@@ -1738,6 +1768,11 @@ static int parse_top (pctx_t *c)
                                        "must be unique",
                               t->name, dup->mark.line);
     }
+    if (!(c->byname = malloc ((s->ntasks ? s->ntasks : 1) * sizeof (*c->byname))))
+        return gr__ynomem (&c->y);
+    for (i = 0; i < s->ntasks; i++)
+        c->byname[i] = (def_name_t){.name = s->tasks[i].name, .id = (uint32_t)i};
+    qsort (c->byname, s->ntasks, sizeof (*c->byname), def_name_cmp);
     for (i = 0; i < s->ntasks; i++) {
         if (parse_task (c, &s->tasks[i], c->tnodes[i]) < 0)
             return -1;
@@ -1796,6 +1831,7 @@ int gr_spec_parse (const char *text, size_t len, const char *name,
     gr__yfree (&c.y);
     free (c.tnodes);
     free (c.after_keys);
+    free (c.byname);
     free (c.dir);
     *specp = s;
     return 0;
@@ -1805,6 +1841,7 @@ error:
     gr__yfree (&c.y);
     free (c.tnodes);
     free (c.after_keys);
+    free (c.byname);
     free (c.dir);
     gr_spec_destroy (s);
     if (errno == 0)

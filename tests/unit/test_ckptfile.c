@@ -19,6 +19,7 @@
 #include "src/ckpt/ckptfile.h"
 #include "src/common/error.h"
 #include "src/common/fs.h"
+#include "src/common/gtime.h"
 #include "src/common/hash.h"
 
 static char dir[64];
@@ -186,6 +187,23 @@ START_TEST (test_record_errors)
          "has 12 bytes, not the 16"},
         {"step 1\ntime 0\nranks 1\nlayout per-rank\nattr x str noquote\nend\n",
          "bad string value"},
+        {"step 1\ntime 0\nranks 1\nlayout per-rank\nattr x i64 1\nattr x i64 2\n"
+         "file rank-00000.h5 0 00000000\nend\n", "attribute 'x' is listed twice"},
+        {"step 1\ntime 0\nranks 1\nlayout per-rank\narray a f32 replicated 0\n"
+         "array a f64 replicated 0\nfile rank-00000.h5 0 00000000\nend\n",
+         "array 'a' is listed twice"},
+        {"step 1\ntime 0\nranks 1\nlayout per-rank\nfile rank-00000.h5 0 00000000\n"
+         "array a f32 replicated 0\nend\n", "rec:6: 'array' after the first 'file' line"},
+        /* Rows that wrap around 2^64 to the first dimension (0 bytes a row,
+         * so no region shows them up). */
+        {"step 1\ntime 0\nranks 2\nlayout shared\narray a f32 sharded 2 0 0\n"
+         "rows a 9223372036854775808 9223372036854775808\nfile shared.h5 0 00000000\n"
+         "end\n", "the rows of array 'a' add up to more than 2^64"},
+        /* A few short lines that would hold 3 x 2^24 row counts. */
+        {"step 1\ntime 0\nranks 16777216\nlayout shared\narray a f32 sharded 1 1\n"
+         "rows a even\narray b f32 sharded 1 1\nrows b even\narray c f32 sharded 1 1\n"
+         "rows c even\nfile shared.h5 0 00000000\nend\n",
+         "rec:9: array 'c': more than 33554432 slabs"},
     };
     gr_error_t err;
 
@@ -196,6 +214,51 @@ START_TEST (test_record_errors)
         ck_assert_int_eq (errno, EBADMSG);
         ck_assert_msg (strstr (err.text, cases[i].want), "case %zu: '%s' not in '%s'", i,
                        cases[i].want, err.text);
+    }
+}
+END_TEST
+
+/* A record of many slabs, in either layout, is read and checked in time
+ * that grows with its size, not with its square: 300,000 regions in one
+ * shared file, 100,000 ranks' files of one region each.  (Both took
+ * minutes once.) */
+START_TEST (test_large_records)
+{
+    for (int layout = 0; layout < 2; layout++) {
+        int nranks = layout == GR_CKF_SHARED ? 3000 : 100000;
+        int narrays = layout == GR_CKF_SHARED ? 100 : 1;
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream (&text, &len);
+        ck_assert_ptr_nonnull (f);
+        fprintf (f, "step 1\ntime 0\nranks %d\nlayout %s\n", nranks,
+                 gr_ckf_layout_name (layout));
+        for (int a = 0; a < narrays; a++)
+            fprintf (f, "array w%d f32 sharded 1 %d\nrows w%d even\n", a, nranks, a);
+        if (layout == GR_CKF_SHARED) {
+            fprintf (f, "file shared.h5 %d 00000000\n", 4 * nranks * narrays);
+            for (int a = 0, off = 0; a < narrays; a++)
+                for (int r = 0; r < nranks; r++, off += 4)
+                    fprintf (f, "data w%d %d %d 4 00000000\n", a, r, off);
+        }
+        else {
+            for (int r = 0; r < nranks; r++)
+                fprintf (f, "file rank-%05d.h5 4 00000000\ndata w0 %d 0 4 00000000\n", r,
+                         r);
+        }
+        fprintf (f, "end\n");
+        ck_assert_int_eq (fclose (f), 0);
+
+        gr_error_t err;
+        double t0 = gr_now ();
+        gr_ckf_step_t *s = gr_ckf_step_parse (text, len, "big", 1, &err);
+        double t = gr_now () - t0;
+        ck_assert_msg (s != NULL, "%s", err.text);
+        printf ("# %s: %d ranks x %d arrays (%.1f MB) parsed and checked in %.2f s\n",
+                gr_ckf_layout_name (layout), nranks, narrays, len / 1e6, t);
+        ck_assert_msg (t < 20, "%.1f s", t);
+        gr_ckf_step_free (s);
+        free (text);
     }
 }
 END_TEST
@@ -543,11 +606,14 @@ static Suite *suite (void)
 {
     Suite *s = suite_create ("ckptfile");
     TCase *tc = tcase_create ("core");
+    /* test_large_records builds and reads records of 10 MB. */
+    tcase_set_timeout (tc, 60);
     tcase_add_checked_fixture (tc, setup, teardown);
     tcase_add_test (tc, test_crc_combine);
     tcase_add_test (tc, test_split);
     tcase_add_test (tc, test_record_roundtrip);
     tcase_add_test (tc, test_record_errors);
+    tcase_add_test (tc, test_large_records);
     tcase_add_test (tc, test_index_roundtrip);
     tcase_add_test (tc, test_index_damaged);
     tcase_add_test (tc, test_write_and_verify);

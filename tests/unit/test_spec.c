@@ -1340,6 +1340,45 @@ START_TEST (test_more_errors)
 }
 END_TEST
 
+/* after: lists that name tasks hundreds of thousands of times in all are
+ * resolved by binary search, not a scan of the tasks for each name (which
+ * took half a minute for this spec). */
+START_TEST (test_many_afters)
+{
+    enum { NTASKS = 5000, NAFTER = 190 };
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream (&text, &len);
+    ck_assert_ptr_nonnull (f);
+    fprintf (f, "name: afters\ntasks:\n");
+    for (int i = 0; i < NTASKS; i++) {
+        fprintf (f, "  - name: t%d\n    builtin: noop\n", i);
+        if (i < NTASKS - NAFTER) {
+            fprintf (f, "    after: [");
+            for (int j = NTASKS - NAFTER; j < NTASKS; j++)
+                fprintf (f, "t%d%s", j, j + 1 < NTASKS ? ", " : "]\n");
+        }
+    }
+    ck_assert_int_eq (fclose (f), 0);
+
+    gr_spec_t *s = NULL;
+    gr_error_t e;
+    struct timespec t0, t1;
+    clock_gettime (CLOCK_MONOTONIC, &t0);
+    ck_assert_msg (gr_spec_parse (text, len, "afters.yaml", NULL, 0, &s, &e) == 0, "%s",
+                   e.text);
+    clock_gettime (CLOCK_MONOTONIC, &t1);
+    double t = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf ("# %d tasks, %d after: names: parsed in %.2f s\n", NTASKS,
+            (NTASKS - NAFTER) * NAFTER, t);
+    ck_assert_uint_eq (s->tasks[0].nafter, NAFTER);
+    ck_assert_uint_eq (s->tasks[0].after[NAFTER - 1], NTASKS - 1);
+    ck_assert_msg (t < 20, "%.1f s", t);
+    gr_spec_destroy (s);
+    free (text);
+}
+END_TEST
+
 START_TEST (test_cycles_memory)
 {
     const char *m;
@@ -2001,6 +2040,11 @@ static Suite *spec_suite (void)
     tcase_add_test (tc, test_limits);
     tcase_add_test (tc, test_more_errors);
     tcase_add_test (tc, test_cycles_memory);
+    suite_add_tcase (s, tc);
+
+    tc = tcase_create ("scale");
+    tcase_set_timeout (tc, 60);
+    tcase_add_test (tc, test_many_afters);
     suite_add_tcase (s, tc);
 
     tc = tcase_create ("placement");

@@ -13,6 +13,7 @@
 
 #include "check_main.h"
 #include "src/common/error.h"
+#include "src/common/gtime.h"
 #include "src/spec/site_load.h"
 #include "src/topo/site.h"
 #include "src/topo/topo.h"
@@ -458,6 +459,47 @@ static void expect_bad_hosts (const char *list, size_t max, int err, const char 
                    e.text);
 }
 
+/* A site file of very many racks is read in time that grows with its
+ * size: 150,000 racks (about a minute once, when each new rack's name was
+ * compared with every earlier one), and a duplicate at the very end is
+ * still found. */
+START_TEST (test_site_many_racks)
+{
+    enum { NRACKS = 150000 };
+    for (int dup = 0; dup < 2; dup++) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream (&text, &len);
+        ck_assert_ptr_nonnull (f);
+        fprintf (f, "zones:\n  - name: z\n    racks:\n");
+        for (int r = 0; r < NRACKS; r++)
+            fprintf (f, "      - {name: r%d, nodes: [h%d]}\n", r, r);
+        if (dup)
+            fprintf (f, "      - {name: r0, nodes: [x]}\n");
+        ck_assert_int_eq (fclose (f), 0);
+
+        gr_site_t *site = NULL;
+        gr_error_t e;
+        double t0 = gr_now ();
+        int rc = gr_site_parse (text, len, "racks.yaml", &site, &e);
+        double t = gr_now () - t0;
+        printf ("# %d racks%s: parsed in %.2f s\n", NRACKS, dup ? " and a duplicate" : "", t);
+        if (dup) {
+            ck_assert_int_eq (rc, -1);
+            ck_assert_msg (strstr (e.text, "racks.yaml:150004:") && strstr (e.text,
+                           "duplicate rack name 'r0' (first at line 4)"), "%s", e.text);
+        }
+        else {
+            ck_assert_msg (rc == 0, "%s", e.text);
+            ck_assert_uint_eq (site->nracks, NRACKS);
+            gr_site_destroy (site);
+        }
+        ck_assert_msg (t < 20, "%.1f s", t);
+        free (text);
+    }
+}
+END_TEST
+
 START_TEST (test_hostlist)
 {
     expect_hosts ("n001", "n001");
@@ -684,10 +726,11 @@ static Suite *topo_suite (void)
     suite_add_tcase (s, tc);
 
     tc = tcase_create ("site");
-    tcase_set_timeout (tc, 30);
+    tcase_set_timeout (tc, 60);
     tcase_add_test (tc, test_site_good);
     tcase_add_loop_test (tc, test_site_bad, 0, NBAD);
     tcase_add_test (tc, test_site_more_errors);
+    tcase_add_test (tc, test_site_many_racks);
     tcase_add_test (tc, test_hostlist);
     suite_add_tcase (s, tc);
 
