@@ -571,7 +571,7 @@ static gr_spec_t *load_spec (const char *run_dir, gr_error_t *errp)
 }
 
 /* The task table from the journal (no run.h5 yet). */
-static int table_from_journal (gr_report_t *r, jctx_t *j, const char *path, gr_error_t *errp)
+static int table_from_journal (gr_report_t *r, jctx_t *j, gr_error_t *errp)
 {
     gr_journal_info_t info;
     gr_expand_t *x = NULL;
@@ -581,7 +581,7 @@ static int table_from_journal (gr_report_t *r, jctx_t *j, const char *path, gr_e
         gr_errprintf (errp, "out of memory");
         goto out;
     }
-    if (gr_journal_replay (path, journal_cb, j, &info, errp) < 0)
+    if (gr_rundir_replay (r->run_dir, journal_cb, j, &info, errp) < 0)
         goto out;
     const gr_task_row_t *rows;
     size_t n = gr_sched_rows (j->sched, &rows);
@@ -1021,7 +1021,7 @@ static int read_series (gr_report_t *r, jctx_t *j, gr_error_t *errp)
         return 0;
     }
     j->pass = 1;
-    if (gr_journal_replay (path, journal_cb, j, &info, errp) < 0)
+    if (gr_rundir_replay (r->run_dir, journal_cb, j, &info, errp) < 0)
         return -1;
     r->series_src = "journal";
     snprintf (r->series_note, sizeof (r->series_note),
@@ -1032,7 +1032,7 @@ static int read_series (gr_report_t *r, jctx_t *j, gr_error_t *errp)
     if (choose_buckets (r) < 0)
         return gr_errprintf (errp, "out of memory");
     j->pass = 2;
-    return gr_journal_replay (path, journal_cb, j, &info, errp);
+    return gr_rundir_replay (r->run_dir, journal_cb, j, &info, errp);
 }
 
 /* ---- The command ---------------------------------------------------------- */
@@ -1135,8 +1135,7 @@ int gr_cmd_report (int argc, char **argv)
         snprintf (r.table_note, sizeof (r.table_note),
                   "the run has no run.h5 yet, and its journal cannot be read without the "
                   "stored spec (%s)", spec_err.text);
-    else if (table_from_journal (&r, &j, gr_rundir_file (r.run_dir, "journal", path,
-                                                         sizeof (path)), &err) < 0) {
+    else if (table_from_journal (&r, &j, &err) < 0) {
         fprintf (stderr, "gridrun: cannot read the journal of '%s': %s\n", r.run_dir,
                  err.text);
         goto out;

@@ -311,8 +311,7 @@ int gr_cmd_status (int argc, char **argv)
         rc = GR_EXIT_INTERNAL;
         goto out;
     }
-    if (gr_journal_replay (gr_rundir_file (run_dir, "journal", path, sizeof (path)),
-                           status_cb, &s, &info, &err) < 0) {
+    if (gr_rundir_replay (run_dir, status_cb, &s, &info, &err) < 0) {
         fprintf (stderr, "gridrun: %s\n", err.text);
         goto out;
     }

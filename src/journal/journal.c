@@ -46,6 +46,7 @@
 #define E_RAW 0x80      /* the three durations as f64, exactly */
 #define E_START_BITS (E_INDEX | E_DEF | E_ATTEMPT)
 #define V2_ENTRY_MIN 9                      /* flags + key */
+#define V3_ENTRY_MIN 1                      /* flags: no key in version 3 */
 #define V2_START_MAX (9 + 10 + 5 + 5)       /* + index, def, attempt */
 #define V2_END_MAX (V2_START_MAX + 4 * 5 + 24 + 10) /* + status, times, rss */
 /* Durations in [0, US_LIMIT) seconds are stored as whole microseconds;
@@ -326,14 +327,14 @@ static unsigned char *put_end (unsigned char *p, const gr_jend_t *t)
  * (the first index is predicted to be 0), the previous def and maxrss_kb
  * as 0. */
 static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
-                                     size_t k)
+                                     size_t k, bool keyed)
 {
     uint64_t prev_index = UINT64_MAX;
     uint32_t prev_def = 0;
     for (size_t i = 0; i < k; i++) {
         unsigned char *fp = p;
         unsigned f = 0;
-        p = put_u64 (p + 1, t[i].key);
+        p = keyed ? put_u64 (p + 1, t[i].key) : p + 1;
         uint64_t d = t[i].index - prev_index - 1;
         prev_index = t[i].index;
         if (d != 0) {
@@ -354,7 +355,8 @@ static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
     return p;
 }
 
-static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t k)
+static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t k,
+                                   bool keyed)
 {
     uint64_t prev_index = UINT64_MAX;
     uint32_t prev_def = 0;
@@ -363,7 +365,7 @@ static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t 
         const gr_jend_t *e = &t[i];
         unsigned char *fp = p;
         unsigned f = 0;
-        p = put_u64 (p + 1, e->key);
+        p = keyed ? put_u64 (p + 1, e->key) : p + 1;
         uint64_t d = e->index - prev_index - 1;
         prev_index = e->index;
         if (d != 0) {
@@ -450,9 +452,9 @@ static int append_batch (gr_journal_t *j, const gr_jrec_t *rec)
         p = put_u32 (p, worker);
         p = put_u32 (p, (uint32_t)k);
         if (!v1 && k > 0 && is_start)
-            p = put_starts_v2 (p, rec->start.tasks + done, k);
+            p = put_starts_v2 (p, rec->start.tasks + done, k, j->version == 2);
         else if (!v1 && k > 0)
-            p = put_ends_v2 (p, rec->end.tasks + done, k);
+            p = put_ends_v2 (p, rec->end.tasks + done, k, j->version == 2);
         else if (v1) {
             for (size_t i = 0; i < k; i++) {
                 if (is_start)
@@ -1010,20 +1012,26 @@ static int bad_number (int rc, const char **why)
 /* The fields that start and end entries share: flags, key, index, def,
  * attempt.  *flags gets the flag byte. */
 static int get_common_v2 (const unsigned char **pp, const unsigned char *end,
-                          unsigned allowed, v2_prev_t *prev, unsigned *flags,
-                          uint64_t *key, uint64_t *index, uint32_t *def,
-                          uint32_t *attempt, const char **why)
+                          bool keyed, unsigned allowed, v2_prev_t *prev,
+                          unsigned *flags, uint64_t *key, uint64_t *index,
+                          uint32_t *def, uint32_t *attempt, const char **why)
 {
     const unsigned char *p = *pp;
-    if (end - p < V2_ENTRY_MIN)
+    if (end - p < (keyed ? V2_ENTRY_MIN : V3_ENTRY_MIN))
         return DEC_SHORT;
     unsigned f = p[0];
     if (f & ~allowed) {
         *why = "unknown flag bits in a task entry";
         return DEC_BAD;
     }
-    *key = get_u64 (p + 1);
-    p += V2_ENTRY_MIN;
+    if (keyed) {
+        *key = get_u64 (p + 1);
+        p += V2_ENTRY_MIN;
+    }
+    else {
+        *key = 0;
+        p += V3_ENTRY_MIN;
+    }
     uint64_t d = 0;
     if (f & E_INDEX)
         GET_VARINT (d);
@@ -1042,20 +1050,21 @@ static int get_common_v2 (const unsigned char **pp, const unsigned char *end,
 }
 
 static int get_start_v2 (const unsigned char **pp, const unsigned char *end,
-                         v2_prev_t *prev, gr_jstart_t *t, const char **why)
+                         bool keyed, v2_prev_t *prev, gr_jstart_t *t,
+                         const char **why)
 {
     unsigned f;
-    return get_common_v2 (pp, end, E_START_BITS, prev, &f, &t->key, &t->index,
-                          &t->def, &t->attempt, why);
+    return get_common_v2 (pp, end, keyed, E_START_BITS, prev, &f, &t->key,
+                          &t->index, &t->def, &t->attempt, why);
 }
 
 static int get_end_v2 (const unsigned char **pp, const unsigned char *end,
-                       v2_prev_t *prev, gr_jend_t *t, const char **why)
+                       bool keyed, v2_prev_t *prev, gr_jend_t *t, const char **why)
 {
     unsigned f;
     const unsigned char *p = *pp;
-    int rc = get_common_v2 (&p, end, 0xff, prev, &f, &t->key, &t->index, &t->def,
-                            &t->attempt, why);
+    int rc = get_common_v2 (&p, end, keyed, 0xff, prev, &f, &t->key, &t->index,
+                            &t->def, &t->attempt, why);
     if (rc != DEC_OK)
         return rc;
     t->exit_code = 0;
@@ -1118,10 +1127,12 @@ static int get_end_v2 (const unsigned char **pp, const unsigned char *end,
  * length must leave room for the rest of them, at their smallest and at
  * their largest.  A batch whose entries all end before the file does is
  * no torn write: its real end is known, and it is not len. */
-static bool batch_prefix_agrees_v2 (const unsigned char *p, size_t have,
-                                    uint32_t len)
+static bool batch_prefix_agrees_v2 (unsigned version, const unsigned char *p,
+                                    size_t have, uint32_t len)
 {
     bool is_start = p[0] == GR_JREC_TASK_START;
+    bool keyed = version == 2;
+    uint64_t emin = keyed ? V2_ENTRY_MIN : V3_ENTRY_MIN;
     uint64_t emax = is_start ? V2_START_MAX : V2_END_MAX;
     if (len < BATCH_HDR_LEN)
         return false;
@@ -1134,13 +1145,13 @@ static bool batch_prefix_agrees_v2 (const unsigned char *p, size_t have,
     const char *why;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t at = (uint64_t)(q - p);
-        if (len < at + (uint64_t)(n - i) * V2_ENTRY_MIN
+        if (len < at + (uint64_t)(n - i) * emin
             || len > at + (uint64_t)(n - i) * emax)
             return false;
         gr_jstart_t ts;
         gr_jend_t te;
-        int rc = is_start ? get_start_v2 (&q, end, &prev, &ts, &why)
-                          : get_end_v2 (&q, end, &prev, &te, &why);
+        int rc = is_start ? get_start_v2 (&q, end, keyed, &prev, &ts, &why)
+                          : get_end_v2 (&q, end, keyed, &prev, &te, &why);
         if (rc == DEC_SHORT)
             return true;
         if (rc == DEC_BAD)
@@ -1159,8 +1170,8 @@ static bool prefix_agrees (unsigned version, const unsigned char *p, size_t have
 {
     if (have < 1)
         return true;
-    if (version == 2 && (p[0] == GR_JREC_TASK_START || p[0] == GR_JREC_TASK_END))
-        return batch_prefix_agrees_v2 (p, have, len);
+    if (version >= 2 && (p[0] == GR_JREC_TASK_START || p[0] == GR_JREC_TASK_END))
+        return batch_prefix_agrees_v2 (version, p, have, len);
     switch (p[0]) {
         case GR_JREC_RUN_START:
             return len == RUN_START_LEN;
@@ -1197,13 +1208,14 @@ static bool prefix_agrees (unsigned version, const unsigned char *p, size_t have
 /* The entries of a version 2 batch, from q to end, into tasks (room for
  * n).  Every byte must belong to an entry. */
 static int decode_batch_v2 (const unsigned char *q, const unsigned char *end,
-                            bool is_start, uint32_t worker, uint32_t n,
+                            bool keyed, bool is_start, uint32_t worker, uint32_t n,
                             void *tasks, gr_jrec_t *rec, const char **why)
 {
     v2_prev_t prev = V2_PREV_INIT;
     for (uint32_t i = 0; i < n; i++) {
-        int rc = is_start ? get_start_v2 (&q, end, &prev, (gr_jstart_t *)tasks + i, why)
-                          : get_end_v2 (&q, end, &prev, (gr_jend_t *)tasks + i, why);
+        int rc = is_start
+                     ? get_start_v2 (&q, end, keyed, &prev, (gr_jstart_t *)tasks + i, why)
+                     : get_end_v2 (&q, end, keyed, &prev, (gr_jend_t *)tasks + i, why);
         if (rc == DEC_SHORT)
             *why = "a task entry that runs past the end of its record";
         if (rc != DEC_OK)
@@ -1217,11 +1229,13 @@ static int decode_batch_v2 (const unsigned char *q, const unsigned char *end,
         rec->start.worker = worker;
         rec->start.n = n;
         rec->start.tasks = tasks;
+        rec->start.keyless = !keyed;
     }
     else {
         rec->end.worker = worker;
         rec->end.n = n;
         rec->end.tasks = tasks;
+        rec->end.keyless = !keyed;
     }
     return 0;
 }
@@ -1279,7 +1293,9 @@ static int decode (reader_t *r, const unsigned char *p, uint32_t len,
              * before the allocation, which n bounds. */
             if (r->version == 1 && (uint64_t)rest - 8 != (uint64_t)n * esize)
                 goto badsize;
-            if (r->version == 2 && (uint64_t)rest - 8 < (uint64_t)n * V2_ENTRY_MIN) {
+            if (r->version >= 2
+                && (uint64_t)rest - 8
+                       < (uint64_t)n * (r->version == 2 ? V2_ENTRY_MIN : V3_ENTRY_MIN)) {
                 *why = "more entries than the record can hold";
                 return -1;
             }
@@ -1291,9 +1307,9 @@ static int decode (reader_t *r, const unsigned char *p, uint32_t len,
                 r->tasks = nt;
                 r->tasks_cap = (size_t)n * tsize;
             }
-            if (r->version == 2)
-                return decode_batch_v2 (q, p + len, is_start, worker, n, r->tasks,
-                                        rec, why);
+            if (r->version >= 2)
+                return decode_batch_v2 (q, p + len, r->version == 2, is_start, worker,
+                                        n, r->tasks, rec, why);
             if (is_start) {
                 gr_jstart_t *t = r->tasks;
                 for (uint32_t i = 0; i < n; i++, q += START_ENTRY_LEN) {

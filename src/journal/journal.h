@@ -4,7 +4,7 @@
  * File layout (all integers little-endian; doc/journal-format.md has
  * every byte):
  *
- *   header   8 bytes  "GRJNL\0\0" + a version byte: 1 or 2
+ *   header   8 bytes  "GRJNL\0\0" + a version byte: 1, 2 or 3
  *   record*  u32 len | u32 crc | payload[len]
  *
  * len counts the payload only; crc is gr_crc32c over the payload.  The
@@ -13,7 +13,7 @@
  * record holds the starts of one ASSIGN message, or the ends of one READY
  * message), which keeps the CRC and write cost per task low.
  *
- * Version 2 (what new journals are written in) differs from version 1 in
+ * Version 2 differs from version 1 in
  * the task entries, and has one more record type, QUARANTINE.  Version 1
  * stores every field of every entry at a fixed size (24 bytes a start, 72
  * an end).  Version 2 stores a flag byte, the key (8 bytes), and then only
@@ -23,14 +23,24 @@
  * maxrss_kb when it changes; numbers as LEB128 varints, signed ones
  * zigzagged.  A no-op task costs 9 bytes to start and 9 to end.
  *
- * Replay returns every field exactly as appended, except that in version
- * 2 wall, utime and stime are kept to 1 microsecond: when all three of an
- * entry's lie from 0 up to 9e9 seconds, they are stored as whole
+ * Version 3 (what new journals are written in) is version 2 without the
+ * key in task entries: a no-op task costs 1 byte to start and 1 to end.
+ * Every task entry the runtime writes names a task of the spec it runs,
+ * so the key is the one that spec gives the task at (def, index); the
+ * spec of each incarnation is the one whose hash its RUN_START holds, and
+ * the run directory keeps it (gr_rundir_replay fills the keys in).  Replay
+ * delivers such entries with key 0 and .keyless set.  The journal is the
+ * runtime's bulkiest write at full dispatch rate, and the key was 16 of
+ * a no-op task's 18 bytes.
+ *
+ * Replay returns every field exactly as appended, except that in versions
+ * 2 and 3 wall, utime and stime are kept to 1 microsecond: when all three
+ * of an entry's lie from 0 up to 9e9 seconds, they are stored as whole
  * microseconds, rounded to the nearest (halves up).  Otherwise (NaN,
  * infinities, negative values, -0.0 included, or longer times) all three
  * are stored bit for bit.
  *
- * Replay reads both versions.  gr_journal_open creates version 2, and
+ * Replay reads all three versions.  gr_journal_open creates version 3, and
  * appends to an existing journal in that journal's own version, so a run
  * begun by an older gridrun stays readable by it.
  *
@@ -43,7 +53,7 @@
  * Replay reads records in order and stops at the first damaged one: a
  * short tail (a torn write), a length that runs past the end, an
  * impossible length, a CRC mismatch, or a payload that does not parse
- * (in version 2 that includes a varint that is cut off, longer than 10
+ * (in versions 2 and 3 that includes a varint that is cut off, longer than 10
  * bytes or out of range for its field).  Everything before the damage is
  * delivered; the damage is reported with its offset, and the writer can
  * truncate it away before appending.
@@ -60,8 +70,8 @@
 #include "src/common/error.h"
 
 /* The format version new journals get, and their header. */
-#define GR_JOURNAL_VERSION 2
-#define GR_JOURNAL_MAGIC "GRJNL\0\0\2"
+#define GR_JOURNAL_VERSION 3
+#define GR_JOURNAL_MAGIC "GRJNL\0\0\3"
 #define GR_JOURNAL_HDR_LEN 8
 /* Background mode: the most bytes buffered while the writer is busy. */
 #define GR_JOURNAL_MAX_PENDING (2u * 1024 * 1024)
@@ -129,11 +139,13 @@ typedef struct gr_jrec {
             uint32_t worker;
             uint32_t n;
             const gr_jstart_t *tasks; /* n entries; borrowed */
+            bool keyless;         /* replay of version 3: keys are 0 */
         } start;
         struct {
             uint32_t worker;
             uint32_t n;
             const gr_jend_t *tasks;   /* n entries; borrowed */
+            bool keyless;         /* replay of version 3: keys are 0 */
         } end;
         struct {
             int32_t reason;       /* the signal number, or 0 for a deadline */
@@ -229,7 +241,7 @@ typedef struct gr_journal_info {
     gr_jdamage_t damage;
     uint64_t damage_offset;   /* where the first bad record starts */
     char damage_text[256];    /* a sentence for people, empty if none */
-    unsigned version;         /* the file's format version (1 or 2) */
+    unsigned version;         /* the file's format version (1 to 3) */
 } gr_journal_info_t;
 
 /* Called for each good record, in order; rec and what it points to are

@@ -13,6 +13,7 @@
 
 #include "src/common/fs.h"
 #include "src/common/units.h"
+#include "src/journal/journal.h"
 #include "rundir.h"
 
 const char *gr_rundir_file (const char *run_dir, const char *name, char *buf,
@@ -29,17 +30,30 @@ static bool exists (const char *run_dir, const char *name)
     return stat (gr_rundir_file (run_dir, name, p, sizeof (p)), &st) == 0;
 }
 
+static const char *hashed_name (uint64_t hash, char *buf, size_t len)
+{
+    snprintf (buf, len, "spec-%016" PRIx64 ".pack", hash);
+    return buf;
+}
+
 int gr_rundir_store_spec (const gr_rundir_t *rd, gr_error_t *errp)
 {
-    char p[PATH_MAX];
+    char p[PATH_MAX], name[64];
     void *pack = NULL;
     size_t plen;
     int rc;
 
     if (gr_spec_pack (rd->spec, &pack, &plen) < 0)
         return gr_errprintf (errp, "cannot pack the spec: %s", strerror (errno));
-    rc = gr_write_file_atomic (gr_rundir_file (rd->path, "spec.pack", p, sizeof (p)),
+    /* The hashed copy first: a journal names tasks by this spec's keys
+     * only once spec.pack says the run uses it. */
+    rc = gr_write_file_atomic (gr_rundir_file (rd->path, hashed_name (rd->spec->hash, name,
+                                                                      sizeof (name)),
+                                               p, sizeof (p)),
                                pack, plen, 0600, errp);
+    if (rc == 0)
+        rc = gr_write_file_atomic (gr_rundir_file (rd->path, "spec.pack", p, sizeof (p)),
+                                   pack, plen, 0600, errp);
     free (pack);
     if (rc < 0)
         return -1;
@@ -47,22 +61,166 @@ int gr_rundir_store_spec (const gr_rundir_t *rd, gr_error_t *errp)
                                  rd->spec->text, rd->spec->textlen, 0600, errp);
 }
 
-static int load_stored (const char *run_dir, gr_spec_t **specp, gr_error_t *errp)
+/* RUN/name as a spec.  Errors name the file. */
+static int load_pack (const char *run_dir, const char *name, gr_spec_t **specp,
+                      gr_error_t *errp)
 {
     char p[PATH_MAX];
     char *buf;
     size_t len;
     gr_error_t e;
 
-    gr_rundir_file (run_dir, "spec.pack", p, sizeof (p));
+    gr_rundir_file (run_dir, name, p, sizeof (p));
     if (gr_read_file (p, GR_SPEC_MAX_BYTES + GR_SPEC_MAX_PARAM_FILE, &buf, &len, &e) < 0)
-        return gr_errprintf (errp, "cannot resume '%s': %s", run_dir, e.text);
+        return gr_errprintf (errp, "%s", e.text);
     int rc = gr_spec_unpack (buf, len, specp, &e);
     free (buf);
     if (rc < 0)
-        return gr_errprintf (errp, "cannot resume '%s': its stored spec does not "
-                             "load: %s", run_dir, e.text);
+        return gr_errprintf (errp, "the spec stored in '%s' does not load: %s", p, e.text);
     return 0;
+}
+
+static int load_stored (const char *run_dir, gr_spec_t **specp, gr_error_t *errp)
+{
+    gr_error_t e;
+    if (load_pack (run_dir, "spec.pack", specp, &e) < 0)
+        return gr_errprintf (errp, "cannot resume '%s': %s", run_dir, e.text);
+    return 0;
+}
+
+/* Replay with keys: see gr_rundir_replay. */
+typedef struct {
+    const char *run_dir;
+    gr_journal_rec_f fn;
+    void *arg;
+    bool have_hash;
+    uint64_t hash;          /* the spec of the incarnation being replayed */
+    gr_spec_t *spec;        /* loaded for hash when a keyless batch came */
+    gr_expand_t *x;
+    void *tasks;            /* the batch with its keys */
+    size_t cap;             /* bytes */
+    gr_error_t err;
+    bool failed;
+} keyed_t;
+
+static int keyed_fail (keyed_t *k, int err, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+static int keyed_fail (keyed_t *k, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (k->err.text, sizeof (k->err.text), fmt, ap);
+    va_end (ap);
+    k->failed = true;
+    errno = err;
+    return -1;
+}
+
+/* The spec whose keys the incarnation's entries have. */
+static int keyed_spec (keyed_t *k)
+{
+    char name[64];
+    gr_error_t e;
+    gr_spec_t *s = NULL;
+
+    if (k->spec && k->spec->hash == k->hash)
+        return 0;
+    gr_spec_destroy (k->spec);
+    k->spec = NULL;
+    if (!k->have_hash)
+        return keyed_fail (k, EINVAL, "journal of '%s': task records before the "
+                           "first run start", k->run_dir);
+    if (load_pack (k->run_dir, hashed_name (k->hash, name, sizeof (name)), &s, &e) < 0) {
+        /* A run directory keeps spec.pack too; it may be the one. */
+        gr_error_t e2;
+        if (load_pack (k->run_dir, "spec.pack", &s, &e2) < 0 || s->hash != k->hash) {
+            gr_spec_destroy (s);
+            return keyed_fail (k, ENOENT, "the journal of '%s' names tasks of spec "
+                               "%016" PRIx64 ", which the run directory no longer "
+                               "holds (%s)", k->run_dir, k->hash, e.text);
+        }
+    }
+    k->spec = s;
+    return 0;
+}
+
+static int keyed_key (keyed_t *k, uint32_t def, uint64_t index, uint64_t *key)
+{
+    if (def >= k->spec->ntasks || index >= k->spec->tasks[def].count)
+        return keyed_fail (k, EINVAL, "the journal of '%s' names task %" PRIu64
+                           " of definition %u, which its spec %016" PRIx64
+                           " does not have", k->run_dir, index, def, k->hash);
+    if (gr_expand_select (k->x, &k->spec->tasks[def], index) < 0)
+        return keyed_fail (k, errno, "cannot expand task %" PRIu64 " of '%s': %s",
+                           index, k->spec->tasks[def].name, strerror (errno));
+    *key = gr_expand_key (k->x);
+    return 0;
+}
+
+static int keyed_cb (const gr_jrec_t *rec, void *arg)
+{
+    keyed_t *k = arg;
+    bool start = rec->type == GR_JREC_TASK_START;
+
+    if (rec->type == GR_JREC_RUN_START) {
+        k->have_hash = true;
+        k->hash = rec->run_start.spec_hash;
+    }
+    if (!((start && rec->start.keyless) || (rec->type == GR_JREC_TASK_END
+                                            && rec->end.keyless)))
+        return k->fn ? k->fn (rec, k->arg) : 0;
+    uint32_t n = start ? rec->start.n : rec->end.n;
+    size_t need = (size_t)n * (start ? sizeof (gr_jstart_t) : sizeof (gr_jend_t));
+    if (keyed_spec (k) < 0)
+        return -1;
+    if (need > k->cap) {
+        void *t = realloc (k->tasks, need);
+        if (!t)
+            return keyed_fail (k, ENOMEM, "out of memory replaying the journal");
+        k->tasks = t;
+        k->cap = need;
+    }
+    gr_jrec_t copy = *rec;
+    if (start) {
+        gr_jstart_t *t = k->tasks;
+        memcpy (t, rec->start.tasks, need);
+        for (uint32_t i = 0; i < n; i++)
+            if (keyed_key (k, t[i].def, t[i].index, &t[i].key) < 0)
+                return -1;
+        copy.start.tasks = t;
+        copy.start.keyless = false;
+    }
+    else {
+        gr_jend_t *t = k->tasks;
+        memcpy (t, rec->end.tasks, need);
+        for (uint32_t i = 0; i < n; i++)
+            if (keyed_key (k, t[i].def, t[i].index, &t[i].key) < 0)
+                return -1;
+        copy.end.tasks = t;
+        copy.end.keyless = false;
+    }
+    return k->fn ? k->fn (&copy, k->arg) : 0;
+}
+
+int gr_rundir_replay (const char *run_dir, gr_journal_rec_f fn, void *arg,
+                      gr_journal_info_t *info, gr_error_t *errp)
+{
+    char path[PATH_MAX];
+    keyed_t k = {.run_dir = run_dir, .fn = fn, .arg = arg};
+
+    if (!(k.x = gr_expand_create ()))
+        return gr_errprintf (errp, "out of memory");
+    int rc = gr_journal_replay (gr_rundir_file (run_dir, "journal", path, sizeof (path)),
+                                keyed_cb, &k, info, errp);
+    if (rc < 0 && k.failed) {
+        int saved = errno;
+        gr_errprintf (errp, "%s", k.err.text);
+        errno = saved;
+    }
+    gr_expand_destroy (k.x);
+    gr_spec_destroy (k.spec);
+    free (k.tasks);
+    return rc;
 }
 
 static void add (char *buf, size_t len, const char *fmt, ...)

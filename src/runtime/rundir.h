@@ -1,8 +1,11 @@
 /* The run directory: creating it, recognizing a run to resume, and the
  * files the master keeps there.
  *
- *   RUN/ (0700)  spec.yaml  spec.pack  journal  run.h5  master.info
- *                summary.txt  exit_status  out/
+ *   RUN/ (0700)  spec.yaml  spec.pack  spec-HASH.pack  journal  run.h5
+ *                master.info  summary.txt  exit_status  out/
+ *
+ * spec-HASH.pack keeps every spec the run has run (one per --force
+ * change): the journal names tasks by their place in them.
  */
 #ifndef GR_RUNTIME_RUNDIR_H
 #define GR_RUNTIME_RUNDIR_H
@@ -10,6 +13,7 @@
 #include <stdbool.h>
 
 #include "src/common/error.h"
+#include "src/journal/journal.h"
 #include "src/spec/spec.h"
 #include "runtime.h"
 
@@ -27,8 +31,16 @@ typedef struct gr_rundir {
 int gr_rundir_prepare (const gr_run_opts_t *opts, gr_rundir_t *rd, gr_error_t *errp);
 void gr_rundir_release (gr_rundir_t *rd);
 
-/* Write spec.yaml and spec.pack for rd->spec. */
+/* Write spec.yaml, spec.pack and spec-HASH.pack for rd->spec. */
 int gr_rundir_store_spec (const gr_rundir_t *rd, gr_error_t *errp);
+
+/* gr_journal_replay of RUN/journal, with every task entry's key filled in:
+ * a version 3 journal leaves keys out, and they are found again in the
+ * spec of the entry's incarnation (RUN/spec-HASH.pack, by the hash in the
+ * RUN_START before it).  A task the spec does not have, or a spec the run
+ * directory does not hold, stops the replay with an error that says so. */
+int gr_rundir_replay (const char *run_dir, gr_journal_rec_f fn, void *arg,
+                      gr_journal_info_t *info, gr_error_t *errp);
 
 /* "RUN/name" into buf. */
 const char *gr_rundir_file (const char *run_dir, const char *name, char *buf,

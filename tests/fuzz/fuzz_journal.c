@@ -1,8 +1,8 @@
-/* Fuzz the journal's replay, of both format versions, and what resume does
- * after it.
+/* Fuzz the journal's replay, of all three format versions, and what
+ * resume does after it.
  *
  * The input is one mode byte and then the bytes of a journal file, header
- * included (tests/data/journal-v1.bin and journal-v2.bin are the seeds).
+ * included (tests/data/journal-v1.bin, -v2.bin and -v3.bin are the seeds).
  * With bit 0 of the mode set, the harness first rewrites the CRC of every
  * whole frame it finds, so that the fuzzer reaches the record decoders
  * instead of stopping at a checksum; with it clear, the bytes are written
@@ -40,7 +40,7 @@ typedef struct {
     unsigned version;   /* of the file replayed */
 } trace_t;
 
-/* Version 2 keeps an end's three durations to the microsecond when all
+/* Versions 2 and 3 keep an end's three durations to the microsecond when all
  * three lie in [0, 9e9) seconds (journal.h), whatever the file held: the
  * trace holds them so, to compare with what a rewrite gives.  Written from
  * doc/journal-format.md: whole microseconds, halves rounded up. */
@@ -134,7 +134,7 @@ static int on_record (const gr_jrec_t *rec, void *arg)
                 PUT (t, d->flags);
                 PUT (t, d->outcome);
                 double times[3] = {d->wall, d->utime, d->stime};
-                if (t->version == 2)
+                if (t->version >= 2)
                     v2_times (times);
                 put (t, times, sizeof (times));
                 PUT (t, d->maxrss_kb);

@@ -37,4 +37,36 @@ grep -q "5: 5 done, 0 failed" out4.txt || fail "--retry-failed counts: $(cat out
 gr_run 2 --run-dir run > out5.txt 2>&1
 [ $? -eq 0 ] || fail "resume without a spec: $(cat out5.txt)"
 grep -q "5: 5 done" out5.txt || fail "resume without a spec: $(cat out5.txt)"
+
+# The journal names tasks by their place in the spec of the incarnation
+# that ran them (run/spec-HASH.pack).  A third spec moves every task: a new
+# definition first and the values in reverse order.  Nothing may run again.
+cat > job3.yaml <<YAML
+name: change
+tasks:
+  - name: new
+    command: [echo, new]
+  - name: a
+    command: [echo, "a{i}"]
+    params: {i: [4, 3, 2, 1]}
+  - name: flaky
+    command: ["$GR_TOOL", fail-until, "2", "$WORK/count"]
+YAML
+[ "$(ls run/spec-*.pack | wc -l)" -eq 2 ] || fail "spec copies: $(ls run)"
+before=$(cat run/out/w*.idx | wc -l)
+gr_run 2 job3.yaml --run-dir run --force > out6.txt 2>&1
+[ $? -eq 0 ] || fail "--force with moved tasks: $(cat out6.txt)"
+grep -q "6: 6 done, 0 failed" out6.txt || fail "moved tasks: $(cat out6.txt)"
+grep -q "5 done before" out6.txt || fail "moved tasks ran again: $(cat out6.txt)"
+[ "$(cat run/out/w*.idx | wc -l)" -eq $((before + 1)) ] || fail "more than the new task ran"
+"$GRIDRUN" status run --list done > done.txt || fail "status --list done"
+[ "$(wc -l < done.txt)" -eq 6 ] || fail "status lists $(wc -l < done.txt) done: $(cat done.txt)"
+grep -q "^a\[0\] " done.txt || fail "status names: $(cat done.txt)"
+
+# Without the spec the first incarnations ran, their records cannot be
+# named: a clear error, not a guess.
+rm run/spec-*.pack
+"$GRIDRUN" status run > st.txt 2>&1 && fail "status without the old specs succeeded"
+grep -q "names tasks of spec [0-9a-f]\{16\}, which the run directory no longer holds" st.txt \
+    || fail "missing spec message: $(cat st.txt)"
 pass

@@ -159,10 +159,16 @@ static double kept (double v, unsigned version)
     return round (v * 1e6) / 1e6;
 }
 
-static bool start_eq (const gr_jstart_t *a, const gr_jstart_t *b)
+/* Version 3 leaves keys out: replay gives 0. */
+static uint64_t kept_key (uint64_t key, unsigned version)
 {
-    return a->key == b->key && a->index == b->index && a->def == b->def
-           && a->attempt == b->attempt;
+    return version >= 3 ? 0 : key;
+}
+
+static bool start_eq (const gr_jstart_t *a, const gr_jstart_t *b, unsigned version)
+{
+    return a->key == kept_key (b->key, version) && a->index == b->index
+           && a->def == b->def && a->attempt == b->attempt;
 }
 
 /* a was replayed from a journal of the given version; b was appended.
@@ -170,9 +176,11 @@ static bool start_eq (const gr_jstart_t *a, const gr_jstart_t *b)
  * all three can be; otherwise all three bit for bit. */
 static bool end_eq (const gr_jend_t *a, const gr_jend_t *b, unsigned version)
 {
+    if (a->key != kept_key (b->key, version))
+        return false;
     if (!in_us (b->wall) || !in_us (b->utime) || !in_us (b->stime))
         version = 1;
-    return a->key == b->key && a->index == b->index && a->def == b->def
+    return a->index == b->index && a->def == b->def
            && a->attempt == b->attempt && a->exit_code == b->exit_code
            && a->signal == b->signal && a->flags == b->flags
            && a->outcome == b->outcome && same_f64 (a->wall, kept (b->wall, version))
@@ -202,13 +210,15 @@ static void assert_rec_eq (const gr_jrec_t *a, const gr_jrec_t *b, size_t i,
         case GR_JREC_TASK_START:
             ck_assert_uint_eq (a->start.worker, b->start.worker);
             ck_assert_uint_eq (a->start.n, b->start.n);
+            ck_assert (a->start.keyless == (version >= 3));
             for (uint32_t k = 0; k < b->start.n; k++)
-                ck_assert_msg (start_eq (&a->start.tasks[k], &b->start.tasks[k]),
+                ck_assert_msg (start_eq (&a->start.tasks[k], &b->start.tasks[k], version),
                                "record %zu: start entry %u differs", i, k);
             break;
         case GR_JREC_TASK_END:
             ck_assert_uint_eq (a->end.worker, b->end.worker);
             ck_assert_uint_eq (a->end.n, b->end.n);
+            ck_assert (a->end.keyless == (version >= 3));
             for (uint32_t k = 0; k < b->end.n; k++)
                 ck_assert_msg (end_eq (&a->end.tasks[k], &b->end.tasks[k], version),
                                "record %zu: end entry %u differs", i, k);
@@ -257,13 +267,15 @@ static gr_journal_opts_t quiet_opts (void)
 }
 
 /* Open a new journal in the given format version.  gridrun creates
- * version 2 and appends in a file's own version, so version 1 is had by
- * writing its header first. */
+ * version 3 and appends in a file's own version, so versions 1 and 2 are
+ * had by writing their header first. */
 static gr_journal_t *open_version (const char *path, unsigned version,
                                    const gr_journal_opts_t *o, gr_error_t *e)
 {
     if (version == 1)
         put_file (path, "GRJNL\0\0\1", GR_JOURNAL_HDR_LEN);
+    else if (version == 2)
+        put_file (path, "GRJNL\0\0\2", GR_JOURNAL_HDR_LEN);
     return gr_journal_open (path, 0, o, e);
 }
 
@@ -351,7 +363,7 @@ START_TEST (test_opts_defaults)
 }
 END_TEST
 
-/* Looped over the format versions: _i is 1 or 2. */
+/* Looped over the format versions: _i is 1, 2 or 3. */
 START_TEST (test_roundtrip)
 {
     enum { BIG = 10000 };
@@ -1132,7 +1144,8 @@ END_TEST
 /* A random version 2 entry, well formed more often than not: a flag byte
  * and key, then the fields its flags call for, as varints of 1 to 5 bytes
  * (now and then one of 10 or 11 bytes, or cut short), or raw times. */
-static size_t random_entry_v2 (gr_rng_t *rng, unsigned char *p, bool is_start)
+static size_t random_entry_v2 (gr_rng_t *rng, unsigned char *p, bool is_start,
+                               bool keyed)
 {
     static const unsigned nvar[] = { 1, 1, 1, 4 };  /* INDEX DEF ATTEMPT STATUS */
     unsigned char *q = p;
@@ -1140,8 +1153,10 @@ static size_t random_entry_v2 (gr_rng_t *rng, unsigned char *p, bool is_start)
     if ((f & 0x80) && gr_rng_next (rng) % 4 != 0)
         f &= ~0x30u;
     *q++ = (unsigned char)f;
-    random_bytes (rng, q, 8);
-    q += 8;
+    if (keyed) {
+        random_bytes (rng, q, 8);
+        q += 8;
+    }
     unsigned count = 0;
     for (unsigned bit = 0; bit < 4; bit++)
         count += (f >> bit & 1) ? nvar[bit] : 0;
@@ -1220,14 +1235,14 @@ START_TEST (test_fuzz_parse)
                 if (payload[0] == GR_JREC_TASK_END)
                     le32 (payload + k, (uint32_t)(gr_rng_next (&rng) % 6));
         }
-        if (version == 2 && rep % 3 == 0 && batch) {
+        if (version >= 2 && rep % 3 == 0 && batch) {
             /* Entries after their grammar; now and then a wrong count or a
              * flipped byte. */
             uint32_t n = (uint32_t)(gr_rng_next (&rng) % 6);
             plen = 17;
             for (uint32_t i = 0; i < n; i++)
                 plen += random_entry_v2 (&rng, payload + plen,
-                                         payload[0] == GR_JREC_TASK_START);
+                                         payload[0] == GR_JREC_TASK_START, version == 2);
             uint64_t r = gr_rng_next (&rng);
             le32 (payload + 13, r % 8 == 0 ? n + 1 : r % 8 == 1 && n ? n - 1 : n);
             if (r % 8 == 2) {
@@ -1356,7 +1371,7 @@ START_TEST (test_header)
         { "empty", "", 0, "is not a gridrun journal" },
         { "short", "GRJ", 3, "is not a gridrun journal" },
         { "seven", "GRJNL\0\0", 7, "is not a gridrun journal" },
-        { "version 3", "GRJNL\0\0\3", 8, "format version 3" },
+        { "version 4", "GRJNL\0\0\4", 8, "format version 4" },
         { "version 255", "GRJNL\0\0\377", 8, "format version 255" },
         { "version 0", "GRJNL\0\0\0", 8, "format version 0" },
     };
@@ -1396,8 +1411,8 @@ START_TEST (test_header)
     unsigned char *data = get_file (path, &len);
     ck_assert_uint_eq (len, GR_JOURNAL_HDR_LEN);
     ck_assert (memcmp (data, GR_JOURNAL_MAGIC, GR_JOURNAL_HDR_LEN) == 0);
-    /* New journals are version 2. */
-    ck_assert (memcmp (data, "GRJNL\0\0\2", GR_JOURNAL_HDR_LEN) == 0);
+    /* New journals are version 3. */
+    ck_assert (memcmp (data, "GRJNL\0\0\3", GR_JOURNAL_HDR_LEN) == 0);
     free (data);
     gr_journal_info_t info;
     recs_t got = { 0 };
@@ -1407,7 +1422,7 @@ START_TEST (test_header)
     ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
     ck_assert_uint_eq (info.valid_len, GR_JOURNAL_HDR_LEN);
     ck_assert_uint_eq (info.file_len, GR_JOURNAL_HDR_LEN);
-    ck_assert_uint_eq (info.version, 2);
+    ck_assert_uint_eq (info.version, 3);
 
     /* A version 1 journal with no records: read, and appended to. */
     snprintf (path, sizeof (path), "%s/v1", tmpdir);
@@ -1582,7 +1597,7 @@ START_TEST (test_fixture_v1)
 END_TEST
 
 /* The pinned journal of format version 2 (tests/data/journal-v2.bin, made
- * by tests/data/mkjournal-v2.py, an encoder written from
+ * by tests/data/mkjournal.py, an encoder written from
  * doc/journal-format.md).  Its entries set every flag bit. */
 
 static gr_jstart_t fx2_starts[4] = {
@@ -1631,18 +1646,24 @@ static size_t fixture_records_v2 (gr_jrec_t *r)
     return n + 2;
 }
 
+/* Looped over versions 2 and 3: version 3 is the same records without
+ * keys (tests/data/journal-v3.bin, made by the same script). */
 START_TEST (test_fixture_v2)
 {
+    unsigned version = (unsigned)_i;
     gr_jrec_t r[16];
     size_t n = fixture_records_v2 (r);
-    const char *fixture = DATA "/journal-v2.bin";
+    char fixture[512];
+    snprintf (fixture, sizeof (fixture), DATA "/journal-v%u.bin", version);
 
     recs_t got = { 0 };
     gr_journal_info_t info;
     replay_ok (fixture, &got, &info);
     ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
-    ck_assert_uint_eq (info.version, 2);
-    assert_recs_eq_v (&got, r, n, 2);
+    ck_assert_uint_eq (info.version, version);
+    assert_recs_eq_v (&got, r, n, version);
+    ck_assert_uint_eq (got.v[8].end.tasks[2].key, version == 2 ? UINT64_MAX : 0);
+    ck_assert_uint_eq (got.v[8].end.tasks[2].index, UINT64_MAX);
     /* The documented rounding, spelled out. */
     ck_assert (same_f64 (got.v[8].end.tasks[1].wall, 2e-6));
     ck_assert (same_f64 (got.v[8].end.tasks[2].stime, -0.0));
@@ -1653,7 +1674,7 @@ START_TEST (test_fixture_v2)
     recs_free (&got);
 
     /* And today's writer produces the same bytes. */
-    write_journal_v (jpath, 2, r, n, NULL);
+    write_journal_v (jpath, version, r, n, NULL);
     assert_same_file (fixture, jpath);
 }
 END_TEST
@@ -1662,7 +1683,7 @@ END_TEST
  * the old records and the new ones alike. */
 START_TEST (test_append_keeps_version)
 {
-    for (unsigned version = 1; version <= 2; version++) {
+    for (unsigned version = 1; version <= 3; version++) {
         gr_jrec_t r[16];
         size_t n = version == 1 ? fixture_records (r) : fixture_records_v2 (r);
         char src[512];
@@ -1679,7 +1700,7 @@ START_TEST (test_append_keeps_version)
         gr_journal_t *j = gr_journal_open (jpath, info.valid_len, &o, &e);
         ck_assert_msg (j != NULL, "%s", e.text);
         /* A one-entry batch: 8 + 17 + 24 bytes in version 1; 8 + 17 + 9
-         * (flags and key) in version 2. */
+         * (flags and key) in version 2; 8 + 17 + 1 (flags) in version 3. */
         gr_jstart_t t = { 0xabcdefULL, 0, 0, 1 };
         r[n] = (gr_jrec_t){ .type = GR_JREC_TASK_START, .time = 1700000008.0 };
         r[n].start.worker = 1;
@@ -1692,10 +1713,11 @@ START_TEST (test_append_keeps_version)
         q.quarantine.on = 1;
         strcpy (q.quarantine.name, "node h2");
         ck_assert_int_eq (gr_journal_append (j, &q, &e), 0);
-        if (version == 2)
+        if (version >= 2)
             r[++n] = q;
         ck_assert_int_eq (gr_journal_close (j, &e), 0);
-        ck_assert_uint_eq (file_size (jpath), len + 8 + 17 + (version == 1 ? 24 : 9)
+        ck_assert_uint_eq (file_size (jpath), len + 8 + 17
+                                                  + (version == 1 ? 24 : version == 2 ? 9 : 1)
                                                   + (version == 1 ? 0 : 8 + 30 + 7));
 
         data = get_file (jpath, &len);
@@ -1797,9 +1819,10 @@ START_TEST (test_extremes)
 }
 END_TEST
 
-/* The point of version 2: a no-op task, started and ended in batches of
- * consecutive indexes, costs 9 + 9 bytes and its share of two batch
- * headers (25 bytes each), where version 1 takes 24 + 72. */
+/* The point of versions 2 and 3: a no-op task, started and ended in
+ * batches of consecutive indexes, costs 9 + 9 bytes in version 2 and
+ * 1 + 1 in version 3, and its share of two batch headers (25 bytes
+ * each), where version 1 takes 24 + 72. */
 START_TEST (test_compact_size)
 {
     enum { BATCH = 256 };
@@ -1810,7 +1833,8 @@ START_TEST (test_compact_size)
         s[i] = (gr_jstart_t){ gr_hash64 (&index, sizeof (index)), index, 0, 1 };
         en[i] = (gr_jend_t){ .key = s[i].key, .index = index, .attempt = 1 };
     }
-    for (unsigned version = 1; version <= 2; version++) {
+    for (unsigned version = 1; version <= 3; version++) {
+        unsigned entry = version == 2 ? 9 : 1;
         gr_error_t e;
         gr_journal_opts_t o = quiet_opts ();
         unlink (jpath);
@@ -1824,7 +1848,7 @@ START_TEST (test_compact_size)
         gr_journal_stats_t st;
         gr_journal_get_stats (j, &st);
         /* The first entry's index, 1000, is a delta from 0: 2 bytes more. */
-        uint64_t want = version == 1 ? 25 + 24 * BATCH : 25 + 9 * BATCH + 2;
+        uint64_t want = version == 1 ? 25 + 24 * BATCH : 25 + entry * BATCH + 2;
         ck_assert_uint_eq (st.bytes, want);
         r = (gr_jrec_t){ .type = GR_JREC_TASK_END, .time = 2.0 };
         r.end.worker = 1;
@@ -1832,7 +1856,7 @@ START_TEST (test_compact_size)
         r.end.tasks = en;
         ck_assert_int_eq (gr_journal_append (j, &r, &e), 0);
         gr_journal_get_stats (j, &st);
-        want += version == 1 ? 25 + 72 * BATCH : 25 + 9 * BATCH + 2;
+        want += version == 1 ? 25 + 72 * BATCH : 25 + entry * BATCH + 2;
         ck_assert_uint_eq (st.bytes, want);
         printf ("# version %u: %.2f bytes per no-op task in batches of %d\n", version,
                 (double)st.bytes / BATCH, BATCH);
@@ -1843,7 +1867,7 @@ START_TEST (test_compact_size)
         replay_ok (jpath, &got, &info);
         ck_assert_uint_eq (got.n, 2);
         for (uint32_t i = 0; i < BATCH; i++) {
-            ck_assert (start_eq (&got.v[0].start.tasks[i], &s[i]));
+            ck_assert (start_eq (&got.v[0].start.tasks[i], &s[i], version));
             ck_assert (end_eq (&got.v[1].end.tasks[i], &en[i], version));
         }
         recs_free (&got);
@@ -1918,7 +1942,7 @@ static int count_ends (const gr_jrec_t *rec, void *arg)
     if (rec->type != GR_JREC_TASK_END)
         return 0;
     for (uint32_t i = 0; i < rec->end.n; i++) {
-        if (rec->end.tasks[i].key != *next)
+        if (rec->end.tasks[i].index != *next)
             return -1;
         (*next)++;
     }
@@ -1941,7 +1965,7 @@ START_TEST (test_background)
     int started = 0;
     for (int r = 0; r < ROUNDS; r++) {
         for (int i = 0; i < BATCH; i++)
-            ends[i].key = key++;
+            ends[i].index = key++;
         gr_jrec_t rec = {.type = GR_JREC_TASK_END, .time = 1};
         rec.end.worker = 1;
         rec.end.n = BATCH;
@@ -1975,26 +1999,26 @@ int main (void)
     tcase_set_timeout (tc, 120);
     tcase_add_test (tc, test_opts_defaults);
     /* Loop tests run once per format version: _i is 1, then 2. */
-    tcase_add_loop_test (tc, test_roundtrip, 1, 3);
-    tcase_add_loop_test (tc, test_split_batch, 1, 3);
-    tcase_add_loop_test (tc, test_extremes, 1, 3);
+    tcase_add_loop_test (tc, test_roundtrip, 1, 4);
+    tcase_add_loop_test (tc, test_split_batch, 1, 4);
+    tcase_add_loop_test (tc, test_extremes, 1, 4);
     tcase_add_test (tc, test_compact_size);
     tcase_add_test (tc, test_group_commit);
     tcase_add_test (tc, test_bad_append);
-    tcase_add_loop_test (tc, test_truncate, 1, 3);
-    tcase_add_loop_test (tc, test_bitflip, 1, 3);
-    tcase_add_loop_test (tc, test_garbage_tail, 1, 3);
-    tcase_add_loop_test (tc, test_random_file, 1, 3);
+    tcase_add_loop_test (tc, test_truncate, 1, 4);
+    tcase_add_loop_test (tc, test_bitflip, 1, 4);
+    tcase_add_loop_test (tc, test_garbage_tail, 1, 4);
+    tcase_add_loop_test (tc, test_random_file, 1, 4);
     tcase_add_test (tc, test_format_damage);
     tcase_add_test (tc, test_format_damage_v2);
-    tcase_add_loop_test (tc, test_fuzz_parse, 1, 3);
-    tcase_add_loop_test (tc, test_fuzz_mutate, 1, 3);
-    tcase_add_loop_test (tc, test_reopen_after_damage, 1, 3);
+    tcase_add_loop_test (tc, test_fuzz_parse, 1, 4);
+    tcase_add_loop_test (tc, test_fuzz_mutate, 1, 4);
+    tcase_add_loop_test (tc, test_reopen_after_damage, 1, 4);
     tcase_add_test (tc, test_header);
     tcase_add_test (tc, test_reader_stops);
     tcase_add_test (tc, test_write_failure);
     tcase_add_test (tc, test_fixture_v1);
-    tcase_add_test (tc, test_fixture_v2);
+    tcase_add_loop_test (tc, test_fixture_v2, 2, 4);
     tcase_add_test (tc, test_append_keeps_version);
     tcase_add_test (tc, test_perf);
     tcase_add_test (tc, test_background);

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Write tests/data/journal-v2.bin, the pinned journal of format version 2.
+"""Write tests/data/journal-v2.bin and journal-v3.bin, the pinned journals
+of format versions 2 and 3 (version 3 is version 2 without the keys).
 
 The encoder below is written from doc/journal-format.md, not from
 src/journal/journal.c, so that the fixture checks the code against the
-document.  tests/unit/test_journal.c (test_fixture_v2) replays the file,
-compares every field with the records listed here, and checks that
+document.  tests/unit/test_journal.c (test_fixture_v2, _v3) replays the
+files, compares every field with the records listed here, and checks that
 gridrun's own writer produces the same bytes.  Run it from anywhere:
 
-    python3 tests/data/mkjournal-v2.py tests/data/journal-v2.bin
+    python3 tests/data/mkjournal.py 2 tests/data/journal-v2.bin
+    python3 tests/data/mkjournal.py 3 tests/data/journal-v3.bin
 
 It is deterministic: the same records give the same bytes every time.
 """
@@ -74,7 +76,7 @@ def start_entries(tasks):
         if attempt != 1:
             flags |= 0x04
             rest += varint(attempt)
-        out += bytes([flags]) + struct.pack("<Q", key) + rest
+        out += bytes([flags]) + (struct.pack("<Q", key) if VERSION == 2 else b"") + rest
         prev_index, prev_def = index, def_
     return bytes(out)
 
@@ -113,7 +115,7 @@ def end_entries(tasks):
         if rss != prev_rss:
             flags |= 0x40
             rest += varint(zigzag(rss, 64))
-        out += bytes([flags]) + struct.pack("<Q", key) + rest
+        out += bytes([flags]) + (struct.pack("<Q", key) if VERSION == 2 else b"") + rest
         prev_index, prev_def, prev_rss = index, def_, rss
     return bytes(out)
 
@@ -142,44 +144,50 @@ def batch(rtype, time, worker_rank, tasks):
     return payload(rtype, time, struct.pack("<II", worker_rank, len(tasks)) + enc(tasks))
 
 
+VERSION = 2
+
+
 # The records; test_fixture_v2 in tests/unit/test_journal.c lists the same.
-RECORDS = [
-    payload(RUN_START, 1700000000.25, struct.pack("<QII", 0x0123456789ABCDEF, 1, 2)),
-    worker(1700000000.5, 1, 8, 1, "node001"),
-    worker(1700000000.5, 2, 8, 0, "node002.example.org"),
-    batch(TASK_START, 1700000001.0, 1, [
-        (0xEFC46CDE4DC87BB3, 0, 0, 1),
-        (0x1111222233334444, 1, 0, 1),
-        (0x5555666677778888, 7, 2, 3),
-        (0x9999AAAABBBBCCCC, 3, 2, 1),
-    ]),
-    batch(TASK_END, 1700000002.0, 1, [
-        (0xEFC46CDE4DC87BB3, 0, 0, 1, 0, 0, 0, DONE, 1.5, 1.25, 0.125, 20480),
-        (0x1111222233334444, 1, 0, 1, 3, 0, 1, RETRY, 0.75, 0.5, 0.0625, 20480),
-    ]),
-    batch(TASK_START, 1700000003.0, 2, []),
-    payload(WORKER_LOST, 1700000004.0, struct.pack("<I", 2)),
-    payload(DRAIN, 1700000005.0, struct.pack("<id", 15, 1700000065.0)),
-    batch(TASK_END, 1700000006.0, 1, [
-        (0x5555666677778888, 7, 2, 3, -1, 9, 2, REQUEUED, 30.5, 0.0, 0.0, -1),
-        # 1.5 us: kept as 2 us.
-        (0x9999AAAABBBBCCCC, 3, 2, 1, 0, 0, 0, DONE, 0.0000015, 0.0, 0.0, -1),
-        (U64, U64, U32, U32, INT32_MIN, INT32_MAX, U32, FAILED,
-         -1.0, math.inf, -0.0, INT64_MAX),
-        (0, 0, 0, 1, 0, 0, 0, DONE, 0.0, 0.0, 0.0, 0),
-    ]),
-    quarantine(1700000006.5, 2, 1, 3, 1700000606.5, "rack r1"),
-    quarantine(1700000006.75, 2, 0, 3, 0.0, ""),
-    payload(RUN_END, 1700000007.0, struct.pack("<i", 75)),
-]
+def records():
+    return [
+        payload(RUN_START, 1700000000.25, struct.pack("<QII", 0x0123456789ABCDEF, 1, 2)),
+        worker(1700000000.5, 1, 8, 1, "node001"),
+        worker(1700000000.5, 2, 8, 0, "node002.example.org"),
+        batch(TASK_START, 1700000001.0, 1, [
+            (0xEFC46CDE4DC87BB3, 0, 0, 1),
+            (0x1111222233334444, 1, 0, 1),
+            (0x5555666677778888, 7, 2, 3),
+            (0x9999AAAABBBBCCCC, 3, 2, 1),
+        ]),
+        batch(TASK_END, 1700000002.0, 1, [
+            (0xEFC46CDE4DC87BB3, 0, 0, 1, 0, 0, 0, DONE, 1.5, 1.25, 0.125, 20480),
+            (0x1111222233334444, 1, 0, 1, 3, 0, 1, RETRY, 0.75, 0.5, 0.0625, 20480),
+        ]),
+        batch(TASK_START, 1700000003.0, 2, []),
+        payload(WORKER_LOST, 1700000004.0, struct.pack("<I", 2)),
+        payload(DRAIN, 1700000005.0, struct.pack("<id", 15, 1700000065.0)),
+        batch(TASK_END, 1700000006.0, 1, [
+            (0x5555666677778888, 7, 2, 3, -1, 9, 2, REQUEUED, 30.5, 0.0, 0.0, -1),
+            # 1.5 us: kept as 2 us.
+            (0x9999AAAABBBBCCCC, 3, 2, 1, 0, 0, 0, DONE, 0.0000015, 0.0, 0.0, -1),
+            (U64, U64, U32, U32, INT32_MIN, INT32_MAX, U32, FAILED,
+             -1.0, math.inf, -0.0, INT64_MAX),
+            (0, 0, 0, 1, 0, 0, 0, DONE, 0.0, 0.0, 0.0, 0),
+        ]),
+        quarantine(1700000006.5, 2, 1, 3, 1700000606.5, "rack r1"),
+        quarantine(1700000006.75, 2, 0, 3, 0.0, ""),
+        payload(RUN_END, 1700000007.0, struct.pack("<i", 75)),
+    ]
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: mkjournal-v2.py OUTPUT")
-    with open(sys.argv[1], "wb") as f:
-        f.write(b"GRJNL\0\0\2")
-        for p in RECORDS:
+    global VERSION
+    if len(sys.argv) != 3 or sys.argv[1] not in ("2", "3"):
+        sys.exit("usage: mkjournal.py 2|3 OUTPUT")
+    VERSION = int(sys.argv[1])
+    with open(sys.argv[2], "wb") as f:
+        f.write(b"GRJNL\0\0" + bytes([VERSION]))
+        for p in records():
             f.write(frame(p))
 
 
