@@ -24,6 +24,7 @@
 #include "src/common/gtime.h"
 #include "src/common/hist.h"
 #include "src/common/log.h"
+#include "src/common/prom.h"
 #include "src/common/units.h"
 
 static const char *const op_names[GR__OP_N] = {"allreduce", "broadcast", "allgather",
@@ -44,6 +45,7 @@ static struct {
     char path[PATH_MAX];
     char events[PATH_MAX];  /* RUN/events.jsonl of the gridrun run, or "" */
     char task[128], key[32];
+    char label[300];        /* task="NAME", escaped: every sample's label */
     int rank, size, gpu;
     const char *backend;
     double t0, interval, due;
@@ -125,14 +127,10 @@ void gr__metrics_init (int rank, int size, int gpu, const char *backend)
             GR_WARN ("GRIDRUN_TRAIN_METRICS_INTERVAL=%s is not a duration; using 10s", iv);
         M.interval = 10;
     }
-    /* A label value: backslash, quote and newline escaped. */
-    size_t o = 0;
-    for (const char *s = name ? name : ""; *s && o + 3 < sizeof (M.task); s++) {
-        if (*s == '\\' || *s == '"' || *s == '\n')
-            M.task[o++] = '\\';
-        M.task[o++] = *s == '\n' ? 'n' : *s;
-    }
-    M.task[o] = '\0';
+    char esc[256];
+    snprintf (M.task, sizeof (M.task), "%s", name ? name : "");
+    snprintf (M.label, sizeof (M.label), "task=\"%s\"",
+              gr_prom_escape (M.task, esc, sizeof (esc)));
     snprintf (M.key, sizeof (M.key), "%s", key ? key : "");
     if (rank != 0)
         return;
@@ -151,13 +149,7 @@ void gr__metrics_init (int rank, int size, int gpu, const char *backend)
 
 static void put (FILE *f, const char *name, const char *labels, double v)
 {
-    fprintf (f, "%s{task=\"%s\"%s%s} %.17g\n", name, M.task, labels && *labels ? "," : "",
-             labels ? labels : "", v);
-}
-
-static void head (FILE *f, const char *name, const char *type, const char *help)
-{
-    fprintf (f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    gr_prom_put (f, M.label, name, labels, v);
 }
 
 /* Bus bandwidth of an allreduce of bytes in seconds (nccl-tests' busbw). */
@@ -172,35 +164,34 @@ static void write_file (double now)
     double el = now - M.t0, dt = now - M.last_write;
     FILE *f;
 
-    snprintf (tmp, sizeof (tmp), "%s.tmp", M.path);
-    if (!(f = fopen (tmp, "w"))) {
+    if (!(f = gr_prom_begin (M.path, tmp, sizeof (tmp)))) {
         GR_WARN ("cannot write the training metrics %s: %s; no more of them", tmp,
                  strerror (errno));
         M.on = false;
         return;
     }
-    head (f, "gridrun_train_info", "gauge", "The training program: ranks and backend.");
+    gr_prom_head (f, "gridrun_train_info", "gauge", "The training program: ranks and backend.");
     snprintf (l, sizeof (l), "backend=\"%s\",ranks=\"%d\"", M.backend, M.size);
     put (f, "gridrun_train_info", l, 1);
-    head (f, "gridrun_train_samples_total", "counter",
+    gr_prom_head (f, "gridrun_train_samples_total", "counter",
           "Samples processed (gr_metrics_samples).");
     put (f, "gridrun_train_samples_total", NULL, (double)M.samples);
-    head (f, "gridrun_train_samples_per_second", "gauge",
+    gr_prom_head (f, "gridrun_train_samples_per_second", "gauge",
           "Samples a second since the last write (the whole run at the end).");
     put (f, "gridrun_train_samples_per_second", NULL,
          dt > 0 ? (double)(M.samples - M.samples_at_last) / dt : 0);
-    head (f, "gridrun_train_collective_calls_total", "counter", "Collective calls by operation.");
+    gr_prom_head (f, "gridrun_train_collective_calls_total", "counter", "Collective calls by operation.");
     for (int i = 0; i < GR__OP_N; i++) {
         snprintf (l, sizeof (l), "op=\"%s\"", op_names[i]);
         put (f, "gridrun_train_collective_calls_total", l, (double)M.op[i].calls);
     }
-    head (f, "gridrun_train_collective_seconds_total", "counter",
+    gr_prom_head (f, "gridrun_train_collective_seconds_total", "counter",
           "Time spent in collectives by operation.");
     for (int i = 0; i < GR__OP_N; i++) {
         snprintf (l, sizeof (l), "op=\"%s\"", op_names[i]);
         put (f, "gridrun_train_collective_seconds_total", l, M.op[i].seconds);
     }
-    head (f, "gridrun_train_collective_bytes_total", "counter",
+    gr_prom_head (f, "gridrun_train_collective_bytes_total", "counter",
           "Bytes of each rank's buffers passed to collectives, by operation.");
     for (int i = 0; i < GR__OP_N; i++) {
         snprintf (l, sizeof (l), "op=\"%s\"", op_names[i]);
@@ -208,13 +199,13 @@ static void write_file (double now)
     }
     double ab = (double)(M.op[GR__OP_ALLREDUCE].bytes + M.op[GR__OP_FUSION].bytes);
     double as = M.op[GR__OP_ALLREDUCE].seconds + M.op[GR__OP_FUSION].seconds;
-    head (f, "gridrun_train_allreduce_busbw_bytes_per_second", "gauge",
+    gr_prom_head (f, "gridrun_train_allreduce_busbw_bytes_per_second", "gauge",
           "Allreduce bus bandwidth, algbw x 2(n-1)/n as nccl-tests report it: since the "
           "last write (span=\"interval\") and over the run (span=\"run\").");
     put (f, "gridrun_train_allreduce_busbw_bytes_per_second", "span=\"interval\"",
          busbw (ab - M.ar_bytes_last, as - M.ar_seconds_last));
     put (f, "gridrun_train_allreduce_busbw_bytes_per_second", "span=\"run\"", busbw (ab, as));
-    head (f, "gridrun_train_checkpoint_seconds", "summary",
+    gr_prom_head (f, "gridrun_train_checkpoint_seconds", "summary",
           "Checkpoint latency: gr_ckpt_save's return (the stall, when async), gr_ckpt_wait, "
           "gr_ckpt_load.");
     for (int i = 0; i < GR__CKPT_N; i++) {
@@ -232,24 +223,23 @@ static void write_file (double now)
         nvml_mem_t mem;
         snprintf (l, sizeof (l), "gpu=\"%d\"", M.gpu);
         if (M.get_util (M.dev, &u) == 0) {
-            head (f, "gridrun_train_gpu_utilization_ratio", "gauge",
+            gr_prom_head (f, "gridrun_train_gpu_utilization_ratio", "gauge",
                   "NVML: the fraction of time a kernel ran on rank 0's GPU.");
             put (f, "gridrun_train_gpu_utilization_ratio", l, u.gpu / 100.0);
         }
         if (M.get_mem && M.get_mem (M.dev, &mem) == 0) {
-            head (f, "gridrun_train_gpu_memory_used_bytes", "gauge",
+            gr_prom_head (f, "gridrun_train_gpu_memory_used_bytes", "gauge",
                   "NVML: memory in use on rank 0's GPU.");
             put (f, "gridrun_train_gpu_memory_used_bytes", l, (double)mem.used);
         }
     }
-    head (f, "gridrun_train_elapsed_seconds", "gauge", "Seconds since gr_init.");
+    gr_prom_head (f, "gridrun_train_elapsed_seconds", "gauge", "Seconds since gr_init.");
     put (f, "gridrun_train_elapsed_seconds", NULL, el);
-    head (f, "gridrun_train_last_update_timestamp_seconds", "gauge", "When this was written.");
+    gr_prom_head (f, "gridrun_train_last_update_timestamp_seconds", "gauge", "When this was written.");
     put (f, "gridrun_train_last_update_timestamp_seconds", NULL, gr_wallclock ());
-    if (fclose (f) != 0 || rename (tmp, M.path) < 0) {
+    if (gr_prom_commit (f, tmp, M.path) < 0) {
         GR_WARN ("cannot write the training metrics %s: %s; no more of them", M.path,
                  strerror (errno));
-        unlink (tmp);
         M.on = false;
         return;
     }

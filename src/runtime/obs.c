@@ -18,6 +18,7 @@
 #include "src/common/gtime.h"
 #include "src/common/hist.h"
 #include "src/common/log.h"
+#include "src/common/prom.h"
 #include "src/common/units.h"
 
 #define NAME_MAX_ 64
@@ -51,6 +52,7 @@ typedef struct {
 struct gr_obs {
     gr_obs_opts_t o;
     char *run_dir, *name, *metrics_path;
+    char label[300];        /* run="NAME", escaped: every sample's label */
     int nranks;
     wobs_t *w;
     gr_hist_t wall, queued, dispatch;
@@ -192,7 +194,6 @@ static void batches_out (gr_obs_t *ob)
 /* ---- Life cycle -------------------------------------------------------- */
 
 static void bar_clear (void);
-static const char *lv (const char *s, char *buf, size_t len);
 
 gr_obs_t *gr_obs_create (const gr_obs_opts_t *o, int nranks)
 {
@@ -208,13 +209,10 @@ gr_obs_t *gr_obs_create (const gr_obs_opts_t *o, int nranks)
         }
         return NULL;
     }
-    /* The run's name is a label value in every sample: escaped once. */
+    /* The run's name is a label of every sample: escaped once. */
     char esc[256];
-    char *name = strdup (lv (ob->name, esc, sizeof (esc)));
-    if (name) {
-        free (ob->name);
-        ob->name = name;
-    }
+    snprintf (ob->label, sizeof (ob->label), "run=\"%s\"",
+              gr_prom_escape (ob->name, esc, sizeof (esc)));
     ob->o = *o;
     ob->nranks = nranks;
     ob->code = -1;
@@ -514,14 +512,9 @@ static void progress (gr_obs_t *ob, double now, const gr_sched_stats_t *st, bool
 /* name{labels} value, with the run's label first. */
 static void put (FILE *f, const gr_obs_t *ob, const char *name, const char *labels, double v)
 {
-    fprintf (f, "%s{run=\"%s\"%s%s} %.17g\n", name, ob->name, labels && *labels ? "," : "",
-             labels ? labels : "", v);
+    gr_prom_put (f, ob->label, name, labels, v);
 }
 
-static void head (FILE *f, const char *name, const char *type, const char *help)
-{
-    fprintf (f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
 
 static void summary_of (FILE *f, const gr_obs_t *ob, const char *name, const char *help,
                         const gr_hist_t *h)
@@ -529,33 +522,15 @@ static void summary_of (FILE *f, const gr_obs_t *ob, const char *name, const cha
     static const double qs[] = {0.5, 0.95, 0.99};
     char l[32];
 
-    head (f, name, "summary", help);
+    gr_prom_head (f, name, "summary", help);
     for (int i = 0; i < 3; i++) {
         snprintf (l, sizeof (l), "quantile=\"%g\"", qs[i]);
         put (f, ob, name, l, gr_hist_quantile (h, qs[i]));
     }
-    fprintf (f, "%s_sum{run=\"%s\"} %.17g\n%s_count{run=\"%s\"} %" PRIu64 "\n", name, ob->name,
-             h->sum, name, ob->name, h->n);
+    fprintf (f, "%s_sum{%s} %.17g\n%s_count{%s} %" PRIu64 "\n", name, ob->label, h->sum, name,
+             ob->label, h->n);
 }
 
-/* A label value as Prometheus wants it: \, " and newline escaped. */
-static const char *lv (const char *s, char *buf, size_t len)
-{
-    size_t o = 0;
-
-    for (; *s && o + 3 < len; s++) {
-        if (*s == '\\' || *s == '"') {
-            buf[o++] = '\\';
-            buf[o++] = *s;
-        } else if (*s == '\n') {
-            buf[o++] = '\\';
-            buf[o++] = 'n';
-        } else
-            buf[o++] = *s;
-    }
-    buf[o] = '\0';
-    return buf;
-}
 
 /* The metrics in Prometheus's text format, into f. */
 static void metrics_text (gr_obs_t *ob, double now, const gr_sched_stats_t *st, int code,
@@ -564,25 +539,25 @@ static void metrics_text (gr_obs_t *ob, double now, const gr_sched_stats_t *st, 
     char l[512], a[NAME_MAX_ * 2], b[NAME_MAX_ * 2], c[NAME_MAX_ * 2];
     double el = now - ob->t0;
 
-    head (f, "gridrun_tasks", "gauge", "Tasks of the run by state.");
+    gr_prom_head (f, "gridrun_tasks", "gauge", "Tasks of the run by state.");
     put (f, ob, "gridrun_tasks", "state=\"total\"", (double)st->total);
     put (f, ob, "gridrun_tasks", "state=\"done\"", (double)st->done);
     put (f, ob, "gridrun_tasks", "state=\"failed\"", (double)st->failed);
     put (f, ob, "gridrun_tasks", "state=\"skipped\"", (double)st->skipped);
     put (f, ob, "gridrun_tasks", "state=\"running\"", (double)st->running);
     put (f, ob, "gridrun_tasks", "state=\"waiting\"", (double)st->waiting);
-    head (f, "gridrun_attempts_total", "counter", "Attempts that ended, by outcome.");
+    gr_prom_head (f, "gridrun_attempts_total", "counter", "Attempts that ended, by outcome.");
     for (int k = GR_OUTCOME_DONE; k <= GR_OUTCOME_REQUEUED; k++) {
         if (k == GR_OUTCOME_STALE)
             continue;
         snprintf (l, sizeof (l), "outcome=\"%s\"", outcome_name ((gr_outcome_kind_t)k));
         put (f, ob, "gridrun_attempts_total", l, (double)ob->outcomes[k]);
     }
-    head (f, "gridrun_timeouts_total", "counter", "Attempts ended by their timeout.");
+    gr_prom_head (f, "gridrun_timeouts_total", "counter", "Attempts ended by their timeout.");
     put (f, ob, "gridrun_timeouts_total", NULL, (double)ob->timeouts);
-    head (f, "gridrun_crashes_total", "counter", "Attempts ended by a signal gridrun did not send.");
+    gr_prom_head (f, "gridrun_crashes_total", "counter", "Attempts ended by a signal gridrun did not send.");
     put (f, ob, "gridrun_crashes_total", NULL, (double)st->crashes);
-    head (f, "gridrun_retries_total", "counter", "Retries scheduled.");
+    gr_prom_head (f, "gridrun_retries_total", "counter", "Retries scheduled.");
     put (f, ob, "gridrun_retries_total", NULL, (double)st->retries);
     summary_of (f, ob, "gridrun_task_wall_seconds", "Wall time of attempts that ran.", &ob->wall);
     summary_of (f, ob, "gridrun_queue_wait_seconds",
@@ -590,23 +565,23 @@ static void metrics_text (gr_obs_t *ob, double now, const gr_sched_stats_t *st, 
                 &ob->queued);
     summary_of (f, ob, "gridrun_dispatch_latency_seconds",
                 "Time from a worker's request for work to the master's answer.", &ob->dispatch);
-    head (f, "gridrun_throughput_tasks_per_second", "gauge",
+    gr_prom_head (f, "gridrun_throughput_tasks_per_second", "gauge",
           "Tasks finished a second, over the last 10 s.");
     put (f, ob, "gridrun_throughput_tasks_per_second", NULL, rate_now (ob, now, st));
-    head (f, "gridrun_elapsed_seconds", "gauge", "Seconds since this incarnation started.");
+    gr_prom_head (f, "gridrun_elapsed_seconds", "gauge", "Seconds since this incarnation started.");
     put (f, ob, "gridrun_elapsed_seconds", NULL, el);
-    head (f, "gridrun_worker_utilization", "gauge",
+    gr_prom_head (f, "gridrun_worker_utilization", "gauge",
           "Busy cpu-seconds of a worker's finished attempts over its cpus times the elapsed "
           "time.");
     for (int r = 0; r < ob->nranks; r++) {
         const wobs_t *w = &ob->w[r];
         if (!w->known)
             continue;
-        snprintf (l, sizeof (l), "worker=\"%d\",node=\"%s\"", r, lv (w->host, a, sizeof (a)));
+        snprintf (l, sizeof (l), "worker=\"%d\",node=\"%s\"", r, gr_prom_escape (w->host, a, sizeof (a)));
         put (f, ob, "gridrun_worker_utilization", l,
              el > 0 && w->cpus ? w->busy / ((double)w->cpus * el) : 0);
     }
-    head (f, "gridrun_node_utilization", "gauge",
+    gr_prom_head (f, "gridrun_node_utilization", "gauge",
           "Busy cpu-seconds of a node's workers over their cpus times the elapsed time.");
     for (int r = 0; r < ob->nranks; r++) {
         const wobs_t *w = &ob->w[r];
@@ -622,34 +597,34 @@ static void metrics_text (gr_obs_t *ob, double now, const gr_sched_stats_t *st, 
                 cpus += ob->w[q].cpus;
             }
         snprintf (l, sizeof (l), "node=\"%s\",rack=\"%s\",zone=\"%s\"",
-                  lv (w->host, a, sizeof (a)), lv (w->rack, b, sizeof (b)),
-                  lv (w->zone, c, sizeof (c)));
+                  gr_prom_escape (w->host, a, sizeof (a)), gr_prom_escape (w->rack, b, sizeof (b)),
+                  gr_prom_escape (w->zone, c, sizeof (c)));
         put (f, ob, "gridrun_node_utilization", l, el > 0 && cpus > 0 ? busy / (cpus * el) : 0);
     }
-    head (f, "gridrun_failures_total", "counter",
+    gr_prom_head (f, "gridrun_failures_total", "counter",
           "Failed attempts (retried or not) by the failure domain they ran in.");
     for (int r = 0; r < ob->nranks; r++) {
         const wobs_t *w = &ob->w[r];
         if (!w->known)
             continue;
         snprintf (l, sizeof (l), "worker=\"%d\",node=\"%s\",rack=\"%s\",zone=\"%s\"", r,
-                  lv (w->host, a, sizeof (a)), lv (w->rack, b, sizeof (b)),
-                  lv (w->zone, c, sizeof (c)));
+                  gr_prom_escape (w->host, a, sizeof (a)), gr_prom_escape (w->rack, b, sizeof (b)),
+                  gr_prom_escape (w->zone, c, sizeof (c)));
         put (f, ob, "gridrun_failures_total", l, (double)w->failures);
     }
-    head (f, "gridrun_workers", "gauge", "Workers by state.");
+    gr_prom_head (f, "gridrun_workers", "gauge", "Workers by state.");
     int live = 0;
     for (int r = 0; r < ob->nranks; r++)
         live += ob->w[r].known && !ob->w[r].lost;
     put (f, ob, "gridrun_workers", "state=\"live\"", live);
     put (f, ob, "gridrun_workers", "state=\"lost\"", (double)ob->lost_workers);
-    head (f, "gridrun_quarantines_total", "counter", "Failure domains put in quarantine.");
+    gr_prom_head (f, "gridrun_quarantines_total", "counter", "Failure domains put in quarantine.");
     put (f, ob, "gridrun_quarantines_total", NULL, (double)ob->quarantines);
-    head (f, "gridrun_snapshots_total", "counter", "run.h5 snapshots written.");
+    gr_prom_head (f, "gridrun_snapshots_total", "counter", "run.h5 snapshots written.");
     put (f, ob, "gridrun_snapshots_total", NULL, (double)ob->snapshots);
-    head (f, "gridrun_exit_code", "gauge", "The run's exit code once it ended; -1 while it runs.");
+    gr_prom_head (f, "gridrun_exit_code", "gauge", "The run's exit code once it ended; -1 while it runs.");
     put (f, ob, "gridrun_exit_code", NULL, code);
-    head (f, "gridrun_last_update_timestamp_seconds", "gauge", "When this file was written.");
+    gr_prom_head (f, "gridrun_last_update_timestamp_seconds", "gauge", "When this file was written.");
     put (f, ob, "gridrun_last_update_timestamp_seconds", NULL, gr_wallclock ());
 }
 
@@ -661,17 +636,15 @@ static void write_metrics (gr_obs_t *ob, double now, const gr_sched_stats_t *st,
     ob->code = code;
     if (!ob->metrics_path || ob->metrics_failed)
         return;
-    snprintf (tmp, sizeof (tmp), "%s.tmp", ob->metrics_path);
-    if (!(f = fopen (tmp, "w"))) {
+    if (!(f = gr_prom_begin (ob->metrics_path, tmp, sizeof (tmp)))) {
         GR_WARN ("cannot write the metrics file %s: %s; no more metrics", tmp, strerror (errno));
         ob->metrics_failed = true;
         return;
     }
     metrics_text (ob, now, st, code, f);
-    if (fclose (f) != 0 || rename (tmp, ob->metrics_path) < 0) {
+    if (gr_prom_commit (f, tmp, ob->metrics_path) < 0) {
         GR_WARN ("cannot write the metrics file %s: %s; no more metrics", ob->metrics_path,
                  strerror (errno));
-        unlink (tmp);
         ob->metrics_failed = true;
     }
 }

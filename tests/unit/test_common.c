@@ -14,6 +14,7 @@
 #include "src/common/fs.h"
 #include "src/common/hash.h"
 #include "src/common/hist.h"
+#include "src/common/prom.h"
 #include "src/common/slurm.h"
 #include "src/common/units.h"
 
@@ -196,6 +197,41 @@ START_TEST (test_fs)
 }
 END_TEST
 
+/* Label values escaped, samples formatted, and a file that appears whole. */
+START_TEST (test_prom)
+{
+    char buf[64], dir[] = "/tmp/gr-prom-XXXXXX", path[128], tmp[160];
+    ck_assert_str_eq (gr_prom_escape ("a\\b\"c\nd", buf, sizeof (buf)),
+                      "a\\\\b\\\"c\\nd");
+    /* Cut to fit, never in the middle of an escape. */
+    ck_assert_str_eq (gr_prom_escape ("\"\"\"\"", buf, 6), "\\\"\\\"");
+    ck_assert_ptr_nonnull (mkdtemp (dir));
+    snprintf (path, sizeof (path), "%s/m.prom", dir);
+    FILE *f = gr_prom_begin (path, tmp, sizeof (tmp));
+    ck_assert_ptr_nonnull (f);
+    gr_prom_head (f, "x_total", "counter", "Things.");
+    gr_prom_put (f, "run=\"r\"", "x_total", "k=\"v\"", 3);
+    gr_prom_put (f, "run=\"r\"", "x_total", NULL, 0.5);
+    ck_assert_int_ne (access (path, F_OK), 0);
+    ck_assert_int_eq (gr_prom_commit (f, tmp, path), 0);
+    ck_assert_int_ne (access (tmp, F_OK), 0);
+    char *text;
+    size_t len;
+    gr_error_t e;
+    ck_assert_int_eq (gr_read_file (path, 4096, &text, &len, &e), 0);
+    ck_assert_str_eq (text, "# HELP x_total Things.\n# TYPE x_total counter\n"
+                            "x_total{run=\"r\",k=\"v\"} 3\nx_total{run=\"r\"} 0.5\n");
+    free (text);
+    /* A directory that is gone: NULL, and errno says why. */
+    snprintf (path, sizeof (path), "%s/no/m.prom", dir);
+    ck_assert_ptr_null (gr_prom_begin (path, tmp, sizeof (tmp)));
+    ck_assert_int_eq (errno, ENOENT);
+    snprintf (path, sizeof (path), "%s/m.prom", dir);
+    unlink (path);
+    rmdir (dir);
+}
+END_TEST
+
 /* Quantiles against the exact ones of known data: uniform over 1..1000 ms,
  * a long tail, and a single value; within the buckets' 6.25%. */
 START_TEST (test_hist)
@@ -315,6 +351,7 @@ int main (void)
     tcase_add_test (tc, test_rng);
     tcase_add_test (tc, test_fs);
     tcase_add_test (tc, test_hist);
+    tcase_add_test (tc, test_prom);
     tcase_add_test (tc, test_slurm_env);
     suite_add_tcase (s, tc);
     return gr_check_main (s);
