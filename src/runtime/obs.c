@@ -417,6 +417,14 @@ void gr_obs_snapshot (gr_obs_t *ob, const char *state, double seconds)
     emit (ob, "snapshot", json_pack ("{s:s, s:f}", "state", state, "seconds", seconds));
 }
 
+void gr_obs_chaos (gr_obs_t *ob, const char *fault, int rank, uint64_t n)
+{
+    if (!ob)
+        return;
+    emit (ob, "chaos", json_pack ("{s:s, s:i, s:s, s:I}", "fault", fault, "rank", rank,
+                                  "host", host_of (ob, rank), "count", (json_int_t)n));
+}
+
 /* ---- Rates and progress ------------------------------------------------ */
 
 static uint64_t finished (const gr_sched_stats_t *st)
