@@ -40,6 +40,7 @@
 #include <mpi.h>
 #include <hdf5.h>
 
+#include "src/common/chaos.h"
 #include "src/common/fs.h"
 #include "src/common/gtime.h"
 #include "src/common/hash.h"
@@ -878,6 +879,22 @@ error:
     return -1;
 }
 
+/* Chaos mode (GRIDRUN_CHAOS=ckpt-eio=RATE,ckpt-enospc=RATE; chaos.h): a
+ * file of the save fails once its bytes are written, as when the disk
+ * filled up or failed under it (a failed fsync), and the save fails as
+ * it would then.  -1 with errno and text set when it does. */
+static int chaos_write_fails (const char *path, char *text, size_t len)
+{
+    if (gr_chaos_io (GR_CHAOS_IO_CKPT) == 0)
+        return 0;
+    int e = errno;
+    snprintf (text, len, "cannot write '%s': %s (injected by chaos mode, GRIDRUN_CHAOS)",
+              path, strerror (e));
+    GR_WARN ("chaos: %s", text);
+    errno = e;
+    return -1;
+}
+
 /* Write this rank's file of the per-rank layout (in the caller's thread
  * or the writer thread: no MPI here). */
 static void write_own (struct pending *p)
@@ -888,6 +905,8 @@ static void write_own (struct pending *p)
     snprintf (path, sizeof (path), "%s/%s", p->tmpdir, name);
     p->rc = gr_ckf_write_rank_file (path, p->rec, p->rank, p->data, &p->file, p->text,
                                     sizeof (p->text));
+    if (p->rc == 0)
+        p->rc = chaos_write_fails (path, p->text, sizeof (p->text));
     p->err = p->rc < 0 ? errno : 0;
 }
 
@@ -1048,6 +1067,8 @@ static int write_shared (gr_ckpt_t *c, struct pending *p)
     MPI_File_close (&fh);
     if (rc == 0 && fsync (sfd) < 0)
         rc = rfail (c, fn, errno, "cannot sync '%s': %s", path, strerror (errno));
+    if (rc == 0 && chaos_write_fails (path, err, sizeof (err)) < 0)
+        rc = rfail (c, fn, errno, "%s", err);
     close (sfd);
     rc = agree (c, rc);
 out:

@@ -13,6 +13,7 @@
 
 #include <mpi.h>
 
+#include "src/common/chaos.h"
 #include "src/common/error.h"
 #include "src/common/log.h"
 #include "src/common/slurm.h"
@@ -92,6 +93,11 @@ static const char *usage_text =
     "      --progress auto|bar|lines|none  progress on stderr (default auto: a bar\n"
     "                           on a terminal, else a line every\n"
     "                           --progress-interval T, default 30s)\n"
+    "      --chaos SPEC         chaos mode, for tests: inject faults at these rates\n"
+    "                           (per event, 0 to 1), e.g. kill-task=0.01,\n"
+    "                           kill-worker=0.002,delay=0.05:20ms,journal-eio=0.001,\n"
+    "                           journal-enospc=0.001,seed=42; \"off\" for none\n"
+    "                           (default: $GRIDRUN_CHAOS; doc/hardening.md)\n"
     "  -q, --quiet              no summary on stdout\n"
     "  -v, --verbose            more log output (repeat for more)\n"
     "\n"
@@ -105,9 +111,11 @@ static const char *usage_text =
     "  -a, --attempt N          the output of attempt N (default: the last)\n"
     "\n"
     "Environment: GRIDRUN_LOG=error|warn|info|debug|trace, GRIDRUN_RUN_DIR,\n"
-    "GRIDRUN_CPUS_PER_WORKER, GRIDRUN_GPUS_PER_WORKER (options override them).\n"
+    "GRIDRUN_CPUS_PER_WORKER, GRIDRUN_GPUS_PER_WORKER, GRIDRUN_CHAOS (options\n"
+    "override them).\n"
     "Exit codes: 0 all tasks succeeded, 1 some failed, 2 usage or spec error,\n"
-    "70 internal error, 75 drained (resumable).  See gridrun(1).\n";
+    "70 internal error, 74 the journal cannot be written (fix the disk, then\n"
+    "resume), 75 drained (resumable).  See gridrun(1).\n";
 
 static void usage (FILE *f)
 {
@@ -147,6 +155,7 @@ enum {
     OPT_EVENTS,
     OPT_PROGRESS,
     OPT_PROGRESS_INTERVAL,
+    OPT_CHAOS,
 };
 
 static int parse_u32 (const char *s, const char *what, uint32_t *out)
@@ -189,11 +198,26 @@ static int worker_opt (int c, const char *arg, gr_run_opts_t *o)
     return 0;
 }
 
+/* A chaos spec (chaos.h) from where: refused with what is wrong. */
+static int chaos_opt (const char *spec, const char *where, gr_run_opts_t *o)
+{
+    gr_chaos_spec_t s;
+    gr_error_t err;
+    if (gr_chaos_parse (spec, &s, &err) < 0) {
+        fprintf (stderr, "gridrun: %s: %s\n", where, err.text);
+        return -1;
+    }
+    o->chaos = gr_chaos_spec_any (&s) ? spec : NULL;
+    return 0;
+}
+
 static int env_defaults (gr_run_opts_t *o)
 {
     const char *s;
     if ((s = getenv ("GRIDRUN_RUN_DIR")) && *s)
         o->run_dir = s;
+    /* GRIDRUN_CHAOS is read after the options: --chaos wins, even over a
+     * bad value. */
     if ((s = getenv ("GRIDRUN_CPUS_PER_WORKER")) && *s
         && worker_opt (OPT_CPUS, s, o) < 0)
         return -1;
@@ -229,6 +253,7 @@ static const struct option run_longopts[] = {
     {"events", required_argument, NULL, OPT_EVENTS},
     {"progress", required_argument, NULL, OPT_PROGRESS},
     {"progress-interval", required_argument, NULL, OPT_PROGRESS_INTERVAL},
+    {"chaos", required_argument, NULL, OPT_CHAOS},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -239,6 +264,7 @@ static int cmd_run (int argc, char **argv)
 {
     gr_run_opts_t o;
     int c, verbose = 0, rc, provided;
+    const char *chaos = NULL;
 
     gr_run_opts_init (&o);
     if (env_defaults (&o) < 0)
@@ -322,6 +348,9 @@ static int cmd_run (int argc, char **argv)
                     return usage_error ("--progress-interval '%s' is not a positive duration",
                                         optarg);
                 break;
+            case OPT_CHAOS:
+                chaos = optarg;
+                break;
             case OPT_GRACE:
                 if (gr_parse_duration (optarg, &o.grace) < 0)
                     return usage_error ("--grace '%s' is not a duration (like 30s or 2m)", optarg);
@@ -362,6 +391,10 @@ static int cmd_run (int argc, char **argv)
                 return usage_error ("%s", "bad option for 'run'");
         }
     }
+    if (chaos ? chaos_opt (chaos, "--chaos", &o) < 0
+              : (chaos = getenv ("GRIDRUN_CHAOS")) && *chaos
+                    && chaos_opt (chaos, "GRIDRUN_CHAOS", &o) < 0)
+        return GR_EXIT_USAGE;
     if (optind == argc - 1)
         o.spec_path = argv[optind];
     else if (!(optind == argc && o.run_dir))

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "src/common/chaos.h"
 #include "src/common/fs.h"
 #include "src/common/gtime.h"
 #include "src/common/hash.h"
@@ -583,7 +584,9 @@ static int write_out (gr_journal_t *j, const unsigned char *data, size_t len)
 {
     double t0 = gr_now ();
     int rc = 0;
-    if (gr_pwrite_all (j->fd, data, len, (off_t)j->file_len) < 0
+    /* gr_chaos_io: a disk error injected by chaos mode (chaos.h). */
+    if (gr_chaos_io (GR_CHAOS_IO_JOURNAL) < 0
+        || gr_pwrite_all (j->fd, data, len, (off_t)j->file_len) < 0
         || (!j->opts.nosync && fdatasync (j->fd) < 0)) {
         int saved = errno;
         if (ftruncate (j->fd, (off_t)j->file_len) < 0) {
@@ -627,7 +630,9 @@ static void *writer_main (void *arg)
         /* Only this thread touches the file while busy. */
         pthread_mutex_unlock (&j->mu);
         double t0 = gr_now ();
-        int rc = gr_pwrite_all (j->fd, data, len, (off_t)j->file_len);
+        int rc = gr_chaos_io (GR_CHAOS_IO_JOURNAL);
+        if (rc == 0)
+            rc = gr_pwrite_all (j->fd, data, len, (off_t)j->file_len);
         if (rc == 0 && !j->opts.nosync)
             rc = fdatasync (j->fd);
         int err = rc < 0 ? errno : 0;

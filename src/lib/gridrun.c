@@ -18,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib.h"
 #include "src/coll/coll.h"
+#include "src/common/chaos.h"
 #include "src/common/gtime.h"
 #include "src/common/log.h"
 #include "src/common/slurm.h"
@@ -162,6 +164,7 @@ typedef struct {
     double timeout;
     bind_mode_t bind;
     int preempt_signal; /* 0: none beyond the default three */
+    gr_chaos_spec_t chaos; /* GRIDRUN_CHAOS: only its ckpt-* faults act here */
 } settings_t;
 
 static int read_settings (settings_t *s)
@@ -208,6 +211,14 @@ static int read_settings (settings_t *s)
                              "that can be caught; give a name like USR1 or a "
                              "number",
                              v);
+    }
+    v = getenv ("GRIDRUN_CHAOS");
+    gr_error_t err;
+    if (gr_chaos_parse (v, &s->chaos, &err) < 0)
+        return gr__fail (EINVAL, "gr_init: GRIDRUN_CHAOS: %s", err.text);
+    if (gr_chaos_spec_any (&s->chaos) && !s->chaos.seeded) {
+        s->chaos.seed = (uint64_t)time (NULL);
+        s->chaos.seeded = true;
     }
     return 0;
 }
@@ -451,6 +462,7 @@ static void teardown (void)
     gr_world_destroy (g.world);
     g.world = NULL;
     g.rank = g.size = g.local_rank = g.local_size = -1;
+    gr_chaos_disable ();
 }
 
 /* The rest of gr_init, once g.world stands. */
@@ -482,6 +494,13 @@ static int init_world (const settings_t *s)
         goto error;
     }
     coll_timeout = s->timeout;
+    /* Chaos mode (doc/hardening.md): checkpoint writes fail on purpose. */
+    gr_chaos_enable (&s->chaos, g.rank);
+    if (gr_chaos_on () && g.rank == 0) {
+        char text[GR_CHAOS_SPEC_MAX];
+        if (gr_chaos_format (&s->chaos, text, sizeof (text)) == 0)
+            GR_WARN ("chaos mode: injecting faults on purpose: %s", text);
+    }
     g.initialized = 1;
     gr__metrics_init (g.rank, g.size, g.topo.gpu, gr_backend_name ());
     GR_DEBUG (

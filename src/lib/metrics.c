@@ -180,7 +180,8 @@ static void write_file (double now)
           "Samples a second since the last write (the whole run at the end).");
     put (f, "gridrun_train_samples_per_second", NULL,
          dt > 0 ? (double)(M.samples - M.samples_at_last) / dt : 0);
-    gr_prom_head (f, "gridrun_train_collective_calls_total", "counter", "Collective calls by operation.");
+    gr_prom_head (f, "gridrun_train_collective_calls_total", "counter",
+                  "Collective calls by operation.");
     for (int i = 0; i < GR__OP_N; i++) {
         snprintf (l, sizeof (l), "op=\"%s\"", op_names[i]);
         put (f, "gridrun_train_collective_calls_total", l, (double)M.op[i].calls);
@@ -235,7 +236,8 @@ static void write_file (double now)
     }
     gr_prom_head (f, "gridrun_train_elapsed_seconds", "gauge", "Seconds since gr_init.");
     put (f, "gridrun_train_elapsed_seconds", NULL, el);
-    gr_prom_head (f, "gridrun_train_last_update_timestamp_seconds", "gauge", "When this was written.");
+    gr_prom_head (f, "gridrun_train_last_update_timestamp_seconds", "gauge",
+                  "When this was written.");
     put (f, "gridrun_train_last_update_timestamp_seconds", NULL, gr_wallclock ());
     if (gr_prom_commit (f, tmp, M.path) < 0) {
         GR_WARN ("cannot write the training metrics %s: %s; no more of them", M.path,

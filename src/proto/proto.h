@@ -76,6 +76,8 @@ typedef struct gr_ready_hdr {
     uint64_t received;     /* tasks received from the master so far */
     uint32_t running;      /* tasks running now */
     uint32_t queued;       /* tasks held, not yet started */
+    uint32_t chaos_kills;  /* chaos mode: tasks it killed, so far */
+    uint32_t chaos_delays; /* chaos mode: messages it held back, so far */
 } gr_ready_hdr_t;
 
 typedef struct gr_assign_hdr {

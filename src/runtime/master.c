@@ -18,6 +18,7 @@
 #include <mpi.h>
 
 #include "src/ckpt/snapshot.h"
+#include "src/common/chaos.h"
 #include "src/common/fs.h"
 #include "src/common/gtime.h"
 #include "src/common/log.h"
@@ -111,6 +112,8 @@ typedef struct wstate {
     uint32_t node;          /* its host, numbered */
     double asked;           /* when its credit went from none to some; 0: not
                                waiting (dispatch latency) */
+    uint32_t chaos_kills;   /* chaos mode: as its last READY counted them */
+    uint32_t chaos_delays;
 } wstate_t;
 
 /* A group task's attempt (kind: group), from the moment the scheduler
@@ -188,6 +191,13 @@ typedef struct master {
     gplace_t *gscratch;     /* one per rank */
     gr_obs_t *obs;          /* metrics, events, progress */
     const char *snap_state; /* of the snapshot being written */
+    bool io_failed;         /* the journal could not be written: stop */
+    int io_errno;
+    /* Chaos mode: faults injected, for the summary and the events. */
+    uint64_t chaos_task_kills;    /* by workers */
+    uint64_t chaos_result_delays; /* by workers */
+    uint64_t chaos_assign_delays; /* by the master */
+    uint64_t chaos_journal[2];    /* journal writes failed: EIO, ENOSPC */
 } master_t;
 
 static const char *task_label (master_t *m, uint32_t def, uint64_t index)
@@ -210,13 +220,24 @@ static int journal_put (master_t *m, const gr_jrec_t *rec)
     return 0;
 }
 
+/* A commit of the journal failed: the disk is full or failing.  The run
+ * must stop (stop_on_io_error), since whatever it did next could not be
+ * made durable.  Returns -1. */
+static int journal_failed (master_t *m, const gr_error_t *err)
+{
+    if (!m->io_failed) {
+        m->io_failed = true;
+        m->io_errno = errno;
+        GR_ERROR ("%s", err->text);
+    }
+    return -1;
+}
+
 static int journal_sync (master_t *m)
 {
     gr_error_t err;
-    if (m->journal && gr_journal_sync (m->journal, &err) < 0) {
-        GR_ERROR ("%s", err.text);
-        return -1;
-    }
+    if (m->journal && gr_journal_sync (m->journal, &err) < 0)
+        return journal_failed (m, &err);
     return 0;
 }
 
@@ -396,6 +417,57 @@ static int group_port (master_t *m, int src, const gr_result_rec_t *r, double no
 static int group_member_end (master_t *m, int src, const gr_result_rec_t *r,
                              double now);
 
+/* ------------------------------------------------------------------ */
+/* Chaos mode (src/common/chaos.h, doc/hardening.md): the master's own
+ * faults, and the count of everyone's. */
+
+/* A worker's READY counts more faults than its last one. */
+static void chaos_worker_counts (master_t *m, int src, const gr_ready_hdr_t *h)
+{
+    wstate_t *w = &m->w[src];
+    uint32_t kills = h->chaos_kills - w->chaos_kills;
+    uint32_t delays = h->chaos_delays - w->chaos_delays;
+    if (kills)
+        gr_obs_chaos (m->obs, "kill-task", src, kills);
+    if (delays)
+        gr_obs_chaos (m->obs, "delay", src, delays);
+    m->chaos_task_kills += kills;
+    m->chaos_result_delays += delays;
+    w->chaos_kills = h->chaos_kills;
+    w->chaos_delays = h->chaos_delays;
+}
+
+/* Journal writes that failed by chaos since the last look: they happen
+ * on the journal's writer thread too, which must not log (the progress
+ * bar is this thread's), so this thread says so. */
+static void chaos_journal_note (master_t *m)
+{
+    static const gr_chaos_site_t site[2] = {GR_CHAOS_JOURNAL_EIO, GR_CHAOS_JOURNAL_ENOSPC};
+    for (int i = 0; i < 2; i++) {
+        uint64_t n = gr_chaos_count (site[i]);
+        if (n == m->chaos_journal[i])
+            continue;
+        GR_WARN ("chaos: %" PRIu64 " journal write%s failed with %s%s", n - m->chaos_journal[i],
+                 n - m->chaos_journal[i] == 1 ? "" : "s", i ? "ENOSPC" : "EIO",
+                 i ? "; every later journal write fails too, as on a full disk"
+                   : "; the journal retries the write");
+        gr_obs_chaos (m->obs, gr_chaos_site_name (site[i]), 0, n - m->chaos_journal[i]);
+        m->chaos_journal[i] = n;
+    }
+}
+
+/* Hold an assignment back for the spec's delay. */
+static void chaos_delay_assign (master_t *m, const wstate_t *w, uint32_t n)
+{
+    char b[32];
+    double d = gr_chaos_current ()->delay;
+    GR_WARN ("chaos: holding %u task%s for worker %d back for %s", n, n == 1 ? "" : "s",
+             w->rank, gr_fmt_duration (d, b, sizeof (b)));
+    gr_obs_chaos (m->obs, "delay", 0, 1);
+    gr_sleep (d);
+    m->chaos_assign_delays++;
+}
+
 static int handle_ready (master_t *m, int src, const void *buf, size_t len,
                          double now)
 {
@@ -413,6 +485,8 @@ static int handle_ready (master_t *m, int src, const void *buf, size_t len,
         return 0;
     }
     memcpy (&h, buf, sizeof (h));
+    if (h.chaos_kills != w->chaos_kills || h.chaos_delays != w->chaos_delays)
+        chaos_worker_counts (m, src, &h);
     const gr_result_rec_t *recs =
         (const gr_result_rec_t *)((const char *)buf + sizeof (h));
     for (uint32_t i = 0; i < h.nresults; i++) {
@@ -470,6 +544,8 @@ static int send_assign (master_t *m, wstate_t *w, const gr_assign_rec_t *recs,
      * at all, and memcpy must not be given NULL even for 0 bytes. */
     if (n > 0)
         memcpy (buf + sizeof (h), recs, n * sizeof (*recs));
+    if (gr_chaos_on () && n > 0 && gr__chaos_hit (GR_CHAOS_DELAY))
+        chaos_delay_assign (m, w, n);
     if (gr_chan_send (m->ch, w->rank, GR_TAG_ASSIGN, buf, len) < 0) {
         free (buf);
         return -1;
@@ -1539,6 +1615,20 @@ static void summary (master_t *m, double wall, int code, FILE *f)
              m->nworkers == 1 ? "" : "s", m->total_cpus, util);
     if (m->nlost)
         fprintf (f, "  lost        %d worker%s\n", m->nlost, m->nlost == 1 ? "" : "s");
+    if (gr_chaos_on ()) {
+        char spec[GR_CHAOS_SPEC_MAX];
+        uint64_t held = m->chaos_result_delays + m->chaos_assign_delays;
+        uint64_t jf = m->chaos_journal[0] + m->chaos_journal[1];
+        if (gr_chaos_format (gr_chaos_current (), spec, sizeof (spec)) < 0)
+            snprintf (spec, sizeof (spec), "?");
+        fprintf (f, "  chaos       %s\n", spec);
+        fprintf (f, "  injected    %" PRIu64 " task%s killed, %" PRIu64 " message%s held back "
+                 "(%" PRIu64 " of results, %" PRIu64 " of tasks), %" PRIu64 " journal write%s "
+                 "failed; a worker that killed itself counts as lost\n",
+                 m->chaos_task_kills, m->chaos_task_kills == 1 ? "" : "s", held,
+                 held == 1 ? "" : "s", m->chaos_result_delays, m->chaos_assign_delays, jf,
+                 jf == 1 ? "" : "s");
+    }
     if (m->place && m->place->cluster) {
         const gr_cluster_t *c = m->place->cluster;
         static const char *const src[] = {"site file", "Slurm topology", "one rack per node"};
@@ -1647,6 +1737,35 @@ static int setup_place (const gr_run_opts_t *o, const gr_spec_t *spec,
     return 0;
 }
 
+/* Chaos mode: rank 0's spec, with the seed it picked if none was given,
+ * goes to every rank (GRIDRUN_CHAOS need not reach other hosts), and
+ * each rank draws from the seed and its rank. */
+static void chaos_setup (const gr_run_opts_t *o, int rank)
+{
+    char text[GR_CHAOS_SPEC_MAX] = "off";
+    gr_chaos_spec_t s;
+    gr_error_t err;
+
+    if (rank == 0 && o->chaos && gr_chaos_parse (o->chaos, &s, &err) == 0
+        && gr_chaos_spec_any (&s)) {
+        if (!s.seeded) {
+            s.seed = (uint64_t)time (NULL) ^ (uint64_t)getpid () << 32;
+            s.seeded = true;
+        }
+        if (gr_chaos_format (&s, text, sizeof (text)) < 0)
+            snprintf (text, sizeof (text), "off");
+    }
+    MPI_Bcast (text, sizeof (text), MPI_CHAR, 0, MPI_COMM_WORLD);
+    text[sizeof (text) - 1] = '\0';
+    if (gr_chaos_parse (text, &s, &err) < 0) {
+        GR_ERROR ("chaos spec from rank 0: %s", err.text);
+        MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
+    }
+    gr_chaos_enable (&s, rank);
+    if (rank == 0 && gr_chaos_on ())
+        GR_WARN ("chaos mode: injecting faults on purpose: %s", text);
+}
+
 /* Returns the run's exit code, or -1 on an internal error. */
 /* The name of rank r's domain at a level, or NULL without a cluster. */
 static const char *dom_name (const master_t *m, int r, gr_level_t level)
@@ -1685,6 +1804,84 @@ static int obs_setup (master_t *m)
             gr_obs_worker (m->obs, r, m->w[r].info.host, dom_name (m, r, GR_LEVEL_RACK),
                            dom_name (m, r, GR_LEVEL_ZONE), m->w[r].info.cpus);
     return 0;
+}
+
+/* The journal cannot be written (a full or failing disk, or chaos mode's
+ * pretence of one): stop at once, writing nothing more, so that the
+ * journal stays as its last commit left it, which a resume continues
+ * from.  Every worker drains with no grace (queued tasks come back,
+ * running ones are killed) and leaves; what they report is not counted,
+ * and those tasks run again on resume.  Returns GR_EXIT_IOERR. */
+static int stop_on_io_error (master_t *m, gr_worker_t *self)
+{
+    char path[PATH_MAX];
+    gr_error_t err;
+    double start = gr_now (), until = start + 10;
+    int left = 0;
+
+    if (gr_chaos_on ())
+        chaos_journal_note (m);
+    GR_ERROR ("the run stops: its journal %s cannot be written (%s).  The journal is "
+              "intact up to its last commit: nothing it recorded is lost, and tasks that "
+              "ended after it run again.  Free space on that disk (or fix it), then resume "
+              "with: gridrun run --run-dir %s",
+              gr_rundir_file (m->run_dir, "journal", path, sizeof (path)),
+              strerror (m->io_errno), m->run_dir);
+    for (int r = 0; r < m->size; r++) {
+        wstate_t *w = &m->w[r];
+        if (live (w) && send_assign (m, w, NULL, 0, GR_ASSIGN_DRAIN | GR_ASSIGN_SHUTDOWN, 0) == 0)
+            w->shutdown_sent = true;
+    }
+    /* Wait for their goodbyes, but not for a worker that has gone silent
+     * (chaos mode may kill one now, too). */
+    for (;;) {
+        double now = gr_now ();
+        void *buf;
+        size_t len;
+        int src;
+        while (gr_chan_recv (m->ch, MPI_ANY_SOURCE, GR_TAG_READY, &buf, &len, &src) > 0) {
+            gr_ready_hdr_t h;
+            if (src < 0 || src >= m->size || gr_proto_check_ready (buf, len) < 0)
+                continue;
+            memcpy (&h, buf, sizeof (h));
+            m->w[src].last_heard = now;
+            if ((h.flags & GR_READY_BYE) && !m->w[src].bye) {
+                m->w[src].bye = true;
+                m->nbye++;
+            }
+        }
+        left = 0;
+        for (int r = 0; r < m->size; r++) {
+            const wstate_t *w = &m->w[r];
+            double heard = w->last_heard > start ? w->last_heard : start;
+            left += live (w) && now - heard < m->opts->lost_after;
+        }
+        if (left == 0 || now > until)
+            break;
+        if (gr_chan_progress (m->ch) < 0)
+            break;
+        if (self)
+            (void)gr__worker_step (self);
+        gr_sleep (1e-3);
+    }
+    for (int r = 0; r < m->size; r++)
+        if (live (&m->w[r]))
+            finalize_ok = false; /* a worker that is gone: MPI_Finalize could hang */
+    if (left)
+        GR_WARN ("%d worker%s did not say goodbye; ending without them", left,
+                 left == 1 ? "" : "s");
+    snapshot_reap (m, true);
+    gr_obs_close (m->obs, GR_EXIT_IOERR, gr_sched_stats (m->sched));
+    m->obs = NULL;
+    /* Close frees the journal; it adds no record, and what was buffered
+     * gets its last try (a failing disk refuses it again). */
+    if (m->journal && gr_journal_close (m->journal, &err) < 0)
+        GR_DEBUG ("%s", err.text);
+    m->journal = NULL;
+    write_exit_status (m->run_dir, GR_EXIT_IOERR);
+    while (gr_chan_progress (m->ch) > 0 && gr_now () < until)
+        gr_sleep (1e-4);
+    return GR_EXIT_IOERR;
 }
 
 static int master_loop (master_t *m, gr_worker_t *self)
@@ -1731,6 +1928,12 @@ static int master_loop (master_t *m, gr_worker_t *self)
         }
         if (!self && (check_lost (m, now) < 0 || heartbeats (m, now) < 0))
             return -1;
+        if (!finishing && m->nworkers > 0 && m->nlost >= m->nworkers) {
+            /* Nothing would ever run what is left. */
+            GR_ERROR ("every worker is lost: the run stops here; run the same command "
+                      "again to resume it");
+            finishing = true;
+        }
         if (!finishing) {
             if (quarantine_release (m, now) < 0)
                 return -1;
@@ -1773,10 +1976,10 @@ static int master_loop (master_t *m, gr_worker_t *self)
             finalize_ok = false;
             break;
         }
-        if (m->journal && gr_journal_maybe_sync (m->journal, now, &err) < 0) {
-            GR_ERROR ("%s", err.text);
-            return -1;
-        }
+        if (m->journal && gr_journal_maybe_sync (m->journal, now, &err) < 0)
+            return journal_failed (m, &err);
+        if (gr_chaos_on ())
+            chaos_journal_note (m);
         if (m->snap_pid > 0)
             snapshot_reap (m, false);
         gr_obs_tick (m->obs, now, gr_sched_stats (m->sched));
@@ -2096,8 +2299,11 @@ static int master_open (master_t *m, const gr_rundir_t *rd, gr_error_t *errp)
             if (gr_journal_append (m->journal, &wr, errp) < 0)
                 return -1;
         }
-        if (gr_journal_sync (m->journal, errp) < 0)
+        if (gr_journal_sync (m->journal, errp) < 0) {
+            m->io_failed = true;
+            m->io_errno = errno;
             return -1;
+        }
     }
     char info[2048], host[64];
     /* The host name, not the Slurm node name: the launcher and `gridrun
@@ -2139,6 +2345,7 @@ int gr_run (const gr_run_opts_t *opts)
 
     MPI_Comm_rank (MPI_COMM_WORLD, &rank);
     MPI_Comm_size (MPI_COMM_WORLD, &size);
+    chaos_setup (opts, rank);
 
     if (rank == 0) {
         if (gr_rundir_prepare (opts, &rd, &err) < 0) {
@@ -2281,7 +2488,11 @@ int gr_run (const gr_run_opts_t *opts)
     free (node);
     if (master_open (&m, &rd, &err) < 0) {
         fprintf (stderr, "gridrun: %s\n", err.text);
-        MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
+        if (!m.io_failed)
+            MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
+        (void)obs_setup (&m); /* for the events of the stop */
+        code = stop_on_io_error (&m, self);
+        goto done;
     }
     GR_INFO ("job '%s': %" PRIu64 " tasks, %d worker%s, %" PRIu64 " cpus, run dir %s",
              spec->name, spec->total, m.nworkers, m.nworkers == 1 ? "" : "s",
@@ -2293,7 +2504,7 @@ int gr_run (const gr_run_opts_t *opts)
     if (obs_setup (&m) < 0)
         MPI_Abort (MPI_COMM_WORLD, GR_EXIT_USAGE);
     code = master_loop (&m, self);
-    if (code < 0) {
+    if (code < 0 && !m.io_failed) {
         GR_ERROR ("master failed: %s", strerror (errno));
         journal_sync (&m);
         MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
@@ -2301,8 +2512,16 @@ int gr_run (const gr_run_opts_t *opts)
     double wall = gr_now () - m.t_start;
     gr_jrec_t rec = {.type = GR_JREC_RUN_END, .time = gr_wallclock ()};
     rec.run_end.exit_code = code;
-    if (journal_put (&m, &rec) < 0 || journal_sync (&m) < 0)
-        code = GR_EXIT_INTERNAL;
+    if (!m.io_failed && (journal_put (&m, &rec) < 0 || journal_sync (&m) < 0)) {
+        if (!m.io_failed)
+            code = GR_EXIT_INTERNAL;
+    }
+    if (m.io_failed) {
+        code = stop_on_io_error (&m, self);
+        goto done;
+    }
+    if (gr_chaos_on ())
+        chaos_journal_note (&m);
     snapshot (&m, code == GR_EXIT_RESUMABLE ? "drained" : "finished", true);
     gr_obs_close (m.obs, code, gr_sched_stats (m.sched));
     m.obs = NULL;

@@ -415,6 +415,14 @@ void gr_obs_snapshot (gr_obs_t *ob, const char *state, double seconds)
     emit (ob, "snapshot", json_pack ("{s:s, s:f}", "state", state, "seconds", seconds));
 }
 
+void gr_obs_chaos (gr_obs_t *ob, const char *fault, int rank, uint64_t n)
+{
+    if (!ob)
+        return;
+    emit (ob, "chaos", json_pack ("{s:s, s:i, s:s, s:I}", "fault", fault, "rank", rank,
+                                  "host", host_of (ob, rank), "count", (json_int_t)n));
+}
+
 /* ---- Rates and progress ------------------------------------------------ */
 
 static uint64_t finished (const gr_sched_stats_t *st)
@@ -555,7 +563,8 @@ static void metrics_text (gr_obs_t *ob, double now, const gr_sched_stats_t *st, 
     }
     gr_prom_head (f, "gridrun_timeouts_total", "counter", "Attempts ended by their timeout.");
     put (f, ob, "gridrun_timeouts_total", NULL, (double)ob->timeouts);
-    gr_prom_head (f, "gridrun_crashes_total", "counter", "Attempts ended by a signal gridrun did not send.");
+    gr_prom_head (f, "gridrun_crashes_total", "counter",
+                  "Attempts ended by a signal gridrun did not send.");
     put (f, ob, "gridrun_crashes_total", NULL, (double)st->crashes);
     gr_prom_head (f, "gridrun_retries_total", "counter", "Retries scheduled.");
     put (f, ob, "gridrun_retries_total", NULL, (double)st->retries);
@@ -577,7 +586,8 @@ static void metrics_text (gr_obs_t *ob, double now, const gr_sched_stats_t *st, 
         const wobs_t *w = &ob->w[r];
         if (!w->known)
             continue;
-        snprintf (l, sizeof (l), "worker=\"%d\",node=\"%s\"", r, gr_prom_escape (w->host, a, sizeof (a)));
+        snprintf (l, sizeof (l), "worker=\"%d\",node=\"%s\"", r,
+                  gr_prom_escape (w->host, a, sizeof (a)));
         put (f, ob, "gridrun_worker_utilization", l,
              el > 0 && w->cpus ? w->busy / ((double)w->cpus * el) : 0);
     }
@@ -622,9 +632,11 @@ static void metrics_text (gr_obs_t *ob, double now, const gr_sched_stats_t *st, 
     put (f, ob, "gridrun_quarantines_total", NULL, (double)ob->quarantines);
     gr_prom_head (f, "gridrun_snapshots_total", "counter", "run.h5 snapshots written.");
     put (f, ob, "gridrun_snapshots_total", NULL, (double)ob->snapshots);
-    gr_prom_head (f, "gridrun_exit_code", "gauge", "The run's exit code once it ended; -1 while it runs.");
+    gr_prom_head (f, "gridrun_exit_code", "gauge",
+                  "The run's exit code once it ended; -1 while it runs.");
     put (f, ob, "gridrun_exit_code", NULL, code);
-    gr_prom_head (f, "gridrun_last_update_timestamp_seconds", "gauge", "When this file was written.");
+    gr_prom_head (f, "gridrun_last_update_timestamp_seconds", "gauge",
+                  "When this file was written.");
     put (f, ob, "gridrun_last_update_timestamp_seconds", NULL, gr_wallclock ());
 }
 

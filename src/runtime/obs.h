@@ -87,6 +87,9 @@ void gr_obs_worker_lost (gr_obs_t *ob, int rank, uint64_t requeued);
 void gr_obs_quarantine (gr_obs_t *ob, const char *domain, bool on, double seconds);
 void gr_obs_drain (gr_obs_t *ob, const char *why, double grace);
 void gr_obs_snapshot (gr_obs_t *ob, const char *state, double seconds);
+/* Chaos mode injected n faults of a kind ("kill-task", chaos.h's names)
+ * on rank. */
+void gr_obs_chaos (gr_obs_t *ob, const char *fault, int rank, uint64_t n);
 
 /* Now and then (every loop of the master is fine): metrics file,
  * progress, flushing the event log, when due. */

@@ -18,6 +18,8 @@ enum {
     GR_EXIT_FAILED = 1,     /* some tasks failed for good */
     GR_EXIT_USAGE = 2,      /* usage or spec error */
     GR_EXIT_INTERNAL = 70,
+    GR_EXIT_IOERR = 74,     /* the journal cannot be written; resumable
+                               once the disk is fixed (EX_IOERR) */
     GR_EXIT_RESUMABLE = 75, /* drained; run again to resume */
 };
 
@@ -55,6 +57,11 @@ typedef struct gr_run_opts {
     int events;                 /* gr_events_t */
     int progress;               /* gr_progress_t */
     double progress_interval;   /* seconds between progress lines */
+
+    /* Chaos mode (src/common/chaos.h): the fault spec, as --chaos or
+     * GRIDRUN_CHAOS gave it and gr_chaos_parse accepted it; NULL: off.
+     * Rank 0's goes to every rank. */
+    const char *chaos;
 } gr_run_opts_t;
 
 /* Signal handling: every rank counts drain signals; only the master acts.

@@ -18,9 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "src/common/chaos.h"
 #include "src/common/fs.h"
 #include "src/common/gtime.h"
 #include "src/common/log.h"
+#include "src/common/units.h"
 #include "src/exec/exec.h"
 #include "src/proto/proto.h"
 #include "src/spec/spec.h"
@@ -57,6 +59,7 @@ typedef struct run {
     bool preempted;         /* got the preemption signal: runs again */
     double term_at;         /* SIGTERM then (0: not planned) */
     double stop_kill_at;    /* STOP: SIGKILL then (0: not planned) */
+    double chaos_kill_at;   /* chaos mode: SIGKILL then (0: not planned) */
 } run_t;
 
 struct gr_worker {
@@ -97,6 +100,8 @@ struct gr_worker {
     double drain_signal_at; /* when it saw the last new one */
     double drain_term_at;   /* when running tasks get SIGTERM */
     double drain_kill_at;   /* and SIGKILL */
+    uint32_t chaos_kills;   /* chaos mode: tasks killed, results held */
+    uint32_t chaos_delays;
 
     char extra[GR_EXTRA_ENV][PATH_MAX + 32];
     char ckpt_dir[PATH_MAX]; /* GRIDRUN_CKPT_DIR of the process starting */
@@ -250,11 +255,64 @@ static int queue_push (gr_worker_t *w, const gr_assign_rec_t *a, double now)
     return 0;
 }
 
+/* Chaos mode (src/common/chaos.h; doc/hardening.md). */
+
+/* Hold a message of results back for the spec's delay. */
+static void chaos_delay (gr_worker_t *w)
+{
+    char b[32];
+    double d = gr_chaos_current ()->delay;
+    GR_WARN ("chaos: holding %u result%s back for %s", w->nres, w->nres == 1 ? "" : "s",
+             gr_fmt_duration (d, b, sizeof (b)));
+    gr_sleep (d);
+    w->chaos_delays++;
+}
+
+/* Die as a crashed rank does, with the tasks (as when its node fails):
+ * the master hears nothing more, declares this worker lost after
+ * --lost-after and runs its tasks elsewhere. */
+static void chaos_kill_worker (gr_worker_t *w)
+{
+    GR_WARN ("chaos: killing this worker (rank %d) and its %u running task%s", w->rank,
+             w->nrunning, w->nrunning == 1 ? "" : "s");
+    for (uint32_t i = 0; i < w->cpus; i++)
+        if (w->runs[i].used && w->runs[i].pid > 0)
+            gr_exec_kill_group (w->runs[i].pid, SIGKILL);
+    fflush (NULL);
+    raise (SIGKILL);
+}
+
+/* A task that has just started: plan its SIGKILL for a random moment
+ * within the time tasks here take (their running average), so that it
+ * dies mid-run. */
+static void chaos_plan_kill (gr_worker_t *w, run_t *r, double now)
+{
+    double span = w->have_avg && w->avg_wall > 1e-3 ? w->avg_wall : 0.1;
+    r->chaos_kill_at = now + gr_chaos_uniform (GR_CHAOS_KILL_TASK) * span;
+}
+
+/* Its moment came while it still runs: the master sees a crash (a signal
+ * gridrun did not send) and applies the task's retry policy. */
+static void chaos_kill_task (gr_worker_t *w, run_t *r, double now)
+{
+    char b[32];
+    const gr_taskdef_t *d = &w->spec->tasks[r->a.def];
+    r->chaos_kill_at = 0;
+    GR_WARN ("chaos: killed task %s (%016" PRIx64 ") attempt %u after %s",
+             gr_expand_select (w->x, d, r->a.index) == 0 ? gr_expand_name (w->x) : "?",
+             r->a.key, r->a.attempt, gr_fmt_duration (now - r->start, b, sizeof (b)));
+    gr_exec_kill_group (r->pid, SIGKILL);
+    w->chaos_kills++;
+}
+
 static int send_ready (gr_worker_t *w, double now)
 {
     uint32_t depth, want;
     double avg = w->have_avg ? w->avg_wall : 0.1;
     double pf;
+
+    if (gr_chaos_on () && w->nres > 0 && gr__chaos_hit (GR_CHAOS_DELAY))
+        chaos_delay (w);
 
     /* Hold enough queued work to cover prefetch_window of running, so a
      * slot never idles waiting for the master, but no more: a long queue on
@@ -279,7 +337,9 @@ static int send_ready (gr_worker_t *w, double now)
                         .want = want,
                         .received = w->received,
                         .running = w->nrunning,
-                        .queued = (uint32_t)w->qlen};
+                        .queued = (uint32_t)w->qlen,
+                        .chaos_kills = w->chaos_kills,
+                        .chaos_delays = w->chaos_delays};
     if (w->shutdown && w->qlen == 0 && w->nrunning == 0)
         h.flags |= GR_READY_BYE;
     memcpy (buf, &h, sizeof (h));
@@ -301,6 +361,11 @@ static int send_ready (gr_worker_t *w, double now)
 
 static int push_result (gr_worker_t *w, const gr_result_rec_t *r, double now)
 {
+    /* A task's result (not a port, not a task given back): chaos mode may
+     * kill this worker, never rank 0, before the result goes anywhere. */
+    if (gr_chaos_on () && w->rank != 0 && !(r->flags & (GR_RES_PORT | GR_RES_RETURNED))
+        && gr__chaos_hit (GR_CHAOS_KILL_WORKER))
+        chaos_kill_worker (w);
     if (w->nres == GR_PROTO_MAX_BATCH && send_ready (w, now) < 0)
         return -1;
     if (w->nres == 0)
@@ -732,6 +797,8 @@ static int start (gr_worker_t *w, run_t *r, uint32_t slot, double now)
         goto out;
     }
     w->nprocs++;
+    if (gr_chaos_hit (GR_CHAOS_KILL_TASK))
+        chaos_plan_kill (w, r, now);
     GR_TRACE ("started %016" PRIx64 " pid %d", r->a.key, (int)r->pid);
     rc = 0;
 out:
@@ -774,7 +841,7 @@ static int start_ready (gr_worker_t *w, double now)
         r->pid = 0;
         r->member = -1;
         r->preempted = false;
-        r->term_at = r->stop_kill_at = 0;
+        r->term_at = r->stop_kill_at = r->chaos_kill_at = 0;
         r->cpus = d->cpus;
         r->gpus = d->gpus;
         w->free_cpus -= d->cpus;
@@ -850,7 +917,7 @@ static int group_start (gr_worker_t *w, const gr_group_cmd_t *g, double now)
         r->local_rank = g->local0 + i;
         r->gc = *g;
         r->preempted = false;
-        r->term_at = r->stop_kill_at = 0;
+        r->term_at = r->stop_kill_at = r->chaos_kill_at = 0;
         if (slot == w->cpus || d->cpus > w->free_cpus || d->gpus > w->free_gpus) {
             /* Not expected: the master counts what runs here. */
             gr_result_rec_t res = {.id = g->id, .exit_code = EBUSY, .flags = GR_RES_SPAWN,
@@ -1016,6 +1083,8 @@ static int enforce (gr_worker_t *w, double now)
             }
             continue;
         }
+        if (r->chaos_kill_at > 0 && now >= r->chaos_kill_at)
+            chaos_kill_task (w, r, now);
         if (r->deadline > 0 && !r->timed_out && now >= r->deadline) {
             const gr_taskdef_t *d = &w->spec->tasks[r->a.def];
             GR_INFO ("task %016" PRIx64 " timed out after %gs: SIGTERM to its group",
@@ -1131,6 +1200,8 @@ double gr__worker_idle_wait (const gr_worker_t *w, int *has_procs)
             next = r->term_at;
         if (r->stop_kill_at > 0 && !r->killed && r->stop_kill_at < next)
             next = r->stop_kill_at;
+        if (r->pid > 0 && r->chaos_kill_at > 0 && r->chaos_kill_at < next)
+            next = r->chaos_kill_at;
         if (w->draining) {
             double t = r->drain_termed ? w->drain_kill_at : w->drain_term_at;
             if (!r->killed && t < next)
