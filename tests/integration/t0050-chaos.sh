@@ -91,7 +91,7 @@ grep -q "Free space on that disk (or fix it), then resume with: gridrun run --ru
 /usr/bin/python3 -c 'import struct' 2> /dev/null || fail "no /usr/bin/python3 (the soak's checker needs it)"
 cp -r soak/round-1/run doctored
 /usr/bin/python3 - doctored/journal \
-    "$("$GRIDRUN" status --list done doctored | head -1 | cut -d' ' -f2)" <<'PY' \
+    "$("$GRIDRUN" status --list done doctored | grep '^s\[0\] ' | cut -d' ' -f2)" <<'PY' \
     || fail "could not doctor the journal"
 import struct, sys
 def crc32c(data):
@@ -102,9 +102,13 @@ def crc32c(data):
             crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
     return crc ^ 0xFFFFFFFF
 path, key = sys.argv[1], int(sys.argv[2], 16)
-# TASK_END of worker 1, one version 2 entry: flags 0 (index 0, def 0,
-# attempt 1, exit 0, DONE, no times), then the key.
-p = struct.pack("<BdII", 4, 1.7e9, 1, 1) + bytes([0]) + struct.pack("<Q", key)
+# TASK_END of worker 1, one entry: flags 0 (index 0, def 0, attempt 1,
+# exit 0, DONE, no times), then in version 2 the key; version 3 entries
+# have none (the task is s[0], done like every other).
+version = open(path, "rb").read(8)[7]
+p = struct.pack("<BdII", 4, 1.7e9, 1, 1) + bytes([0])
+if version == 2:
+    p += struct.pack("<Q", key)
 with open(path, "ab") as f:
     f.write(struct.pack("<II", len(p), crc32c(p)) + p)
 PY
