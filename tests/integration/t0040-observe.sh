@@ -170,7 +170,7 @@ grep -q '^gridrun_tasks{run="scrape",state="running"} 1$' scraped.txt || fail "s
 grep -q '^gridrun_exit_code{run="scrape"} -1$' scraped.txt || fail "scrape: $(cat scraped.txt)"
 grep -q "^other 404$" scraped.txt || fail "scrape of another path: $(cat scraped.txt)"
 # A port already taken: a clear error before anything runs.
-gr_isolated /bin/sh -c '/usr/bin/python3 -c "import socket, time; s = socket.socket(); s.bind((\"127.0.0.1\", 19465)); s.listen(); time.sleep(10)" & sleep 0.5; exec "$@"' sh \
+gr_isolated /bin/sh -c '/usr/bin/python3 -c "import socket, time; s = socket.socket(); s.bind((\"127.0.0.1\", 19465)); s.listen(); time.sleep(10)" & p=$!; sleep 0.5; "$@"; rc=$?; kill $p; exit $rc' sh \
     "$GRIDRUN" run job.yaml --run-dir taken --metrics-listen 127.0.0.1:19465 > taken.out 2>&1
 rc=$?
 [ $rc -eq 2 ] || fail "--metrics-listen on a taken port: exit $rc, want 2: $(cat taken.out)"
