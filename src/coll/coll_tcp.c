@@ -110,26 +110,11 @@ static int t_bcast (gr_coll_backend_t *b, void *buf, size_t count, gr_dtype_t ty
                     int root, double deadline, gr_error_t *errp)
 {
     tcp_backend_t *t = (tcp_backend_t *)b;
-    size_t bytes = count * gr_coll_dtype_size (type);
-    gr_net_msg_t *m;
     gr_error_t e;
-    int k = 0, rc;
 
     if (t->size == 1)
         return 0;
-    if (!(m = calloc ((size_t)t->size, sizeof (*m))))
-        return nomem (errp, (size_t)t->size * sizeof (*m));
-    if (t->rank == root) {
-        for (int r = 0; r < t->size; r++)
-            if (r != root)
-                m[k++] = (gr_net_msg_t){.peer = r, .buf = buf, .len = bytes};
-        rc = gr_net_exchange (t->net, m, k, NULL, 0, deadline, &e);
-    } else {
-        m[0] = (gr_net_msg_t){.peer = root, .buf = buf, .len = bytes};
-        rc = gr_net_exchange (t->net, NULL, 0, m, 1, deadline, &e);
-    }
-    free (m);
-    if (rc < 0)
+    if (gr_net_bcast (t->net, root, buf, count * gr_coll_dtype_size (type), deadline, &e) < 0)
         return gr_coll_break (&t->base, errp, errno, "%s", e.text);
     return 0;
 }

@@ -657,3 +657,25 @@ done:
     free (p);
     return rc;
 }
+
+int gr_net_bcast (gr_net_t *n, int root, void *buf, size_t len, double deadline,
+                  gr_error_t *errp)
+{
+    gr_net_msg_t *m;
+    int k = 0, rc;
+
+    if (n->rank != root) {
+        gr_net_msg_t r = {.peer = root, .buf = buf, .len = len};
+        return gr_net_exchange (n, NULL, 0, &r, 1, deadline, errp);
+    }
+    if (!(m = calloc ((size_t)n->size, sizeof (*m)))) {
+        errno = ENOMEM;
+        return gr_errprintf (errp, "out of memory");
+    }
+    for (int r = 0; r < n->size; r++)
+        if (r != root)
+            m[k++] = (gr_net_msg_t){.peer = r, .buf = buf, .len = len};
+    rc = gr_net_exchange (n, m, k, NULL, 0, deadline, errp);
+    free (m);
+    return rc;
+}

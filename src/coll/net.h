@@ -71,6 +71,11 @@ typedef struct {
 int gr_net_exchange (gr_net_t *n, const gr_net_msg_t *sends, int nsend, gr_net_msg_t *recvs,
                      int nrecv, double deadline, gr_error_t *errp);
 
+/* Root sends the len bytes at buf to every other rank, which receive them
+ * there: one exchange, errors as its. */
+int gr_net_bcast (gr_net_t *n, int root, void *buf, size_t len, double deadline,
+                  gr_error_t *errp);
+
 /* Mark n broken with this text (errno err), as a failed exchange does; for
  * layers above that detect a problem of their own. */
 int gr_net_break (gr_net_t *n, gr_error_t *errp, int err, const char *fmt, ...)

@@ -199,27 +199,6 @@ int gr_world_exchange (gr_world_t *w, const gr_net_msg_t *sends, int nsend,
 
 /* Root sends its len bytes at buf to every rank at once; the others
  * receive them into buf. */
-static int net_bcast (gr_world_t *w, int root, void *buf, size_t len, gr_error_t *errp)
-{
-    gr_net_msg_t *m;
-    int k = 0, rc;
-
-    if (w->rank != root) {
-        gr_net_msg_t r = {.peer = root, .buf = buf, .len = len};
-        return gr_world_exchange (w, NULL, 0, &r, 1, errp);
-    }
-    if (!(m = calloc ((size_t)w->size, sizeof (*m)))) {
-        errno = ENOMEM;
-        return gr_errprintf (errp, "out of memory");
-    }
-    for (int r = 0; r < w->size; r++)
-        if (r != root)
-            m[k++] = (gr_net_msg_t){.peer = r, .buf = buf, .len = len};
-    rc = gr_world_exchange (w, m, k, NULL, 0, errp);
-    free (m);
-    return rc;
-}
-
 /* Root receives lens[r] bytes of each rank r at all + offs; the others
  * send theirs. */
 static int net_gatherv (gr_world_t *w, const void *mine, size_t len, void *all,
@@ -254,7 +233,7 @@ int gr_world_bcast (gr_world_t *w, void *buf, size_t len, int root, gr_error_t *
     if (w->size == 1 || len == 0)
         return 0;
     if (w->shared)
-        return net_bcast (w, root, buf, len, errp);
+        return gr_net_bcast (w->shared->net, root, buf, len, deadline_of (w), errp);
     for (size_t off = 0; off < len; off += MPI_PIECE) {
         size_t n = len - off < MPI_PIECE ? len - off : MPI_PIECE;
         MPI_DO (MPI_Bcast ((char *)buf + off, (int)n, MPI_BYTE, root, w->comm), errp);
