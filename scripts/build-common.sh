@@ -1,7 +1,8 @@
-# Shared by quickstart, check and the benchmarks: configure and build in
-# ./build (out of tree) unless it is already up to date.
+# Shared by quickstart, check, valgrind-check and the benchmarks: configure
+# and build in ./build (out of tree; GR_BUILD_DIR names another) unless it
+# is already up to date.
 gr_top=$(cd "$(dirname "$0")/.." && pwd)
-gr_build="$gr_top/build"
+gr_build="${GR_BUILD_DIR:-$gr_top/build}"
 
 gr_build_tree () {
     cd "$gr_top" || exit 1

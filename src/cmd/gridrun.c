@@ -65,7 +65,9 @@ static const char *usage_text =
     "      --mem-per-worker SZ  memory each worker offers (default: node share)\n"
     "      --prefetch-window T  seconds of work a worker keeps queued (default 0.05)\n"
     "      --max-prefetch N     most tasks a worker keeps queued (default 4096)\n"
-    "      --output-cap SZ      output kept per task and stream (default 64M)\n"
+    "      --max-output SZ      captured output kept per task, attempt and stream;\n"
+    "                           the rest is dropped with a note (default: the\n"
+    "                           spec's max_output:, else 64M)\n"
     "      --seed N             seed for retry jitter (default: time)\n"
     "      --force              resume although the spec changed (match by key)\n"
     "      --retry-failed       resume: run tasks that failed for good again\n"
@@ -114,8 +116,8 @@ static const char *usage_text =
     "GRIDRUN_CPUS_PER_WORKER, GRIDRUN_GPUS_PER_WORKER, GRIDRUN_CHAOS (options\n"
     "override them).\n"
     "Exit codes: 0 all tasks succeeded, 1 some failed, 2 usage or spec error,\n"
-    "70 internal error, 74 the journal cannot be written (fix the disk, then\n"
-    "resume), 75 drained (resumable).  See gridrun(1).\n";
+    "70 internal error, 74 the run directory cannot be written (full disk; free\n"
+    "space and run again to resume), 75 drained (resumable).  See gridrun(1).\n";
 
 static void usage (FILE *f)
 {
@@ -234,7 +236,8 @@ static const struct option run_longopts[] = {
     {"mem-per-worker", required_argument, NULL, OPT_MEM},
     {"prefetch-window", required_argument, NULL, OPT_PREFETCH},
     {"max-prefetch", required_argument, NULL, OPT_MAXPF},
-    {"output-cap", required_argument, NULL, OPT_OUTCAP},
+    {"max-output", required_argument, NULL, OPT_OUTCAP},
+    {"output-cap", required_argument, NULL, OPT_OUTCAP}, /* its old name */
     {"seed", required_argument, NULL, OPT_SEED},
     {"force", no_argument, NULL, OPT_FORCE},
     {"retry-failed", no_argument, NULL, OPT_RETRY_FAILED},
@@ -291,8 +294,12 @@ static int cmd_run (int argc, char **argv)
                     o.max_prefetch = 1;
                 break;
             case OPT_OUTCAP:
-                if (parse_sz (optarg, "--output-cap", &o.output_cap) < 0)
+                if (parse_sz (optarg, "--max-output", &o.max_output) < 0)
                     return GR_EXIT_USAGE;
+                if (o.max_output == 0)
+                    return usage_error ("--max-output '%s': keep at least 1 byte (to keep "
+                                        "no output, use stdout: discard in the spec)",
+                                        optarg);
                 break;
             case OPT_SEED:
                 if (gr_parse_u64 (optarg, &o.seed) < 0)
@@ -600,6 +607,10 @@ static int cmd_validate (int argc, char **argv)
                 fprintf (stderr, "gridrun: %s: %s\n", argv[optind], err.text);
                 goto out;
             }
+            /* The spec is fine, but this task could not start here. */
+            if (gr_exec_check_size (cmd.argv, cmd.env, &err) < 0)
+                fprintf (stderr, "gridrun: warning: %s: task %s could not start on this host: "
+                         "%s\n", argv[optind], gr_expand_name (x), err.text);
             const char *ps = gr_expand_params_string (x);
             printf ("    %016" PRIx64 "  %s%s%s: ", gr_expand_key (x), gr_expand_name (x),
                     *ps ? "  " : "", ps);

@@ -349,10 +349,9 @@ int gr_cmd_status (int argc, char **argv)
         state = exit_status == GR_EXIT_RESUMABLE ? "drained (resumable)"
                 : exit_status == GR_EXIT_OK       ? "finished"
                 : exit_status == GR_EXIT_FAILED   ? "finished with failures"
-                : exit_status == GR_EXIT_IOERR    ? "stopped: its journal could not be "
-                                                    "written (fix the disk, then resume "
-                                                    "with gridrun run --run-dir)"
-                                                  : "ended with an error";
+                : exit_status == GR_EXIT_IO
+                    ? "stopped: the run directory could not be written (resumable once it can)"
+                    : "ended with an error";
     else if (!alive && strcmp (state, "stopped") == 0)
         state = "stopped (not running; resume with gridrun run --run-dir)";
     uint64_t running = alive && s.started_cur > s.ended_cur ? s.started_cur - s.ended_cur : 0;

@@ -142,6 +142,86 @@ static char **build_env (gr_exec_t *ex, char *const *add)
     return ex->envp;
 }
 
+size_t gr_exec_arg_max (void)
+{
+    long argmax = sysconf (_SC_ARG_MAX);
+    size_t limit = argmax > 0 ? (size_t)argmax : GR_EXEC_ARG_MAX_MIN;
+
+    /* glibc says a quarter of the stack limit, which may be unlimited;
+     * the kernel also holds it to 3/4 of _STK_LIM (8 MiB) and to at
+     * least 32 pages. */
+    if (limit > GR_EXEC_ARG_MAX_CAP)
+        limit = GR_EXEC_ARG_MAX_CAP;
+    if (limit < GR_EXEC_ARG_MAX_MIN)
+        limit = GR_EXEC_ARG_MAX_MIN;
+    return limit;
+}
+
+size_t gr_exec_arg_strlen_max (void)
+{
+    long page = sysconf (_SC_PAGESIZE);
+
+    /* MAX_ARG_STRLEN: 32 pages, the NUL included. */
+    return (size_t)(page > 0 ? page : 4096) * 32;
+}
+
+/* What execve counts against its limits: each argument and environment
+ * string with its NUL, a pointer for each, and the program's path.  A
+ * command too long to run fails here with the sizes said, rather than
+ * with posix_spawn's bare E2BIG.  envp2 (may be NULL) is more of the
+ * environment. */
+static int check_exec_size (const char *path, char *const *argv, char *const *envp,
+                            char *const *envp2, gr_error_t *errp)
+{
+    size_t strmax = gr_exec_arg_strlen_max (), limit = gr_exec_arg_max ();
+    size_t total = strlen (path) + 1, nargs = 0, nenv = 0, l;
+    static char *const none[] = {NULL};
+
+    for (; argv[nargs]; nargs++) {
+        if ((l = strlen (argv[nargs]) + 1) > strmax) {
+            errno = E2BIG;
+            return gr_errprintf (errp, "argument %zu of the command (the program is 0) is %zu "
+                                       "bytes, over the %zu bytes one argument may have "
+                                       "(MAX_ARG_STRLEN, less 1); pass long values through a "
+                                       "file",
+                                 nargs, l - 1, strmax - 1);
+        }
+        total += l + sizeof (char *);
+    }
+    for (int k = 0; k < 2; k++) {
+        char *const *e = k == 0 ? envp : envp2 ? envp2 : none;
+        for (; *e; e++, nenv++) {
+            if ((l = strlen (*e) + 1) > strmax) {
+                errno = E2BIG;
+                return gr_errprintf (errp, "environment variable %.*s is %zu bytes, over the "
+                                           "%zu bytes one variable may have (MAX_ARG_STRLEN, "
+                                           "less 1); pass long values through a file",
+                                     (int)strcspn (*e, "="), *e, l - 1, strmax - 1);
+            }
+            total += l + sizeof (char *);
+        }
+    }
+    total += 2 * sizeof (char *);
+    if (total > limit) {
+        errno = E2BIG;
+        return gr_errprintf (errp, "the command and its environment take %zu bytes (%zu "
+                                   "arguments, %zu environment variables), over this system's "
+                                   "limit of %zu bytes (ARG_MAX, a quarter of the stack size "
+                                   "limit: ulimit -s); pass long lists through a file",
+                             total, nargs, nenv, limit);
+    }
+    return 0;
+}
+
+int gr_exec_check_size (char *const *argv, char *const *env, gr_error_t *errp)
+{
+    static char *const none[] = {NULL};
+
+    if (!argv || !argv[0])
+        return 0;
+    return check_exec_size (argv[0], argv, environ, env ? env : none, errp);
+}
+
 int gr_exec_spawn (gr_exec_t *ex, const gr_spawn_req_t *req, pid_t *pidp,
                    gr_error_t *errp)
 {
@@ -160,6 +240,8 @@ int gr_exec_spawn (gr_exec_t *ex, const gr_spawn_req_t *req, pid_t *pidp,
         errno = ENOMEM;
         return gr_errprintf (errp, "out of memory");
     }
+    if (check_exec_size (req->argv[0], req->argv, envp, NULL, errp) < 0)
+        return -1;
     posix_spawn_file_actions_init (&fa);
     /* dup2 clears close-on-exec on the target, so the task sees exactly
      * fds 0-2; everything gridrun opens is O_CLOEXEC. */

@@ -15,6 +15,7 @@
 
 #include <sched.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/types.h>
@@ -42,9 +43,28 @@ typedef struct gr_spawn_req {
 
 /* Start a process for req.  Returns 0 and its pid (which is also its
  * process group id), or -1 with errno (ENOENT, EACCES, ... when exec
- * failed) and errp set. */
+ * failed) and errp set.  A command that exec could not take (one
+ * argument or environment string over gr_exec_arg_strlen_max(), or all
+ * of them over gr_exec_arg_max()) fails with E2BIG and the sizes in
+ * errp, before anything is started. */
 int gr_exec_spawn (gr_exec_t *ex, const gr_spawn_req_t *req, pid_t *pidp,
                    gr_error_t *errp);
+
+/* The most bytes exec takes for a program's arguments and environment
+ * (strings with their NULs, and a pointer each): sysconf's ARG_MAX, held
+ * to what Linux allows whatever the stack limit. */
+#define GR_EXEC_ARG_MAX_MIN (128u * 1024)
+#define GR_EXEC_ARG_MAX_CAP (6u * 1024 * 1024)
+size_t gr_exec_arg_max (void);
+
+/* The most bytes of one argument or environment string, its NUL
+ * included (the kernel's MAX_ARG_STRLEN: 32 pages). */
+size_t gr_exec_arg_strlen_max (void);
+
+/* Whether argv, with env (may be NULL) added to this process's
+ * environment, fits those limits: 0, or -1 with E2BIG and errp saying
+ * which limit and the sizes (as gr_exec_spawn would fail). */
+int gr_exec_check_size (char *const *argv, char *const *env, gr_error_t *errp);
 
 /* Reap one exited child without blocking.  Returns 1 with *pidp, *statusp
  * and *ru filled, 0 when no child has exited, -1 with ECHILD when there

@@ -46,6 +46,10 @@ enum {
 #define GR_RES_UNPLACED (GR_RES_SPAWN | GR_RES_RETURNED)
 #define GR_RES_PORT 0x10      /* not an end: the answer to GR_GROUP_PREP, the
                                  port in exit_code (0: none free) */
+#define GR_RES_OUTLOST 0x20   /* the worker could not keep the attempt's output
+                                 (the run directory cannot be written): with
+                                 KILLED (or RETURNED if it never started) it
+                                 is requeued, and the errno is in exit_code */
 
 typedef struct gr_assign_rec {
     uint64_t id;       /* master's handle for this attempt */

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,6 @@ void gr_run_opts_init (gr_run_opts_t *o)
     o->max_prefetch = 4096;
     o->flush_interval = 0.02;
     o->heartbeat = 5.0;
-    o->output_cap = 64ull * 1024 * 1024;
     o->commit_interval = 0.05;
     o->grace = -1;
     o->preempt_signal = SIGUSR2;
@@ -191,8 +191,8 @@ typedef struct master {
     gplace_t *gscratch;     /* one per rank */
     gr_obs_t *obs;          /* metrics, events, progress */
     const char *snap_state; /* of the snapshot being written */
-    bool io_failed;         /* the journal could not be written: stop */
-    int io_errno;
+    bool io_failed;         /* the run directory cannot be written */
+    bool io_stopped;        /* and the run was told to stop for it */
     /* Chaos mode: faults injected, for the summary and the events. */
     uint64_t chaos_task_kills;    /* by workers */
     uint64_t chaos_result_delays; /* by workers */
@@ -208,6 +208,29 @@ static const char *task_label (master_t *m, uint32_t def, uint64_t index)
     return gr_expand_name (m->x);
 }
 
+/* The run directory cannot be written (a full disk, an I/O error): what
+ * the run did from now on could not be kept.  master_loop stops the run
+ * at once (io_stop) and gr_run exits GR_EXIT_IO; the journal up to its
+ * last commit is intact, and the same command resumes from it once the
+ * directory can be written again.  Said once. */
+static void io_fail (master_t *m, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+static void io_fail (master_t *m, const char *fmt, ...)
+{
+    char cause[GR_ERROR_TEXT_MAX];
+    va_list ap;
+
+    if (m->io_failed)
+        return;
+    m->io_failed = true;
+    va_start (ap, fmt);
+    vsnprintf (cause, sizeof (cause), fmt, ap);
+    va_end (ap);
+    GR_ERROR ("the run directory '%s' cannot be written: %s.  The run stops now (exit %d), "
+              "keeping what it committed; free space on its file system, then run the same "
+              "command again to resume (or: gridrun run --run-dir %s)",
+              m->run_dir, cause, GR_EXIT_IO, m->run_dir);
+}
+
 static int journal_put (master_t *m, const gr_jrec_t *rec)
 {
     gr_error_t err;
@@ -220,24 +243,12 @@ static int journal_put (master_t *m, const gr_jrec_t *rec)
     return 0;
 }
 
-/* A commit of the journal failed: the disk is full or failing.  The run
- * must stop (stop_on_io_error), since whatever it did next could not be
- * made durable.  Returns -1. */
-static int journal_failed (master_t *m, const gr_error_t *err)
-{
-    if (!m->io_failed) {
-        m->io_failed = true;
-        m->io_errno = errno;
-        GR_ERROR ("%s", err->text);
-    }
-    return -1;
-}
-
+/* A failed commit is not the caller's error: io_fail stops the run. */
 static int journal_sync (master_t *m)
 {
     gr_error_t err;
     if (m->journal && gr_journal_sync (m->journal, &err) < 0)
-        return journal_failed (m, &err);
+        io_fail (m, "%s", err.text);
     return 0;
 }
 
@@ -493,6 +504,9 @@ static int handle_ready (master_t *m, int src, const void *buf, size_t len,
         gr_result_rec_t r;
         gr_outcome_t o;
         memcpy (&r, &recs[i], sizeof (r));
+        if (r.flags & GR_RES_OUTLOST)
+            io_fail (m, "worker %d on %s cannot keep task output in '%s/out': %s", src,
+                     w->info.host, m->run_dir, strerror (r.exit_code));
         if (r.flags & GR_RES_PORT) {
             if (group_port (m, src, &r, now) < 0)
                 return -1;
@@ -1349,6 +1363,21 @@ static int begin_drain (master_t *m, double now, double drain_in, int reason)
     return send_all (m, GR_ASSIGN_DRAIN, drain_in);
 }
 
+/* Stop the run for io_fail: as a drain with no grace, without journaling
+ * it (the journal is what cannot be written). */
+static int io_stop (master_t *m, double now)
+{
+    m->io_stopped = true;
+    if (m->draining && m->drain_end <= now)
+        return 0;
+    m->draining = true;
+    m->drain_end = now;
+    gr_obs_drain (m->obs, "the run directory cannot be written", 0);
+    if (group_drain (m, now) < 0)
+        return -1;
+    return send_all (m, GR_ASSIGN_DRAIN, 0);
+}
+
 static void journal_requeued (const gr_outcome_t *o, void *arg)
 {
     master_t *m = arg;
@@ -1582,6 +1611,9 @@ static void summary (master_t *m, double wall, int code, FILE *f)
                       ? 100.0 * st->busy_seconds / (wall * (double)m->total_cpus)
                       : 0;
     const char *how = code == GR_EXIT_RESUMABLE ? "drained (resumable: run it again)"
+                      : code == GR_EXIT_IO
+                          ? "stopped: its run directory cannot be written (resumable: free "
+                            "space, then run it again)"
                       : st->failed || st->skipped ? "finished with failures"
                                                   : "finished";
 
@@ -1592,7 +1624,7 @@ static void summary (master_t *m, double wall, int code, FILE *f)
     if (st->poison)
         fprintf (f, " (%" PRIu64 " poison)", st->poison);
     fprintf (f, ", %" PRIu64 " skipped", st->skipped);
-    if (code == GR_EXIT_RESUMABLE)
+    if (code == GR_EXIT_RESUMABLE || code == GR_EXIT_IO)
         fprintf (f, ", %" PRIu64 " left", st->total - st->done - st->failed - st->skipped);
     fprintf (f, "\n");
     if (m->incarnation > 1)
@@ -1667,11 +1699,15 @@ static void summary (master_t *m, double wall, int code, FILE *f)
     struct rusage ru;
     if (getrusage (RUSAGE_SELF, &ru) == 0)
         fprintf (f, "  master      peak RSS %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
-    fprintf (f, "  snapshot    %s/run.h5 (written in %s", m->run_dir,
-             gr_fmt_duration (m->snap_seconds, b1, sizeof (b1)));
-    if (m->snap_rss_mib > 0)
-        fprintf (f, " by a writer of peak RSS %.1f MiB", m->snap_rss_mib);
-    fprintf (f, ")\n");
+    if (code == GR_EXIT_IO)
+        fprintf (f, "  snapshot    %s/run.h5 (not rewritten at the end)\n", m->run_dir);
+    else {
+        fprintf (f, "  snapshot    %s/run.h5 (written in %s", m->run_dir,
+                 gr_fmt_duration (m->snap_seconds, b1, sizeof (b1)));
+        if (m->snap_rss_mib > 0)
+            fprintf (f, " by a writer of peak RSS %.1f MiB", m->snap_rss_mib);
+        fprintf (f, ")\n");
+    }
     fprintf (f, "  output      %s/out  (gridrun output %s TASK)\n", m->run_dir,
              m->run_dir);
 }
@@ -1806,84 +1842,6 @@ static int obs_setup (master_t *m)
     return 0;
 }
 
-/* The journal cannot be written (a full or failing disk, or chaos mode's
- * pretence of one): stop at once, writing nothing more, so that the
- * journal stays as its last commit left it, which a resume continues
- * from.  Every worker drains with no grace (queued tasks come back,
- * running ones are killed) and leaves; what they report is not counted,
- * and those tasks run again on resume.  Returns GR_EXIT_IOERR. */
-static int stop_on_io_error (master_t *m, gr_worker_t *self)
-{
-    char path[PATH_MAX];
-    gr_error_t err;
-    double start = gr_now (), until = start + 10;
-    int left = 0;
-
-    if (gr_chaos_on ())
-        chaos_journal_note (m);
-    GR_ERROR ("the run stops: its journal %s cannot be written (%s).  The journal is "
-              "intact up to its last commit: nothing it recorded is lost, and tasks that "
-              "ended after it run again.  Free space on that disk (or fix it), then resume "
-              "with: gridrun run --run-dir %s",
-              gr_rundir_file (m->run_dir, "journal", path, sizeof (path)),
-              strerror (m->io_errno), m->run_dir);
-    for (int r = 0; r < m->size; r++) {
-        wstate_t *w = &m->w[r];
-        if (live (w) && send_assign (m, w, NULL, 0, GR_ASSIGN_DRAIN | GR_ASSIGN_SHUTDOWN, 0) == 0)
-            w->shutdown_sent = true;
-    }
-    /* Wait for their goodbyes, but not for a worker that has gone silent
-     * (chaos mode may kill one now, too). */
-    for (;;) {
-        double now = gr_now ();
-        void *buf;
-        size_t len;
-        int src;
-        while (gr_chan_recv (m->ch, MPI_ANY_SOURCE, GR_TAG_READY, &buf, &len, &src) > 0) {
-            gr_ready_hdr_t h;
-            if (src < 0 || src >= m->size || gr_proto_check_ready (buf, len) < 0)
-                continue;
-            memcpy (&h, buf, sizeof (h));
-            m->w[src].last_heard = now;
-            if ((h.flags & GR_READY_BYE) && !m->w[src].bye) {
-                m->w[src].bye = true;
-                m->nbye++;
-            }
-        }
-        left = 0;
-        for (int r = 0; r < m->size; r++) {
-            const wstate_t *w = &m->w[r];
-            double heard = w->last_heard > start ? w->last_heard : start;
-            left += live (w) && now - heard < m->opts->lost_after;
-        }
-        if (left == 0 || now > until)
-            break;
-        if (gr_chan_progress (m->ch) < 0)
-            break;
-        if (self)
-            (void)gr__worker_step (self);
-        gr_sleep (1e-3);
-    }
-    for (int r = 0; r < m->size; r++)
-        if (live (&m->w[r]))
-            finalize_ok = false; /* a worker that is gone: MPI_Finalize could hang */
-    if (left)
-        GR_WARN ("%d worker%s did not say goodbye; ending without them", left,
-                 left == 1 ? "" : "s");
-    snapshot_reap (m, true);
-    gr_obs_close (m->obs, GR_EXIT_IOERR, gr_sched_stats (m->sched));
-    m->obs = NULL;
-    /* Close frees the journal; it adds no record, and what was buffered
-     * gets its last try (a failing disk refuses it again). */
-    if (m->journal && gr_journal_close (m->journal, &err) < 0)
-        GR_DEBUG ("%s", err.text);
-    m->journal = NULL;
-    write_exit_status (m->run_dir, GR_EXIT_IOERR);
-    while (gr_chan_progress (m->ch) > 0 && gr_now () < until)
-        gr_sleep (1e-4);
-    return GR_EXIT_IOERR;
-}
-
 static int master_loop (master_t *m, gr_worker_t *self)
 {
     double idle = 0;
@@ -1934,6 +1892,8 @@ static int master_loop (master_t *m, gr_worker_t *self)
                       "again to resume it");
             finishing = true;
         }
+        if (m->io_failed && !m->io_stopped && !finishing && io_stop (m, now) < 0)
+            return -1;
         if (!finishing) {
             if (quarantine_release (m, now) < 0)
                 return -1;
@@ -1976,10 +1936,10 @@ static int master_loop (master_t *m, gr_worker_t *self)
             finalize_ok = false;
             break;
         }
-        if (m->journal && gr_journal_maybe_sync (m->journal, now, &err) < 0)
-            return journal_failed (m, &err);
-        if (gr_chaos_on ())
-            chaos_journal_note (m);
+        /* A failed commit stays buffered; it is tried again once, at the
+         * end, when the reserve has made room. */
+        if (m->journal && !m->io_failed && gr_journal_maybe_sync (m->journal, now, &err) < 0)
+            io_fail (m, "%s", err.text);
         if (m->snap_pid > 0)
             snapshot_reap (m, false);
         gr_obs_tick (m->obs, now, gr_sched_stats (m->sched));
@@ -2007,7 +1967,7 @@ static int master_loop (master_t *m, gr_worker_t *self)
         if (idle > (self ? 1e-3 : 5e-3))
             idle = self ? 1e-3 : 5e-3;
         double nap = idle;
-        double due = m->journal ? gr_journal_due (m->journal) : 0;
+        double due = m->journal && !m->io_failed ? gr_journal_due (m->journal) : 0;
         if (due > 0 && due - now < nap)
             nap = due > now ? due - now : 0;
         if (self) {
@@ -2299,11 +2259,8 @@ static int master_open (master_t *m, const gr_rundir_t *rd, gr_error_t *errp)
             if (gr_journal_append (m->journal, &wr, errp) < 0)
                 return -1;
         }
-        if (gr_journal_sync (m->journal, errp) < 0) {
-            m->io_failed = true;
-            m->io_errno = errno;
+        if (gr_journal_sync (m->journal, errp) < 0)
             return -1;
-        }
     }
     char info[2048], host[64];
     /* The host name, not the Slurm node name: the launcher and `gridrun
@@ -2348,9 +2305,10 @@ int gr_run (const gr_run_opts_t *opts)
     chaos_setup (opts, rank);
 
     if (rank == 0) {
-        if (gr_rundir_prepare (opts, &rd, &err) < 0) {
+        int rc = gr_rundir_prepare (opts, &rd, &err);
+        if (rc != 0) {
             fprintf (stderr, "gridrun: %s\n", err.text);
-            len64 = -GR_EXIT_USAGE;
+            len64 = -rc;
         }
         else if (pack_setup (rd.path, rd.spec, &blob, &bloblen) < 0) {
             fprintf (stderr, "gridrun: cannot pack the spec: %s\n", strerror (errno));
@@ -2427,7 +2385,8 @@ int gr_run (const gr_run_opts_t *opts)
     if (rank != 0 || size == 1) {
         if (!(self = gr__worker_create (spec, run_dir, rank, info.cpus, info.gpus,
                                         opts, ch, &res)))
-            MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
+            MPI_Abort (MPI_COMM_WORLD,
+                       gr_rundir_io_errno (errno) ? GR_EXIT_IO : GR_EXIT_INTERNAL);
     }
     if (rank != 0) {
         int wl = worker_loop (self);
@@ -2487,13 +2446,18 @@ int gr_run (const gr_run_opts_t *opts)
     }
     free (node);
     if (master_open (&m, &rd, &err) < 0) {
-        fprintf (stderr, "gridrun: %s\n", err.text);
-        if (!m.io_failed)
+        /* A run directory that cannot be written stops the run cleanly,
+         * before anything is handed out; anything else is fatal. */
+        if (!gr_rundir_io_errno (errno)) {
+            fprintf (stderr, "gridrun: %s\n", err.text);
             MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
-        (void)obs_setup (&m); /* for the events of the stop */
-        code = stop_on_io_error (&m, self);
-        goto done;
+        }
+        io_fail (&m, "%s", err.text);
     }
+    else if (gr_rundir_reserve (run_dir) < 0)
+        GR_WARN ("cannot hold back %u KiB in '%s/.reserve' (%s): if the disk fills up, "
+                 "the run's last records may not fit", GR_RUNDIR_RESERVE / 1024, run_dir,
+                 strerror (errno));
     GR_INFO ("job '%s': %" PRIu64 " tasks, %d worker%s, %" PRIu64 " cpus, run dir %s",
              spec->name, spec->total, m.nworkers, m.nworkers == 1 ? "" : "s",
              m.total_cpus, run_dir);
@@ -2510,30 +2474,35 @@ int gr_run (const gr_run_opts_t *opts)
         MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
     }
     double wall = gr_now () - m.t_start;
+    /* The reserve makes room for what follows; without a run directory
+     * that can be written, the snapshot (large, and rewritten at the
+     * next end) is left as it was. */
+    gr_rundir_unreserve (run_dir);
+    if (m.io_failed)
+        code = GR_EXIT_IO;
     gr_jrec_t rec = {.type = GR_JREC_RUN_END, .time = gr_wallclock ()};
     rec.run_end.exit_code = code;
-    if (!m.io_failed && (journal_put (&m, &rec) < 0 || journal_sync (&m) < 0)) {
-        if (!m.io_failed)
-            code = GR_EXIT_INTERNAL;
-    }
-    if (m.io_failed) {
-        code = stop_on_io_error (&m, self);
-        goto done;
-    }
+    if (journal_put (&m, &rec) < 0 || journal_sync (&m) < 0)
+        code = GR_EXIT_INTERNAL;
     if (gr_chaos_on ())
         chaos_journal_note (&m);
-    snapshot (&m, code == GR_EXIT_RESUMABLE ? "drained" : "finished", true);
+    if (m.io_failed)
+        code = GR_EXIT_IO;
+    else
+        snapshot (&m, code == GR_EXIT_RESUMABLE ? "drained" : "finished", true);
     gr_obs_close (m.obs, code, gr_sched_stats (m.sched));
     m.obs = NULL;
     if (write_summary (&m, wall, code) < 0)
         code = GR_EXIT_INTERNAL;
     if (m.journal && gr_journal_close (m.journal, &err) < 0) {
         GR_ERROR ("%s", err.text);
-        code = GR_EXIT_INTERNAL;
+        code = m.io_failed ? GR_EXIT_IO : GR_EXIT_INTERNAL;
     }
+    else if (!m.journal && m.io_failed && !rd.resume)
+        gr_rundir_abandon (&rd); /* no journal: run it again from the start */
     m.journal = NULL;
     /* Last: a supervisor takes this file as the run's committed outcome. */
-    if (write_exit_status (run_dir, code) < 0)
+    if (write_exit_status (run_dir, code) < 0 && code != GR_EXIT_IO)
         code = GR_EXIT_INTERNAL;
     double until = gr_now () + 5;
     while (gr_chan_progress (ch) > 0 && gr_now () < until)

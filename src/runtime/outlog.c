@@ -17,13 +17,15 @@
 struct gr_outlog {
     int log_fd;
     uint64_t log_off;
-    FILE *idx;
-    uint64_t cap;
+    int idx_fd;
+    uint64_t idx_len;       /* bytes of the index known to be written */
+    char *ibuf;             /* index lines not written yet */
+    size_t ilen, icap;
     char *buf;              /* fallback copy buffer */
+    char path[PATH_MAX];    /* of the log */
 };
 
-gr_outlog_t *gr_outlog_open (const char *dir, int rank, uint64_t cap,
-                             gr_error_t *errp)
+gr_outlog_t *gr_outlog_open (const char *dir, int rank, gr_error_t *errp)
 {
     char path[PATH_MAX];
     struct stat st;
@@ -33,27 +35,27 @@ gr_outlog_t *gr_outlog_open (const char *dir, int rank, uint64_t cap,
         gr_errprintf (errp, "out of memory");
         return NULL;
     }
-    ol->log_fd = -1;
-    ol->cap = cap;
-    snprintf (path, sizeof (path), "%s/w%04d.log", dir, rank);
+    ol->log_fd = ol->idx_fd = -1;
+    snprintf (ol->path, sizeof (ol->path), "%s/w%04d.log", dir, rank);
     /* Not O_APPEND: copy_file_range cannot write to such a file, and this
      * worker is the only writer, so it keeps the offset itself. */
-    if ((ol->log_fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0
+    if ((ol->log_fd = open (ol->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0
         || fstat (ol->log_fd, &st) < 0) {
-        gr_errprintf (errp, "cannot open output log '%s': %s", path,
+        gr_errprintf (errp, "cannot open output log '%s': %s", ol->path,
                       strerror (errno));
         goto error;
     }
     ol->log_off = (uint64_t)st.st_size;
+    /* Nor the index: a failed write is cut back to idx_len, so it keeps
+     * its length itself too. */
     snprintf (path, sizeof (path), "%s/w%04d.idx", dir, rank);
-    int fd = open (path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0 || !(ol->idx = fdopen (fd, "a"))) {
+    if ((ol->idx_fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0
+        || fstat (ol->idx_fd, &st) < 0) {
         gr_errprintf (errp, "cannot open output index '%s': %s", path,
                       strerror (errno));
-        if (fd >= 0)
-            close (fd);
         goto error;
     }
+    ol->idx_len = (uint64_t)st.st_size;
     return ol;
 error:
     gr_outlog_close (ol);
@@ -65,13 +67,21 @@ void gr_outlog_close (gr_outlog_t *ol)
     if (!ol)
         return;
     int saved = errno;
-    if (ol->idx)
-        fclose (ol->idx);
+    if (ol->idx_fd >= 0) {
+        (void)gr_outlog_flush (ol);
+        close (ol->idx_fd);
+    }
     if (ol->log_fd >= 0)
         close (ol->log_fd);
+    free (ol->ibuf);
     free (ol->buf);
     free (ol);
     errno = saved;
+}
+
+const char *gr_outlog_path (const gr_outlog_t *ol)
+{
+    return ol->path;
 }
 
 int gr_outlog_write (gr_outlog_t *ol, const void *buf, size_t len,
@@ -129,48 +139,116 @@ static int copy_range (gr_outlog_t *ol, int fd, uint64_t len)
     return 0;
 }
 
-int gr_outlog_take (gr_outlog_t *ol, int fd, uint64_t *offp, uint64_t *lenp)
+uint64_t gr_outlog_trim (int fd, uint64_t cap)
 {
     struct stat st;
+
+    if (fstat (fd, &st) < 0)
+        return 0;
+    /* The part past cap is never kept; cutting it frees its blocks.  The
+     * task's next write lands past the new end, leaving a hole.  Should
+     * the cut fail, the spool only holds more than it needs to. */
+    if ((uint64_t)st.st_size > cap && ftruncate (fd, (off_t)cap) < 0) {
+        /* Nothing to do. */
+    }
+    return (uint64_t)st.st_size;
+}
+
+int gr_outlog_take (gr_outlog_t *ol, int fd, uint64_t cap, uint64_t seen,
+                    uint64_t *offp, uint64_t *lenp)
+{
+    struct stat st;
+    uint64_t start = ol->log_off;
+    int rc = 0, saved = 0;
+
     *offp = 0;
     *lenp = 0;
     if (fstat (fd, &st) < 0)
         return -1;
-    if (st.st_size == 0)
+    if (st.st_size == 0 && seen == 0)
         return 0;
-    uint64_t size = (uint64_t)st.st_size;
-    uint64_t keep = size > ol->cap ? ol->cap : size;
-    *offp = ol->log_off;
-    int rc = copy_range (ol, fd, keep);
-    if (rc == 0 && keep < size) {
-        char note[128];
+    uint64_t size = (uint64_t)st.st_size > seen ? (uint64_t)st.st_size : seen;
+    uint64_t keep = size > cap ? cap : size;
+    if (keep > (uint64_t)st.st_size)
+        keep = (uint64_t)st.st_size;
+    if (keep > 0)
+        rc = copy_range (ol, fd, keep);
+    if (rc == 0 && size > cap) {
+        char note[192], last = '\n';
         uint64_t off;
+        if (keep > 0 && pread (fd, &last, 1, (off_t)(keep - 1)) != 1)
+            last = '\n';
         int n = snprintf (note, sizeof (note),
-                          "\n[gridrun: output truncated: %" PRIu64
-                          " of %" PRIu64 " bytes kept]\n", keep, size);
+                          "%s[gridrun: output truncated after %" PRIu64
+                          " bytes (the task wrote %" PRIu64 "); raise max_output: or "
+                          "--max-output]\n",
+                          last == '\n' ? "" : "\n", keep, size);
         rc = gr_outlog_write (ol, note, (size_t)n, &off);
     }
-    *lenp = ol->log_off - *offp;
-    if (ftruncate (fd, 0) < 0 || lseek (fd, 0, SEEK_SET) < 0)
+    if (rc < 0) {
+        /* Nothing torn stays behind: the log goes back to what it was,
+         * and the caller does not report the attempt as done. */
+        saved = errno;
+        if (ftruncate (ol->log_fd, (off_t)start) < 0) {
+            /* The next write covers the bytes anyway: it starts at start. */
+        }
+        ol->log_off = start;
+    }
+    else {
+        *offp = start;
+        *lenp = ol->log_off - start;
+    }
+    if ((ftruncate (fd, 0) < 0 || lseek (fd, 0, SEEK_SET) < 0) && rc == 0)
         return -1;
+    if (rc < 0)
+        errno = saved;
     return rc;
 }
 
 int gr_outlog_record (gr_outlog_t *ol, const gr_outlog_rec_t *r)
 {
-    if (fprintf (ol->idx,
-                 "%016" PRIx64 "\t%u\t%s\t%d\t%u\t%.6f\t%" PRId64 "\t%" PRIu64
-                 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\n",
-                 r->key, r->attempt, r->name, r->status, r->flags, r->wall,
-                 r->maxrss_kb, r->out_off, r->out_len, r->err_off, r->err_len)
-        < 0)
-        return -1;
-    return 0;
+    for (;;) {
+        size_t room = ol->icap - ol->ilen;
+        int n = snprintf (ol->ibuf ? ol->ibuf + ol->ilen : NULL, room,
+                          "%016" PRIx64 "\t%u\t%s\t%d\t%u\t%.6f\t%" PRId64 "\t%" PRIu64
+                          "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\n",
+                          r->key, r->attempt, r->name, r->status, r->flags, r->wall,
+                          r->maxrss_kb, r->out_off, r->out_len, r->err_off, r->err_len);
+        if (n < 0)
+            return -1;
+        if ((size_t)n < room) {
+            ol->ilen += (size_t)n;
+            return 0;
+        }
+        size_t ncap = ol->icap ? ol->icap * 2 : 4096;
+        while (ncap - ol->ilen <= (size_t)n)
+            ncap *= 2;
+        char *nb = realloc (ol->ibuf, ncap);
+        if (!nb) {
+            errno = ENOMEM;
+            return -1;
+        }
+        ol->ibuf = nb;
+        ol->icap = ncap;
+    }
 }
 
 int gr_outlog_flush (gr_outlog_t *ol)
 {
-    return fflush (ol->idx) == 0 ? 0 : -1;
+    if (ol->ilen == 0)
+        return 0;
+    if (gr_pwrite_all (ol->idx_fd, ol->ibuf, ol->ilen, (off_t)ol->idx_len) < 0) {
+        int saved = errno;
+        if (ftruncate (ol->idx_fd, (off_t)ol->idx_len) < 0) {
+            /* The next flush writes at idx_len, over the torn line. */
+        }
+        ol->ilen = 0;
+        errno = saved;
+        return -1;
+    }
+    ol->idx_len += ol->ilen;
+    ol->ilen = 0;
+    return 0;
 }
 
 static int parse_line (char *line, gr_outlog_rec_t *r)

@@ -12,8 +12,18 @@
  *
  * A task writes into a per-slot spool file while it runs; when it ends the
  * spool is copied to the log (copy_file_range, so in the kernel) and
- * truncated for the next task.  Output beyond the cap is cut, and a note
- * says how much was dropped.
+ * truncated for the next task.  Output beyond the cap (max_output) is
+ * cut, and a note line says where and how much the task wrote:
+ *
+ *   [gridrun: output truncated after N bytes (the task wrote M); raise
+ *   max_output: or --max-output]
+ *
+ * (one line).  While the task runs, the worker keeps the spool from
+ * growing on disk with gr_outlog_trim.
+ *
+ * A write that fails (a full disk) takes nothing back that was written
+ * before: the log and index are cut back to their last good length, and
+ * the caller reports the attempts concerned as not done.
  */
 #ifndef GR_RUNTIME_OUTLOG_H
 #define GR_RUNTIME_OUTLOG_H
@@ -37,24 +47,41 @@ typedef struct gr_outlog_rec {
     uint64_t err_off, err_len;
 } gr_outlog_rec_t;
 
-/* Open (appending) the log and index of worker `rank` under dir (RUN/out).
- * cap is the most bytes kept per stream per attempt. */
-gr_outlog_t *gr_outlog_open (const char *dir, int rank, uint64_t cap,
-                             gr_error_t *errp);
+/* Open (appending) the log and index of worker `rank` under dir (RUN/out). */
+gr_outlog_t *gr_outlog_open (const char *dir, int rank, gr_error_t *errp);
+/* Flush what is buffered (errors are lost: flush first to see them) and
+ * close.  NULL is fine. */
 void gr_outlog_close (gr_outlog_t *ol);
 
-/* Move what the spool fd holds to the log and reset the spool.  Fills
- * *offp and *lenp (0/0 when the spool was empty). */
-int gr_outlog_take (gr_outlog_t *ol, int spool_fd, uint64_t *offp,
-                    uint64_t *lenp);
+/* The log's path, for messages. */
+const char *gr_outlog_path (const gr_outlog_t *ol);
+
+/* Keep a running task's spool from holding more than cap bytes on disk:
+ * when it is longer, cut it back to cap (the task writes on past the end,
+ * into a hole, so the file's size still grows).  Returns the spool's size
+ * before the cut, to pass to gr_outlog_take as seen; 0 when it cannot
+ * tell. */
+uint64_t gr_outlog_trim (int spool_fd, uint64_t cap);
+
+/* Move what the spool fd holds to the log, keeping its first cap bytes
+ * and a note when it held more (its size, or seen if that is more), and
+ * reset the spool.  Fills *offp and *lenp (0/0 when the spool was empty).
+ * On failure (-1, errno) the log is cut back as it was and the spool is
+ * reset all the same. */
+int gr_outlog_take (gr_outlog_t *ol, int spool_fd, uint64_t cap, uint64_t seen,
+                    uint64_t *offp, uint64_t *lenp);
 
 /* Append bytes (a message from gridrun itself) to the log. */
 int gr_outlog_write (gr_outlog_t *ol, const void *buf, size_t len,
                      uint64_t *offp);
 
+/* Add an index line to the buffer (nothing is written yet); -1 with
+ * ENOMEM. */
 int gr_outlog_record (gr_outlog_t *ol, const gr_outlog_rec_t *rec);
 
-/* Push buffered index lines to the file. */
+/* Write the buffered index lines.  On failure (-1, errno) the index is
+ * cut back to its length before them and they are dropped: the caller
+ * must not report their attempts as done. */
 int gr_outlog_flush (gr_outlog_t *ol);
 
 /* For `gridrun output`: call fn for every index line in dir whose key (hex)

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -406,7 +407,7 @@ void gr_spec_describe_changes (const gr_spec_t *a, const gr_spec_t *b, char *buf
                  o->name);
         if (o->nafter != n->nafter || o->out_mode != n->out_mode
             || o->err_mode != n->err_mode || !str_eq (o->out_path, n->out_path)
-            || !str_eq (o->err_path, n->err_path))
+            || !str_eq (o->err_path, n->err_path) || o->max_output != n->max_output)
             add (buf, len, "\n  task '%s': its after: or output settings changed", o->name);
         if (o->group != n->group || o->ranks != n->ranks
             || o->ranks_per_node != n->ranks_per_node || o->group_grace != n->group_grace
@@ -438,10 +439,11 @@ int gr_rundir_prepare (const gr_run_opts_t *o, gr_rundir_t *rd, gr_error_t *errp
 {
     gr_spec_t *given = NULL, *stored = NULL;
     char p[PATH_MAX];
+    int code = GR_EXIT_USAGE;
 
     memset (rd, 0, sizeof (*rd));
     if (o->spec_path && gr_spec_load (o->spec_path, &given, errp) < 0)
-        return -1;
+        return GR_EXIT_USAGE;
     if (o->run_dir)
         rd->path = gr_abspath (o->run_dir);
     else if (given)
@@ -499,7 +501,7 @@ int gr_rundir_prepare (const gr_run_opts_t *o, gr_rundir_t *rd, gr_error_t *errp
         /* A stale outcome must not be mistaken for this run's. */
         unlink (gr_rundir_file (rd->path, "exit_status", p, sizeof (p)));
         if (rd->spec_changed && gr_rundir_store_spec (rd, errp) < 0)
-            goto error;
+            goto write_error;
         return 0;
     }
     if (!given) {
@@ -515,20 +517,80 @@ int gr_rundir_prepare (const gr_run_opts_t *o, gr_rundir_t *rd, gr_error_t *errp
     rd->spec = given;
     given = NULL;
     if (gr_mkdir_p (rd->path, 0700, errp) < 0)
-        goto error;
+        goto write_error;
     if (chmod (rd->path, 0700) < 0) {
         gr_errprintf (errp, "cannot set the mode of '%s': %s", rd->path, strerror (errno));
         goto error;
     }
     if (gr_mkdir_p (gr_rundir_file (rd->path, "out", p, sizeof (p)), 0700, errp) < 0
-        || gr_rundir_store_spec (rd, errp) < 0)
-        goto error;
+        || gr_rundir_store_spec (rd, errp) < 0) {
+        gr_rundir_abandon (rd);
+        goto write_error;
+    }
     return 0;
+write_error:
+    if (gr_rundir_io_errno (errno)) {
+        gr_error_t e;
+        memcpy (&e, errp, sizeof (e));
+        gr_errprintf (errp, "%s; the run directory '%s' cannot be written: free space on its "
+                      "file system (or give another --run-dir) and run the same command again",
+                      e.text, rd->path);
+        code = GR_EXIT_IO;
+    }
 error:
     gr_spec_destroy (given);
     gr_spec_destroy (stored);
     gr_rundir_release (rd);
-    return -1;
+    return code;
+}
+
+bool gr_rundir_io_errno (int e)
+{
+    return e == ENOSPC || e == EDQUOT || e == EIO || e == EROFS || e == EFBIG;
+}
+
+void gr_rundir_abandon (const gr_rundir_t *rd)
+{
+    char p[PATH_MAX];
+    int saved = errno;
+
+    if (!exists (rd->path, "journal")) {
+        char name[64];
+        unlink (gr_rundir_file (rd->path, "spec.yaml", p, sizeof (p)));
+        unlink (gr_rundir_file (rd->path, "spec.pack", p, sizeof (p)));
+        unlink (gr_rundir_file (rd->path, hashed_name (rd->spec->hash, name, sizeof (name)),
+                                p, sizeof (p)));
+    }
+    errno = saved;
+}
+
+int gr_rundir_reserve (const char *run_dir)
+{
+    char p[PATH_MAX];
+    int fd, rc;
+
+    fd = open (gr_rundir_file (run_dir, ".reserve", p, sizeof (p)),
+               O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    /* Allocated, not sparse: the blocks are the point. */
+    rc = posix_fallocate (fd, 0, GR_RUNDIR_RESERVE);
+    close (fd);
+    if (rc != 0) {
+        unlink (p);
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+void gr_rundir_unreserve (const char *run_dir)
+{
+    char p[PATH_MAX];
+    int saved = errno;
+
+    unlink (gr_rundir_file (run_dir, ".reserve", p, sizeof (p)));
+    errno = saved;
 }
 
 void gr_rundir_release (gr_rundir_t *rd)

@@ -2,7 +2,7 @@
  * files the master keeps there.
  *
  *   RUN/ (0700)  spec.yaml  spec.pack  spec-HASH.pack  journal  run.h5
- *                master.info  summary.txt  exit_status  out/
+ *                master.info  summary.txt  exit_status  out/  .reserve
  *
  * spec-HASH.pack keeps every spec the run has run (one per --force
  * change): the journal names tasks by their place in them.
@@ -26,10 +26,30 @@ typedef struct gr_rundir {
 
 /* Prepare the run directory for opts: create it for a new run, or check
  * that a resume may go on (same spec, unless opts->force).  opts->spec_path
- * may be NULL when resuming: the stored spec is used.  Errors are for
- * people (exit 2). */
+ * may be NULL when resuming: the stored spec is used.  Returns 0, or the
+ * exit code of the error, which errp tells people about: GR_EXIT_USAGE,
+ * or GR_EXIT_IO when the directory cannot be written (a full disk). */
 int gr_rundir_prepare (const gr_run_opts_t *opts, gr_rundir_t *rd, gr_error_t *errp);
 void gr_rundir_release (gr_rundir_t *rd);
+
+/* Whether errno e says a file system is full or failing (ENOSPC, EDQUOT,
+ * EIO, EROFS, EFBIG) rather than that a path or the input is wrong. */
+bool gr_rundir_io_errno (int e);
+
+/* A new run that could not start because its directory could not be
+ * written: remove the spec copies prepare stored, so that the same
+ * command can be run again once it can.  Only when there is no journal. */
+void gr_rundir_abandon (const gr_rundir_t *rd);
+
+/* Space held back for the end of a run: RUN/.reserve, GR_RUNDIR_RESERVE
+ * bytes allocated on disk.  When the run directory fills up, the master
+ * stops the run and drops the reserve, so that its last journal records,
+ * summary and exit_status still fit.  Making it is best effort (0, or -1
+ * with errno when the file system has no room or cannot allocate);
+ * dropping it never fails. */
+#define GR_RUNDIR_RESERVE (512u * 1024)
+int gr_rundir_reserve (const char *run_dir);
+void gr_rundir_unreserve (const char *run_dir);
 
 /* Write spec.yaml, spec.pack and spec-HASH.pack for rd->spec. */
 int gr_rundir_store_spec (const gr_rundir_t *rd, gr_error_t *errp);

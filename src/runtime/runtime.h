@@ -18,10 +18,15 @@ enum {
     GR_EXIT_FAILED = 1,     /* some tasks failed for good */
     GR_EXIT_USAGE = 2,      /* usage or spec error */
     GR_EXIT_INTERNAL = 70,
-    GR_EXIT_IOERR = 74,     /* the journal cannot be written; resumable
-                               once the disk is fixed (EX_IOERR) */
+    GR_EXIT_IO = 74,        /* the run directory cannot be written (a full
+                               disk, an I/O error): the run stopped; free
+                               space and run again to resume (EX_IOERR) */
     GR_EXIT_RESUMABLE = 75, /* drained; run again to resume */
 };
+
+/* Captured output kept per task, stream and attempt when neither the
+ * spec's max_output: nor --max-output says. */
+#define GR_DEFAULT_MAX_OUTPUT (64ull * 1024 * 1024)
 
 typedef struct gr_run_opts {
     const char *spec_path;
@@ -33,7 +38,10 @@ typedef struct gr_run_opts {
     uint32_t max_prefetch;      /* most tasks a worker holds queued */
     double flush_interval;      /* longest a finished result waits to be sent */
     double heartbeat;           /* seconds between idle worker heartbeats */
-    uint64_t output_cap;        /* bytes kept per stream per attempt */
+    uint64_t max_output;        /* bytes of captured output kept per stream
+                                   and attempt (--max-output); 0: not given,
+                                   the spec's max_output:, else
+                                   GR_DEFAULT_MAX_OUTPUT */
     uint64_t seed;              /* backoff jitter seed */
     int quiet;                  /* no summary on stdout */
 

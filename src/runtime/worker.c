@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +48,9 @@ typedef struct run {
     double noop_end;
     int out_spool, err_spool;
     bool out_captured, err_captured;
+    uint64_t max_output;    /* bytes of each captured stream kept */
+    uint64_t out_seen, err_seen; /* the spools' largest sizes seen */
+    bool lost;              /* its output could not be kept */
     uint32_t cpus, gpus;
     uint32_t *cores;        /* bound: the cores and GPUs it holds */
     uint32_t *gpu_ids;
@@ -102,6 +106,11 @@ struct gr_worker {
     double drain_kill_at;   /* and SIGKILL */
     uint32_t chaos_kills;   /* chaos mode: tasks killed, results held */
     uint32_t chaos_delays;
+
+    double next_trim;       /* when running tasks' spools are next cut back */
+    int outlost;            /* errno of the last failed write of output or
+                               its index, 0 while none failed */
+    uint64_t idx_lost;      /* index flushes that failed */
 
     char extra[GR_EXTRA_ENV][PATH_MAX + 32];
     char ckpt_dir[PATH_MAX]; /* GRIDRUN_CKPT_DIR of the process starting */
@@ -184,7 +193,7 @@ gr_worker_t *gr__worker_create (const gr_spec_t *spec, const char *run_dir,
     }
     if (!(w->x = gr_expand_create ()))
         goto error;
-    if (!(w->ol = gr_outlog_open (w->out_dir, rank, opts->output_cap, &err))) {
+    if (!(w->ol = gr_outlog_open (w->out_dir, rank, &err))) {
         GR_ERROR ("%s", err.text);
         goto error;
     }
@@ -305,6 +314,32 @@ static void chaos_kill_task (gr_worker_t *w, run_t *r, double now)
     w->chaos_kills++;
 }
 
+/* An attempt whose output (or its index line) could not be kept is not
+ * done: it goes back as requeued (never started, if it did not start),
+ * with GR_RES_OUTLOST and the errno, which also tell the master that the
+ * run directory cannot be written. */
+static void mark_outlost (const gr_worker_t *w, gr_result_rec_t *r)
+{
+    if (r->flags & (GR_RES_PORT | GR_RES_RETURNED))
+        return; /* not an attempt that ran */
+    r->flags = ((r->flags & GR_RES_SPAWN) ? GR_RES_RETURNED : GR_RES_KILLED) | GR_RES_OUTLOST;
+    r->exit_code = w->outlost;
+    r->signal = 0;
+}
+
+/* A write of task output, or of its index, failed (what: which); the
+ * caller marks the attempts concerned with mark_outlost.  Said once. */
+static void output_lost (gr_worker_t *w, int err, const char *what)
+{
+    if (!w->outlost)
+        GR_ERROR ("cannot keep task output in '%s' (%s): %s; the tasks concerned will run "
+                  "again when the run is resumed", gr_outlog_path (w->ol), what,
+                  strerror (err));
+    else
+        GR_DEBUG ("cannot keep task output (%s): %s", what, strerror (err));
+    w->outlost = err ? err : EIO;
+}
+
 static int send_ready (gr_worker_t *w, double now)
 {
     uint32_t depth, want;
@@ -331,6 +366,15 @@ static int send_ready (gr_worker_t *w, double now)
     char *buf = malloc (len);
     if (!buf)
         return -1;
+    /* Output and its index reach the disk before the master hears that
+     * the task ended; when they cannot, the tasks are not done. */
+    if (w->nres > 0 && gr_outlog_flush (w->ol) < 0) {
+        /* The index lines of every result waiting here are gone. */
+        output_lost (w, errno, "its index");
+        for (uint32_t i = 0; i < w->nres; i++)
+            mark_outlost (w, &w->res[i]);
+        w->idx_lost++;
+    }
     gr_ready_hdr_t h = {.version = GR_PROTO_VERSION,
                         .flags = 0,
                         .nresults = w->nres,
@@ -344,10 +388,6 @@ static int send_ready (gr_worker_t *w, double now)
         h.flags |= GR_READY_BYE;
     memcpy (buf, &h, sizeof (h));
     memcpy (buf + sizeof (h), w->res, w->nres * sizeof (gr_result_rec_t));
-    /* Output and its index reach the disk before the master hears that
-     * the task ended. */
-    if (w->nres > 0 && gr_outlog_flush (w->ol) < 0)
-        GR_ERROR ("cannot write output index: %s", strerror (errno));
     if (gr_chan_send (w->ch, 0, GR_TAG_READY, buf, len) < 0) {
         free (buf);
         return -1;
@@ -366,11 +406,16 @@ static int push_result (gr_worker_t *w, const gr_result_rec_t *r, double now)
     if (gr_chaos_on () && w->rank != 0 && !(r->flags & (GR_RES_PORT | GR_RES_RETURNED))
         && gr__chaos_hit (GR_CHAOS_KILL_WORKER))
         chaos_kill_worker (w);
+    uint64_t idx_lost = w->idx_lost;
+
     if (w->nres == GR_PROTO_MAX_BATCH && send_ready (w, now) < 0)
         return -1;
     if (w->nres == 0)
         w->oldest_res = now;
     w->res[w->nres++] = *r;
+    /* Its index line went with that flush. */
+    if (w->idx_lost != idx_lost)
+        mark_outlost (w, &w->res[w->nres - 1]);
     if (r->member || (r->flags & GR_RES_PORT))
         return 0; /* not a task: says nothing of how long tasks take */
     double a = r->wall;
@@ -409,7 +454,7 @@ static void index_record (gr_worker_t *w, const run_t *r, const gr_result_rec_t 
         }
     }
     if (gr_outlog_record (w->ol, &rec) < 0)
-        GR_ERROR ("cannot write output index: %s", strerror (errno));
+        output_lost (w, errno, "its index");
 }
 
 static void release (gr_worker_t *w, run_t *r)
@@ -476,6 +521,19 @@ static void await_drain_signal (gr_worker_t *w)
     }
 }
 
+/* Less room than this on the file system of a task's spools, when the
+ * task has failed, counts as full: its writes most likely failed. */
+#define SPOOL_FULL_BYTES (64 * 1024)
+
+static bool spool_full (const run_t *r)
+{
+    struct statvfs sv;
+    int fd = r->out_captured ? r->out_spool : r->err_spool;
+
+    return fstatvfs (fd, &sv) == 0
+           && (uint64_t)sv.f_bfree * (uint64_t)sv.f_frsize < SPOOL_FULL_BYTES;
+}
+
 static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru,
                    double now)
 {
@@ -508,10 +566,27 @@ static int finish (gr_worker_t *w, run_t *r, int status, const struct rusage *ru
          * it exits: it resumes from its checkpoint. */
         if (r->preempted)
             res.flags |= GR_RES_KILLED;
-        if (r->out_captured && gr_outlog_take (w->ol, r->out_spool, &oo, &ol) < 0)
-            GR_ERROR ("cannot keep task output: %s", strerror (errno));
-        if (r->err_captured && gr_outlog_take (w->ol, r->err_spool, &eo, &el) < 0)
-            GR_ERROR ("cannot keep task output: %s", strerror (errno));
+        /* A task that failed writing its captured output to a full run
+         * directory failed for want of room, not for itself.  Looked at
+         * before the spools are emptied. */
+        bool full = (r->out_captured || r->err_captured) && !res.flags && !exit_ok (w, r, &res)
+                    && spool_full (r);
+        if (r->out_captured
+            && gr_outlog_take (w->ol, r->out_spool, r->max_output, r->out_seen, &oo, &ol) < 0) {
+            output_lost (w, errno, "stdout");
+            r->lost = true;
+        }
+        if (r->err_captured
+            && gr_outlog_take (w->ol, r->err_spool, r->max_output, r->err_seen, &eo, &el) < 0) {
+            output_lost (w, errno, "stderr");
+            r->lost = true;
+        }
+        if (!r->lost && full) {
+            output_lost (w, ENOSPC, "its spool was full when the task failed");
+            r->lost = true;
+        }
+        if (r->lost)
+            mark_outlost (w, &res);
     }
     index_record (w, r, &res, oo, ol, eo, el);
     release (w, r);
@@ -530,8 +605,15 @@ static int fail_start (gr_worker_t *w, run_t *r, int errnum, const char *msg,
     if (n > (int)sizeof (line) - 1)
         n = (int)sizeof (line) - 1;
     el = (uint64_t)n;
-    if (gr_outlog_write (w->ol, line, (size_t)n, &eo) < 0)
+    if (gr_outlog_write (w->ol, line, (size_t)n, &eo) < 0) {
+        output_lost (w, errno, "a message");
+        r->lost = true;
         el = 0;
+    }
+    /* Why it did not start could not be kept, or the cause was the run
+     * directory itself (a spool file): it is not the task's failure. */
+    if (r->lost)
+        mark_outlost (w, &res);
     GR_INFO ("task %016" PRIx64 ": %s", r->a.key, msg);
     index_record (w, r, &res, 0, 0, eo, el);
     release (w, r);
@@ -720,6 +802,11 @@ static int start (gr_worker_t *w, run_t *r, uint32_t slot, double now)
     r->start = now;
     r->timed_out = r->killed = r->drain_termed = false;
     r->out_captured = r->err_captured = false;
+    r->out_seen = r->err_seen = 0;
+    r->lost = false;
+    r->max_output = w->opts->max_output ? w->opts->max_output
+                    : d->max_output     ? d->max_output
+                                        : GR_DEFAULT_MAX_OUTPUT;
     r->deadline = d->timeout > 0 ? now + d->timeout : 0;
     if (gr_expand_select (w->x, d, r->a.index) < 0
         || gr_expand_render (w->x, &ctx, &cmd, &err) < 0)
@@ -729,8 +816,12 @@ static int start (gr_worker_t *w, run_t *r, uint32_t slot, double now)
 
     switch (d->out_mode) {
         case GR_OUT_CAPTURE:
-            if (r->out_spool < 0 && (r->out_spool = spool_open (w, slot, "out")) < 0)
-                return fail_start (w, r, errno, "cannot create output spool", now);
+            if (r->out_spool < 0 && (r->out_spool = spool_open (w, slot, "out")) < 0) {
+                int e = errno;
+                output_lost (w, e, "a spool file");
+                r->lost = true;
+                return fail_start (w, r, e, "cannot create output spool", now);
+            }
             outfd = r->out_spool;
             r->out_captured = true;
             break;
@@ -745,7 +836,10 @@ static int start (gr_worker_t *w, run_t *r, uint32_t slot, double now)
     switch (d->err_mode) {
         case GR_OUT_CAPTURE:
             if (r->err_spool < 0 && (r->err_spool = spool_open (w, slot, "err")) < 0) {
-                rc = fail_start (w, r, errno, "cannot create output spool", now);
+                int e = errno;
+                output_lost (w, e, "a spool file");
+                r->lost = true;
+                rc = fail_start (w, r, e, "cannot create output spool", now);
                 goto out;
             }
             errfd = r->err_spool;
@@ -1118,6 +1212,26 @@ static int enforce (gr_worker_t *w, double now)
     return 0;
 }
 
+/* How often running tasks' spools are cut back to their max_output: a
+ * task writing faster than the disk keeps more than that on disk for at
+ * most this long. */
+#define SPOOL_TRIM_INTERVAL 0.25
+
+static void trim_spools (gr_worker_t *w, double now)
+{
+    w->next_trim = now + SPOOL_TRIM_INTERVAL;
+    for (uint32_t i = 0; i < w->cpus; i++) {
+        run_t *r = &w->runs[i];
+        uint64_t n;
+        if (!r->used || r->pid <= 0)
+            continue;
+        if (r->out_captured && (n = gr_outlog_trim (r->out_spool, r->max_output)) > r->out_seen)
+            r->out_seen = n;
+        if (r->err_captured && (n = gr_outlog_trim (r->err_spool, r->max_output)) > r->err_seen)
+            r->err_seen = n;
+    }
+}
+
 int gr__worker_step (gr_worker_t *w)
 {
     double now = gr_now ();
@@ -1141,6 +1255,8 @@ int gr__worker_step (gr_worker_t *w)
     }
     if (w->nrunning > 0 && enforce (w, now) < 0)
         return -1;
+    if (w->nprocs > 0 && now >= w->next_trim)
+        trim_spools (w, now);
     if ((rc = start_ready (w, now)) < 0)
         return -1;
     did += rc;
@@ -1208,6 +1324,8 @@ double gr__worker_idle_wait (const gr_worker_t *w, int *has_procs)
                 next = t;
         }
     }
+    if (w->nprocs > 0 && w->next_trim < next)
+        next = w->next_trim;
     *has_procs = w->nprocs > 0;
     return next > now ? next - now : 0;
 }

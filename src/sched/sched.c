@@ -284,9 +284,13 @@ static int aux_grow (gr_sched_t *s)
 static uint32_t row_new (gr_sched_t *s, uint64_t key, uint32_t def, uint64_t index)
 {
     if (s->nrows == s->caprows) {
+        /* Rows are numbered in 32 bits, NO_ROW excluded: that is where
+         * GR_SPEC_MAX_TASKS comes from. */
         size_t ncap = s->caprows ? s->caprows * 2 : 1024;
-        if (ncap >= NO_ROW)
+        if (s->caprows >= NO_ROW)
             return NO_ROW;
+        if (ncap > NO_ROW)
+            ncap = NO_ROW;
         gr_task_row_t *r = realloc (s->rows, ncap * sizeof (*r));
         if (!r)
             return NO_ROW;
@@ -798,6 +802,8 @@ void gr_sched_describe (const gr_taskdef_t *d, int exit_code, int signal,
         snprintf (buf, len, "could not start: %s", strerror (exit_code));
     else if (flags & GR_RES_TIMEOUT)
         snprintf (buf, len, "timeout after %gs", d->timeout);
+    else if (flags & GR_RES_OUTLOST)
+        snprintf (buf, len, "its output could not be kept: %s", strerror (exit_code));
     else if (flags & GR_RES_KILLED)
         snprintf (buf, len, "killed while draining");
     else if (flags & GR_RES_RETURNED)

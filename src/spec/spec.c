@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "src/common/error.h"
 #include "src/common/fs.h"
@@ -52,6 +53,7 @@ typedef struct pctx {
     gr__ynode_t **tnodes;     /* the mapping of each task */
     gr__ynode_t **after_keys; /* the after: key node each task used, or NULL */
     struct def_name *byname;  /* the tasks sorted by name, once all are named */
+    const gr__ynode_t *action_key; /* command: or shell: of the task being read */
 } pctx_t;
 
 /* A task's name and id, to look names up by binary search: after: lists
@@ -132,6 +134,20 @@ static int get_uint (pctx_t *c, const gr__ynode_t *n, const char *what, uint64_t
         return gr__yerr (&c->y, n, "%s: expected a whole number from %" PRIu64 " to %" PRIu64
                                    ", got %s; write a plain whole number, without units",
                           what, min, max, gr__ydescribe (n, buf, sizeof (buf)));
+    *out = v;
+    return 0;
+}
+
+static int get_size (pctx_t *c, const gr__ynode_t *n, const char *what, uint64_t min,
+                     const char *hint, uint64_t *out)
+{
+    char buf[64];
+    uint64_t v;
+
+    if (n->type != GR__YSCALAR || gr_parse_size (n->str, &v) < 0 || v < min)
+        return gr__yerr (&c->y, n, "%s: expected a size of at least %" PRIu64 " bytes like 512M, "
+                                   "4G or 1.5GiB, got %s; %s",
+                          what, min, gr__ydescribe (n, buf, sizeof (buf)), hint);
     *out = v;
     return 0;
 }
@@ -242,6 +258,22 @@ static int check_template (pctx_t *c, const gr_taskdef_t *t, const gr__ynode_t *
     }
 }
 
+/* The bytes of a template that no substitution changes: its text outside
+ * {name} ({{ and }} count one byte each).  The template is well formed. */
+static size_t tpl_fixed_len (const char *t)
+{
+    size_t pos = 0, n = 0;
+    gr__tpl_tok_t tok;
+
+    for (;;) {
+        gr__tpl_next (t, &pos, &tok);
+        if (tok.kind == GR__TPL_END || tok.kind == GR__TPL_ERROR)
+            return n;
+        if (tok.kind == GR__TPL_TEXT)
+            n += tok.len;
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Task keys. */
 
@@ -253,7 +285,7 @@ static const char *const task_keys[] = {
     "retries",   "success",  "after",      "stdout",   "stderr",   "replicas",
     "spread",    "retry_away", "require",  "prefer",   "locality", "kind",
     "ranks",     "ranks_per_node", "cpus_per_rank", "gpus_per_rank", "checkpoint_dir",
-    "max_restarts", "grace", NULL};
+    "max_restarts", "grace", "max_output", NULL};
 /* Keys of kind: group only. */
 static const char *const group_keys[] = {"ranks", "ranks_per_node", "cpus_per_rank",
                                          "gpus_per_rank", "checkpoint_dir",
@@ -262,7 +294,7 @@ static const char *const default_keys[] = {
     "command",  "shell",    "builtin",    "duration", "params",     "combine",
     "env",      "cwd",      "resources",  "timeout",  "kill_grace", "retries",
     "success",  "stdout",   "stderr",     "replicas", "spread",     "retry_away",
-    "require",  "prefer",   "locality",   NULL};
+    "require",  "prefer",   "locality",   "max_output", NULL};
 static const char *const quarantine_keys[] = {"failures", "window", "cooloff", "level", NULL};
 static const char *const resource_keys[] = {"cpus", "gpus", "mem", NULL};
 static const char *const retry_keys[] = {"max", "backoff", "backoff_max", "jitter",
@@ -456,12 +488,37 @@ static int record_file (pctx_t *c, const char *path, const char *data, size_t le
     return 0;
 }
 
+/* The next value of a param file's text at *pp: a line that is not blank,
+ * without its trailing carriage return.  *linep counts the lines read.
+ * False at the end. */
+static bool next_line_value (const char **pp, const char *end, size_t *linep, const char **vp,
+                             size_t *lenp)
+{
+    while (*pp < end) {
+        const char *s = *pp;
+        const char *nl = memchr (s, '\n', (size_t)(end - s));
+        const char *e = nl ? nl : end;
+
+        *pp = nl ? nl + 1 : end;
+        (*linep)++;
+        if (e > s && e[-1] == '\r')
+            e--;
+        for (const char *q = s; q < e; q++) {
+            if (*q != ' ' && *q != '\t') {
+                *vp = s;
+                *lenp = (size_t)(e - s);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 static int param_file (pctx_t *c, gr_param_t *p, const gr__ynode_t *key, const gr__ynode_t *v)
 {
-    char *resolved = NULL, *data = NULL;
-    const char **src = NULL;
-    size_t *lens = NULL;
-    size_t len = 0, nlines = 1, k = 0, line = 0;
+    char *resolved = NULL, *data = NULL, *block;
+    const char *pos, *val;
+    size_t len = 0, k = 0, line = 0, vlen, bytes = 0;
     gr_error_t ferr;
 
     if (gr__ywant_string (&c->y, v, "file") < 0)
@@ -504,35 +561,26 @@ static int param_file (pctx_t *c, gr_param_t *p, const gr__ynode_t *key, const g
     }
     if (record_file (c, resolved, data, len) < 0)
         goto error;
-    for (size_t i = 0; i < len; i++)
-        nlines += data[i] == '\n';
-    if (!(src = malloc (nlines * sizeof (*src))) || !(lens = malloc (nlines * sizeof (*lens))))
-        goto nomem;
-    for (char *s = data; s < data + len;) {
-        char *nl = memchr (s, '\n', (size_t)(data + len - s));
-        char *end = nl ? nl : data + len;
-        bool blank = true;
-
-        line++;
-        if (end > s && end[-1] == '\r')
-            end--;
-        for (char *q = s; q < end; q++) {
-            if (*q != ' ' && *q != '\t') {
-                blank = false;
-                break;
-            }
+    /* Two passes: count and check the values, then copy them, so that
+     * nothing but the values themselves is allocated (see pack_values). */
+    for (pos = data; next_line_value (&pos, data + len, &line, &val, &vlen);) {
+        if (k == GR_SPEC_MAX_VALUES) {
+            gr__yerr (&c->y, key, "param file '%s' of param '%s' holds more than %u values "
+                                  "(line %zu is value %u); a param may have at most %u "
+                                  "(GR_SPEC_MAX_VALUES): split the file over several params "
+                                  "or runs",
+                       resolved, p->name, GR_SPEC_MAX_VALUES, line, GR_SPEC_MAX_VALUES + 1,
+                       GR_SPEC_MAX_VALUES);
+            goto error;
         }
-        if (!blank) {
-            if ((size_t)(end - s) > GR_SPEC_MAX_STRING) {
-                gr__yerr (&c->y, key, "line %zu of param file '%s' is longer than %u bytes "
-                                      "(GR_SPEC_MAX_STRING); shorten it",
-                           line, resolved, GR_SPEC_MAX_STRING);
-                goto error;
-            }
-            src[k] = s;
-            lens[k++] = (size_t)(end - s);
+        if (vlen > GR_SPEC_MAX_STRING) {
+            gr__yerr (&c->y, key, "line %zu of param file '%s' is longer than %u bytes "
+                                  "(GR_SPEC_MAX_STRING); shorten it",
+                       line, resolved, GR_SPEC_MAX_STRING);
+            goto error;
         }
-        s = nl ? nl + 1 : data + len;
+        k++;
+        bytes += vlen + 1;
     }
     if (k == 0) {
         gr__yerr (&c->y, key, "param file '%s' of param '%s' holds no values; write one value a "
@@ -540,23 +588,51 @@ static int param_file (pctx_t *c, gr_param_t *p, const gr__ynode_t *key, const g
                    resolved, p->name);
         goto error;
     }
-    if (!(p->values = pack_values (src, lens, k)))
+    if (!(p->values = calloc (k + 1, sizeof (*p->values))) || !(block = malloc (bytes))) {
+        free (p->values);
+        p->values = NULL;
         goto nomem;
+    }
+    k = 0;
+    line = 0;
+    for (pos = data; next_line_value (&pos, data + len, &line, &val, &vlen);) {
+        memcpy (block, val, vlen);
+        block[vlen] = '\0';
+        p->values[k++] = block;
+        block += vlen + 1;
+    }
     p->kind = GR_PARAM_FILE;
     p->count = k;
-    free (src);
-    free (lens);
     free (data);
     free (resolved);
     return 0;
 nomem:
     gr__ynomem (&c->y);
 error:
-    free (src);
-    free (lens);
     free (data);
     free (resolved);
     return -1;
+}
+
+/* "a: 10 x b: 3 values" for a message; long lists end in "...". */
+static const char *param_counts (const gr_taskdef_t *t, char *buf, size_t len)
+{
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < t->nparams && n < len; i++) {
+        int w = snprintf (buf + n, len - n, "%s%s: %" PRIu64, i ? " x " : "", t->params[i].name,
+                          t->params[i].count);
+        if (w < 0 || (size_t)w >= len - n) {
+            if (len > 4)
+                strcpy (buf + len - 4, "...");
+            return buf;
+        }
+        n += (size_t)w;
+    }
+    if (n + 8 < len)
+        strcpy (buf + n, " values");
+    return buf;
 }
 
 static int parse_params (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
@@ -650,16 +726,80 @@ static int parse_params (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
                                   t->params[i].count);
         }
         t->count = t->nparams ? t->params[0].count : 1;
+        if (t->count > GR_SPEC_MAX_TASKS)
+            return gr__yerr (&c->y, pkey, "the params of task '%s' expand to %" PRIu64 " tasks "
+                                          "(combine: zip of %" PRIu64 " values each), over the "
+                                          "limit of %" PRIu64 " tasks in a run "
+                                          "(GR_SPEC_MAX_TASKS); use fewer values, or split "
+                                          "the sweep over several runs",
+                              t->name, t->count, t->count, GR_SPEC_MAX_TASKS);
     }
     else {
-        for (i = 0; i < t->nparams; i++) {
-            if (__builtin_mul_overflow (t->count, t->params[i].count, &t->count))
-                return gr__yerr (&c->y, pkey, "the params of task '%s' expand to more than 2^64 "
-                                              "tasks; use fewer values or combine: zip",
-                                  t->name);
-        }
+        bool over = false;
+        char counts[512];
+        for (i = 0; i < t->nparams && !over; i++)
+            over = __builtin_mul_overflow (t->count, t->params[i].count, &t->count);
+        if (over)
+            return gr__yerr (&c->y, pkey, "the params of task '%s' expand to more than 2^64 "
+                                          "tasks (%s), over the limit of %" PRIu64 " tasks in "
+                                          "a run (GR_SPEC_MAX_TASKS); use fewer values or "
+                                          "combine: zip",
+                              t->name, param_counts (t, counts, sizeof (counts)),
+                              GR_SPEC_MAX_TASKS);
+        if (t->count > GR_SPEC_MAX_TASKS)
+            return gr__yerr (&c->y, pkey, "the params of task '%s' expand to %" PRIu64 " tasks "
+                                          "(%s), over the limit of %" PRIu64 " tasks in a run "
+                                          "(GR_SPEC_MAX_TASKS); use fewer values or combine: "
+                                          "zip, or split the sweep over several runs",
+                              t->name, t->count, param_counts (t, counts, sizeof (counts)),
+                              GR_SPEC_MAX_TASKS);
     }
     return 0;
+}
+
+/* One program argument or environment string (of which extra bytes, like
+ * "NAME=", are not in the node) whose fixed text alone is more than exec
+ * can ever take; see GR_SPEC_MAX_ARG. */
+static int check_arg_size (pctx_t *c, const gr_taskdef_t *t, const gr__ynode_t *n,
+                           const char *what, size_t extra)
+{
+    size_t fixed = tpl_fixed_len (n->str) + extra;
+
+    if (fixed <= GR_SPEC_MAX_ARG)
+        return 0;
+    return gr__yerr (&c->y, n, "the %s of task '%s' is %zu bytes before any substitution, more "
+                               "than the %u bytes one argument or environment variable of a "
+                               "program can hold (the kernel's MAX_ARG_STRLEN, less 1); pass "
+                               "long values through a file",
+                      what, t->name, fixed, GR_SPEC_MAX_ARG);
+}
+
+/* The command and its environment, as far as their fixed text goes, must
+ * fit what exec can take on any Linux system; see GR_SPEC_MAX_COMMAND.
+ * Pointers count as the kernel counts them. */
+static int check_command_size (pctx_t *c, const gr_taskdef_t *t)
+{
+    size_t total = 0;
+
+    if (!c->action_key)
+        return 0;
+    if (t->argv) {
+        for (size_t i = 0; i < t->argc; i++)
+            total += tpl_fixed_len (t->argv[i]) + 1 + sizeof (char *);
+    }
+    else if (t->shell)
+        total += tpl_fixed_len (t->shell) + sizeof ("/bin/sh") + sizeof ("-c")
+                 + 3 * sizeof (char *);
+    for (size_t i = 0; i < t->nenv; i++)
+        total += tpl_fixed_len (t->env[i]) + 1 + sizeof (char *);
+    if (total <= GR_SPEC_MAX_COMMAND)
+        return 0;
+    return gr__yerr (&c->y, c->action_key,
+                     "the command of task '%s' and its env: take at least %zu bytes before any "
+                     "substitution, more than the %u bytes any Linux system lets a program's "
+                     "arguments and environment take (ARG_MAX is at most 3/4 of 8 MiB); pass "
+                     "long lists through a file",
+                     t->name, total, GR_SPEC_MAX_COMMAND);
 }
 
 static int parse_action (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
@@ -730,14 +870,17 @@ static int parse_action (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
             else if (dup_string (c, e, what, &t->argv[i]) < 0)
                 return -1;
             t->argc++;
-            if (check_template (c, t, e, what) < 0)
+            if (check_template (c, t, e, what) < 0 || check_arg_size (c, t, e, what, 0) < 0)
                 return -1;
         }
+        c->action_key = ak[0];
     }
     else if (which == 1) {
         if (dup_string (c, an[1], "shell", &t->shell) < 0
-            || check_template (c, t, an[1], "shell command") < 0)
+            || check_template (c, t, an[1], "shell command") < 0
+            || check_arg_size (c, t, an[1], "shell command", 0) < 0)
             return -1;
+        c->action_key = ak[1];
     }
     else {
         if (gr__ywant_string (&c->y, an[2], "builtin") < 0)
@@ -767,7 +910,7 @@ static int parse_action (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 static int add_env (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *k, const gr__ynode_t *v)
 {
     size_t klen = k->len;
-    char *entry;
+    char *entry, what[300];
 
     if (!valid_name (k->str, true))
         return gr__yerr (&c->y, k, "env: '%s' is not a valid variable name; names start with a "
@@ -781,7 +924,9 @@ static int add_env (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *k, const gr__
                           k->str);
     if (strlen (v->str) != v->len)
         return gr__ywant_string (&c->y, v, "env value");
-    if (check_template (c, t, v, "env value") < 0)
+    snprintf (what, sizeof (what), "env variable %s", k->str);
+    if (check_template (c, t, v, "env value") < 0
+        || check_arg_size (c, t, v, what, klen + 1) < 0)
         return -1;
     if (!(entry = join3 (k->str, "=", gr__yis_null (v) ? "" : v->str)))
         return gr__ynomem (&c->y);
@@ -1282,10 +1427,17 @@ static int parse_placement (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
                              GR_SPEC_MAX_REPLICAS, gr__ydescribe (v, buf, sizeof (buf)),
                              GR_SPEC_MAX_REPLICAS);
         t->replicas = (uint32_t)u;
-        if (__builtin_mul_overflow (t->count, (uint64_t)t->replicas, &t->count))
-            return gr__yerr (&c->y, rkey, "task '%s' with %" PRIu32 " replicas expands to more "
-                                          "than 2^64 tasks; use fewer values or fewer replicas",
-                             t->name, t->replicas);
+        /* The params are within GR_SPEC_MAX_TASKS, so this cannot wrap. */
+        uint64_t combos = t->count;
+        t->count *= t->replicas;
+        if (t->count > GR_SPEC_MAX_TASKS)
+            return gr__yerr (&c->y, rkey, "task '%s' with %" PRIu32 " replicas expands to %"
+                                          PRIu64 " tasks (%" PRIu64 " combinations x %" PRIu32
+                                          " replicas), over the limit of %" PRIu64 " tasks in "
+                                          "a run (GR_SPEC_MAX_TASKS); use fewer values or fewer "
+                                          "replicas",
+                             t->name, t->replicas, t->count, combos, t->replicas,
+                             GR_SPEC_MAX_TASKS);
     }
     if (t->replicas > 1)
         t->spread = GR_LEVEL_NODE;
@@ -1482,8 +1634,10 @@ static int parse_task (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
 {
     const gr__ynode_t *v;
 
+    c->action_key = NULL;
     if (parse_params (c, t, tn) < 0 || parse_placement (c, t, tn) < 0
-        || parse_action (c, t, tn) < 0 || parse_env (c, t, tn) < 0)
+        || parse_action (c, t, tn) < 0 || parse_env (c, t, tn) < 0
+        || check_command_size (c, t) < 0)
         return -1;
     if ((v = tget (c, tn, "cwd", NULL))) {
         if (dup_string (c, v, "cwd", &t->cwd) < 0
@@ -1502,6 +1656,13 @@ static int parse_task (pctx_t *c, gr_taskdef_t *t, const gr__ynode_t *tn)
     if (parse_retries (c, t, tn) < 0 || parse_success (c, t, tn) < 0
         || parse_out (c, t, tn, false) < 0 || parse_out (c, t, tn, true) < 0
         || parse_after (c, t, tn) < 0 || parse_group (c, t, tn) < 0)
+        return -1;
+    t->max_output = 0;
+    if ((v = tget (c, tn, "max_output", NULL))
+        && get_size (c, v, "max_output", 1,
+                     "it is how much of each stream of each attempt is kept; to keep no output "
+                     "use stdout: discard",
+                     &t->max_output) < 0)
         return -1;
     return 0;
 }
@@ -1622,6 +1783,10 @@ static uint64_t hash_spec (const gr_spec_t *s)
         h = h_str (h, t->out_path);
         h = h_u64 (h, t->err_mode);
         h = h_str (h, t->err_path);
+        if (t->max_output) {
+            h = h_str (h, "+max_output");
+            h = h_u64 (h, t->max_output);
+        }
         if (t->replicas != 1) {
             h = h_str (h, "+replicas");
             h = h_u64 (h, t->replicas);
@@ -1779,10 +1944,17 @@ static int parse_top (pctx_t *c)
     }
     if (check_cycles (c) < 0)
         return -1;
+    /* Each definition is within the limit, so the sum cannot wrap. */
     s->total = 0;
     for (i = 0; i < s->ntasks; i++) {
-        if (__builtin_add_overflow (s->total, s->tasks[i].count, &s->total))
-            s->total = UINT64_MAX;
+        const gr_taskdef_t *t = &s->tasks[i];
+        if (s->total + t->count > GR_SPEC_MAX_TASKS)
+            return gr__yerr_at (&c->y, t->mark.line, t->mark.col,
+                                 "the tasks of the spec add up to more than %" PRIu64 " "
+                                 "(GR_SPEC_MAX_TASKS): %" PRIu64 " before task '%s', which "
+                                 "has %" PRIu64 "; split the work over several runs",
+                                 GR_SPEC_MAX_TASKS, s->total, t->name, t->count);
+        s->total += t->count;
     }
     s->hash = hash_spec (s);
     return 0;
@@ -1861,9 +2033,15 @@ int gr_spec_load (const char *path, gr_spec_t **specp, gr_error_t *errp)
         return gr_errprintf (errp, "gr_spec_load: invalid arguments");
     }
     if (gr_read_file (path, GR_SPEC_MAX_BYTES, &text, &len, &ferr) < 0) {
+        struct stat st;
+        if (errno == EFBIG && stat (path, &st) == 0 && S_ISREG (st.st_mode))
+            return gr_errprintf (errp, "%s: the spec is %jd bytes, over the limit of %u bytes "
+                                       "(16 MiB, GR_SPEC_MAX_BYTES); put long value lists in "
+                                       "file: params",
+                                 path, (intmax_t)st.st_size, GR_SPEC_MAX_BYTES);
         if (errno == EFBIG)
             return gr_errprintf (errp, "%s: the spec is larger than %u bytes "
-                                       "(GR_SPEC_MAX_BYTES); put long value lists in "
+                                       "(16 MiB, GR_SPEC_MAX_BYTES); put long value lists in "
                                        "file: params",
                                  path, GR_SPEC_MAX_BYTES);
         return gr_errprintf (errp, "%s: cannot read the spec: %s", path, ferr.text);

@@ -23,6 +23,7 @@
  *       after: [prep]
  *       stdout: capture | discard | "path/{x}.out"
  *       stderr: capture | discard | stdout | "path"
+ *       max_output: 16M              # captured output kept per stream and attempt
  *       replicas: 3                  # run each task 3 times ...
  *       spread: rack                 # ... on 3 distinct racks (node|rack|zone)
  *       retry_away: node             # a retry avoids the failed attempt's node
@@ -53,13 +54,28 @@
 
 #include "src/common/error.h"
 
-/* Limits that keep hostile specs from exhausting memory. */
+/* Limits that keep hostile specs from exhausting memory.  Each is
+ * documented, with its message, in gridrun-jobspec(5) under LIMITS. */
 #define GR_SPEC_MAX_BYTES (16u * 1024 * 1024)  /* the spec file itself */
 #define GR_SPEC_MAX_TASKDEFS 10000
 #define GR_SPEC_MAX_PARAMS 64                  /* per task */
 #define GR_SPEC_MAX_ARGV 4096
 #define GR_SPEC_MAX_STRING (128u * 1024)       /* one expanded string */
 #define GR_SPEC_MAX_PARAM_FILE (256u * 1024 * 1024)
+/* Values of one file: param (a list written in the YAML is bounded by
+ * the million YAML values a spec may hold). */
+#define GR_SPEC_MAX_VALUES (16u * 1024 * 1024)
+/* Tasks of a whole spec, replicas included: the master numbers the tasks
+ * that have had an attempt in 32 bits (gr_sched's rows). */
+#define GR_SPEC_MAX_TASKS UINT64_C (4294967295)
+/* What Linux lets one exec take, whatever the stack limit: one argument
+ * or environment string (MAX_ARG_STRLEN, 32 pages of 4 KiB, less its
+ * NUL), and all of them with their pointers (3/4 of the kernel's 8 MiB
+ * _STK_LIM; the real limit, ARG_MAX, is often less and is checked again
+ * when a task starts).  Text of a command that no substitution changes
+ * is held to these when the spec is read. */
+#define GR_SPEC_MAX_ARG (128u * 1024 - 1)
+#define GR_SPEC_MAX_COMMAND (6u * 1024 * 1024)
 
 /* A position in the spec file, 1-based. */
 typedef struct gr_mark {
@@ -169,6 +185,9 @@ typedef struct gr_taskdef {
     gr_out_mode_t out_mode, err_mode;
     char *out_path;       /* template, GR_OUT_FILE only */
     char *err_path;
+    uint64_t max_output;  /* bytes of captured output kept per stream and
+                             attempt (max_output:); 0: not given, the run's
+                             default applies */
 
     /* Placement.  Task index i of the definition is replica i % replicas
      * of the parameter combination i / replicas. */

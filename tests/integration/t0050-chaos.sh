@@ -81,9 +81,9 @@ grep -q "^round 2 \[ENOSPC\]: exits 74 \(.* \)\?0; .* 1 ENOSPC;" soak.out \
 grep -q "resumed     incarnation 2: [1-9][0-9]* done before, 0 duplicate" soak/round-2/run-2.out \
     || fail "round 2's first run did nothing before the full disk: $(cat soak/round-2/run-2.out)"
 err=$(ls soak/round-2/run-1.err)
-grep -q "error: the run stops: its journal .*/journal cannot be written (No space left on device)" "$err" \
+grep -q "error: the run directory '.*/round-2/run' cannot be written: .*No space left on device" "$err" \
     || fail "the full disk's message: $(grep error "$err")"
-grep -q "Free space on that disk (or fix it), then resume with: gridrun run --run-dir $WORK/soak/round-2/run" \
+grep -q "free space on its file system, then run the same command again to resume (or: gridrun run --run-dir $WORK/soak/round-2/run)" \
     "$err" || fail "the message does not say how to resume: $(grep error "$err")"
 
 # The checker has teeth: the same run with one more successful end of a

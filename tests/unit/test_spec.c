@@ -53,6 +53,14 @@ static gr_spec_t *parse_ok (const char *text)
 }
 
 /* Parse text that must fail; returns the message in a static buffer. */
+static uint64_t parse_ok_hash (const char *text)
+{
+    gr_spec_t *s = parse_ok (text);
+    uint64_t h = s->hash;
+    gr_spec_destroy (s);
+    return h;
+}
+
 static const char *parse_err (const char *text)
 {
     static gr_error_t e;
@@ -494,7 +502,7 @@ START_TEST (test_huge_sweep)
     uint64_t sum = 0;
 
     dt = now () - t0;
-    ck_assert_msg (dt < 0.5, "loading a 10M-task spec took %.3f s", dt);
+    ck_assert_msg (dt < 0.5 * gr_test_time_scale (), "loading a 10M-task spec took %.3f s", dt);
     ck_assert_uint_eq (t->count, 10000000);
     ck_assert_uint_eq (s->total, 10000000);
     ck_assert_int_eq (gr_expand_select (x, t, 9999999), 0);
@@ -521,7 +529,7 @@ START_TEST (test_huge_sweep)
         dt = now () - t0;
         after = mallinfo2 ();
         ck_assert_uint_eq (before.uordblks, after.uordblks);
-        ck_assert_msg (dt < 10, "100000 select+key took %.3f s", dt);
+        ck_assert_msg (dt < 10 * gr_test_time_scale (), "100000 select+key took %.3f s", dt);
     }
     ck_assert_uint_ne (sum, 0);
     gr_expand_destroy (x);
@@ -1282,6 +1290,173 @@ START_TEST (test_limits)
 }
 END_TEST
 
+/* The limits of gridrun-jobspec(5) LIMITS: each refused with where, the
+ * numbers and what to do. */
+START_TEST (test_task_limits)
+{
+    sbuf_t sb;
+    char *text, path[] = "/tmp/gr-test-spec-XXXXXX";
+    const char *m;
+    gr_spec_t *s = NULL;
+    gr_error_t e;
+    int fd;
+
+    /* A spec file over 16 MiB: its name, its size and the limit. */
+    ck_assert_int_ge (fd = mkstemp (path), 0);
+    ck_assert_int_eq (ftruncate (fd, 20 * 1024 * 1024), 0);
+    close (fd);
+    ck_assert_int_eq (gr_spec_load (path, &s, &e), -1);
+    ck_assert_int_eq (errno, EFBIG);
+    ck_assert_msg (strstr (e.text, path) && strstr (e.text, "is 20971520 bytes, over the limit "
+                                                            "of 16777216 bytes")
+                       && strstr (e.text, "; put long value lists"),
+                   "%s", e.text);
+    unlink (path);
+
+    /* Task counts: a product over the limit, one that wraps around 2^64,
+     * a zip, one param, replicas, and the sum of the definitions. */
+    m = parse_err ("name: a\ntasks:\n  - name: a\n    builtin: noop\n    params:\n"
+                   "      x: {range: [1, 100000]}\n      y: {range: [1, 100000]}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:5: the params of task 'a' expand to 10000000000 tasks "
+                              "(x: 100000 x y: 100000 values), over the limit of 4294967295 "
+                              "tasks in a run (GR_SPEC_MAX_TASKS); use fewer values"),
+                   "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: a\n    builtin: noop\n    params:\n"
+                   "      x: {range: [0, 9223372036854775806]}\n      y: [a, b, c]\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:5: the params of task 'a' expand to more than 2^64 "
+                              "tasks (x: 9223372036854775807 x y: 3 values), over the limit of "
+                              "4294967295"),
+                   "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: a\n    builtin: noop\n    combine: zip\n"
+                   "    params: {x: {range: [1, 5000000000]}, y: {range: [2, 5000000001]}}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:6:5: the params of task 'a' expand to 5000000000 tasks "
+                              "(combine: zip of 5000000000 values each)"),
+                   "%s", m);
+    m = parse_err ("name: a\ntasks:\n  - name: a\n    builtin: noop\n"
+                   "    params: {x: {range: [1, 4294967296]}}\n");
+    ck_assert_msg (strstr (m, "expand to 4294967296 tasks (x: 4294967296 values)"), "%s", m);
+    s = parse_ok ("name: a\ntasks:\n  - name: a\n    builtin: noop\n"
+                  "    params: {x: {range: [1, 4294967295]}}\n");
+    ck_assert_uint_eq (s->total, GR_SPEC_MAX_TASKS);
+    gr_spec_destroy (s);
+    m = parse_err ("name: a\ntasks:\n  - name: a\n    builtin: noop\n"
+                   "    params: {x: {range: [1, 3000000000]}}\n"
+                   "  - name: b\n    builtin: noop\n"
+                   "    params: {x: {range: [1, 3000000000]}}\n");
+    ck_assert_msg (strstr (m, "mem.yaml:6:5: the tasks of the spec add up to more than "
+                              "4294967295 (GR_SPEC_MAX_TASKS): 3000000000 before task 'b', "
+                              "which has 3000000000; split"),
+                   "%s", m);
+
+    /* Values of a file param (in memory, as a worker gets them). */
+    {
+        size_t n = (size_t)GR_SPEC_MAX_VALUES + 1;
+        char *big = malloc (2 * n);
+        gr_spec_file_t f = {.path = (char *)"/d/v.txt", .data = big, .len = 2 * n};
+        static const char spec[] = "name: a\ntasks:\n  - name: a\n    command: [e, \"{v}\"]\n"
+                                   "    params: {v: {file: v.txt}}\n";
+        ck_assert_ptr_nonnull (big);
+        for (size_t i = 0; i < n; i++)
+            memcpy (big + 2 * i, "7\n", 2);
+        ck_assert_int_eq (gr_spec_parse (spec, sizeof (spec) - 1, "/d/mem.yaml", &f, 1, &s, &e),
+                          -1);
+        ck_assert_msg (strstr (e.text, "/d/mem.yaml:5:18: param file '/d/v.txt' of param 'v' "
+                                       "holds more than 16777216 values (line 16777217 is "
+                                       "value 16777217); a param may have at most 16777216 "
+                                       "(GR_SPEC_MAX_VALUES)"),
+                       "%s", e.text);
+        f.len = 2 * (n - 1);
+        ck_assert_int_eq (gr_spec_parse (spec, sizeof (spec) - 1, "/d/mem.yaml", &f, 1, &s, &e),
+                          0);
+        ck_assert_uint_eq (s->total, GR_SPEC_MAX_VALUES);
+        ck_assert_str_eq (s->tasks[0].params[0].values[GR_SPEC_MAX_VALUES - 1], "7");
+        gr_spec_destroy (s);
+        free (big);
+    }
+
+    /* A list param longer than the YAML of a spec may hold. */
+    sb_open (&sb);
+    fprintf (sb.f, "name: p\ntasks:\n  - name: a\n    builtin: noop\n    params:\n      x: [");
+    for (int i = 0; i < 1000000; i++)
+        fprintf (sb.f, "%s%d", i ? "," : "", i % 10);
+    fprintf (sb.f, "]\n");
+    text = sb_close (&sb);
+    m = parse_err (text);
+    ck_assert_msg (strstr (m, "mem.yaml:6:") && strstr (m, "more than 1000000 YAML values")
+                       && strstr (m, "file:"),
+                   "%s", m);
+    free (text);
+
+    /* Commands exec could never take: one argument, one env variable, all
+     * of them together. */
+    sb_open (&sb);
+    fprintf (sb.f, "name: p\ntasks:\n  - name: a\n    command: [e, \"");
+    for (int i = 0; i < 131072; i++)
+        fputc ('a', sb.f);
+    fprintf (sb.f, "\"]\n");
+    text = sb_close (&sb);
+    m = parse_err (text);
+    ck_assert_msg (strstr (m, "mem.yaml:4:18: the command argument 1 of task 'a' is 131072 bytes "
+                              "before any substitution, more than the 131071 bytes")
+                       && strstr (m, "MAX_ARG_STRLEN"),
+                   "%s", m);
+    free (text);
+    sb_open (&sb);
+    fprintf (sb.f, "name: p\ntasks:\n  - name: a\n    command: [e]\n    env: {K: \"");
+    for (int i = 0; i < 131070; i++)
+        fputc ('a', sb.f);
+    fprintf (sb.f, "{{\"}\n");
+    text = sb_close (&sb);
+    m = parse_err (text);
+    ck_assert_msg (strstr (m, "mem.yaml:5:14: the env variable K of task 'a' is 131073 bytes "),
+                   "%s", m);
+    free (text);
+    sb_open (&sb);
+    fprintf (sb.f, "name: p\ntasks:\n  - name: a\n    command: [e");
+    for (int k = 0; k < 50; k++) {
+        fprintf (sb.f, ", \"{x}");
+        for (int i = 0; i < 130000; i++)
+            fputc ('a', sb.f);
+        fprintf (sb.f, "\"");
+    }
+    fprintf (sb.f, "]\n    params: {x: [1, 2]}\n");
+    text = sb_close (&sb);
+    m = parse_err (text);
+    ck_assert_msg (strstr (m, "mem.yaml:4:5: the command of task 'a' and its env: take at least "
+                              "6500460 bytes before any substitution, more than the 6291456 "
+                              "bytes")
+                       && strstr (m, "ARG_MAX"),
+                   "%s", m);
+    free (text);
+
+    /* max_output: a size of at least 1 byte, a default, part of the run's
+     * identity only when given. */
+    {
+        gr_spec_t *a = parse_ok ("name: o\ntasks:\n  - name: a\n    command: [e]\n");
+        gr_spec_t *b = parse_ok ("name: o\ndefaults: {max_output: 1M}\ntasks:\n  - name: a\n"
+                                 "    command: [e]\n  - name: b\n    command: [e]\n"
+                                 "    max_output: 1.5K\n");
+        gr_spec_t *c = parse_ok ("name: o\ntasks:\n  - name: a\n    command: [e]\n"
+                                 "    max_output: 1M\n");
+        ck_assert_uint_eq (a->tasks[0].max_output, 0);
+        ck_assert_uint_eq (b->tasks[0].max_output, 1024 * 1024);
+        ck_assert_uint_eq (b->tasks[1].max_output, 1536);
+        ck_assert_uint_ne (a->hash, c->hash);
+        gr_spec_destroy (a);
+        gr_spec_destroy (b);
+        gr_spec_destroy (c);
+        ck_assert_uint_eq (parse_ok_hash ("name: o\ntasks:\n  - name: a\n    command: [e]\n"),
+                           parse_ok_hash ("name: o\ntasks:\n  - {name: a, command: [e]}\n"));
+    }
+    m = parse_err ("name: o\ntasks:\n  - name: a\n    command: [e]\n    max_output: 0\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:17: max_output: expected a size of at least 1 bytes")
+                       && strstr (m, "stdout: discard"),
+                   "%s", m);
+    m = parse_err ("name: o\ntasks:\n  - name: a\n    command: [e]\n    max_output: lots\n");
+    ck_assert_msg (strstr (m, "mem.yaml:5:17: max_output: expected a size"), "%s", m);
+}
+END_TEST
+
 START_TEST (test_more_errors)
 {
     const char *m;
@@ -1373,7 +1548,7 @@ START_TEST (test_many_afters)
             (NTASKS - NAFTER) * NAFTER, t);
     ck_assert_uint_eq (s->tasks[0].nafter, NAFTER);
     ck_assert_uint_eq (s->tasks[0].after[NAFTER - 1], NTASKS - 1);
-    ck_assert_msg (t < 20, "%.1f s", t);
+    ck_assert_msg (t < 20 * gr_test_time_scale (), "%.1f s", t);
     gr_spec_destroy (s);
     free (text);
 }
@@ -1791,8 +1966,10 @@ START_TEST (test_placement_errors)
         {"name: e\nquarantine: {level: host}\ntasks:\n  - name: a\n    command: [x]\n",
          "mem.yaml:2:21: quarantine.level: 'host' is not a failure-domain level"},
         {"name: e\ntasks:\n  - name: a\n    command: [x]\n"
-         "    params: {x: {range: [0, 9223372036854775807]}}\n    replicas: 2\n",
-         "mem.yaml:6:5: task 'a' with 2 replicas expands to more than 2^64 tasks"},
+         "    params: {x: {range: [1, 100000000]}}\n    replicas: 64\n",
+         "mem.yaml:6:5: task 'a' with 64 replicas expands to 6400000000 tasks (100000000 "
+         "combinations x 64 replicas), over the limit of 4294967295 tasks in a run "
+         "(GR_SPEC_MAX_TASKS)"},
         {"name: e\ntasks:\n  - name: a\n    command: [x, \"{replicas}\"]\n    replicas: 2\n",
          "did you mean '{replica}'?"},
         {"name: e\ntasks:\n  - name: a\n    command: [x]\n    params: {replica: [1]}\n",
@@ -2038,6 +2215,7 @@ static Suite *spec_suite (void)
     tcase_add_loop_test (tc, test_bad_fixture, 0, NBAD);
     tcase_add_test (tc, test_all_fixtures);
     tcase_add_test (tc, test_limits);
+    tcase_add_test (tc, test_task_limits);
     tcase_add_test (tc, test_more_errors);
     tcase_add_test (tc, test_cycles_memory);
     suite_add_tcase (s, tc);
