@@ -2233,13 +2233,15 @@ static int master_open (master_t *m, const gr_rundir_t *rd, gr_error_t *errp)
         gr_journal_opts_init (&jo);
         jo.commit_interval = m->opts->commit_interval;
         /* The master must not stop dispatching while the disk syncs.
-         * Commits of up to 65536 entries (about 600 KB in format 2, 70 KB
-         * in format 3) cut fsyncs at the noop rate from ~760/s to ~180/s.
-         * What a commit costs beyond waking the writer and the sync is
-         * the kernel's work of writing its bytes, which format 3 cut by
-         * nine tenths. */
+         * In format 3 a no-op task's entries are 2 bytes, so the commit
+         * interval, not the entry count, bounds a commit: up to 2^20
+         * entries (about 1 MB, GR_JOURNAL_MAX_PENDING) cut fsyncs at the
+         * no-op rate from ~160/s (65536 entries) to the interval's 20/s,
+         * and the no-op loss against --no-journal from ~11% to ~6%
+         * (scripts/bench-journal).  Format 2 made the bytes the cost:
+         * 18 a task, and a loss of 10-15% whatever the commit size. */
         jo.background = true;
-        jo.commit_records = 65536;
+        jo.commit_records = 1u << 20;
         if (!(m->journal = gr_journal_open (path, valid_len, &jo, errp)))
             return -1;
         gr_jrec_t rec = {.type = GR_JREC_RUN_START, .time = gr_wallclock ()};
