@@ -581,7 +581,7 @@ static int table_from_journal (gr_report_t *r, jctx_t *j, gr_error_t *errp)
         gr_errprintf (errp, "out of memory");
         goto out;
     }
-    if (gr_rundir_replay (r->run_dir, journal_cb, j, &info, errp) < 0)
+    if (gr_rundir_replay (r->run_dir, j->spec, journal_cb, j, &info, errp) < 0)
         goto out;
     const gr_task_row_t *rows;
     size_t n = gr_sched_rows (j->sched, &rows);
@@ -1021,7 +1021,7 @@ static int read_series (gr_report_t *r, jctx_t *j, gr_error_t *errp)
         return 0;
     }
     j->pass = 1;
-    if (gr_rundir_replay (r->run_dir, journal_cb, j, &info, errp) < 0)
+    if (gr_rundir_replay (r->run_dir, j->spec, journal_cb, j, &info, errp) < 0)
         return -1;
     r->series_src = "journal";
     snprintf (r->series_note, sizeof (r->series_note),
@@ -1032,7 +1032,7 @@ static int read_series (gr_report_t *r, jctx_t *j, gr_error_t *errp)
     if (choose_buckets (r) < 0)
         return gr_errprintf (errp, "out of memory");
     j->pass = 2;
-    return gr_rundir_replay (r->run_dir, journal_cb, j, &info, errp);
+    return gr_rundir_replay (r->run_dir, j->spec, journal_cb, j, &info, errp);
 }
 
 /* ---- The command ---------------------------------------------------------- */

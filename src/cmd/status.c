@@ -311,7 +311,7 @@ int gr_cmd_status (int argc, char **argv)
         rc = GR_EXIT_INTERNAL;
         goto out;
     }
-    if (gr_rundir_replay (run_dir, status_cb, &s, &info, &err) < 0) {
+    if (gr_rundir_replay (run_dir, spec, status_cb, &s, &info, &err) < 0) {
         fprintf (stderr, "gridrun: %s\n", err.text);
         goto out;
     }

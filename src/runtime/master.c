@@ -2218,7 +2218,7 @@ static int master_open (master_t *m, const gr_rundir_t *rd, gr_error_t *errp)
     if (rd->resume) {
         gr_journal_info_t info;
         replay_ctx_t c = {.sched = m->sched};
-        if (gr_rundir_replay (m->run_dir, replay_cb, &c, &info, errp) < 0)
+        if (gr_rundir_replay (m->run_dir, m->spec, replay_cb, &c, &info, errp) < 0)
             return -1;
         if (info.damage != GR_JDAMAGE_NONE)
             GR_WARN ("%s", info.damage_text);

@@ -96,7 +96,9 @@ typedef struct {
     void *arg;
     bool have_hash;
     uint64_t hash;          /* the spec of the incarnation being replayed */
-    gr_spec_t *spec;        /* loaded for hash when a keyless batch came */
+    const gr_spec_t *known; /* the caller's spec, used when it has that hash */
+    const gr_spec_t *spec;  /* the spec of hash: known, or loaded */
+    gr_spec_t *loaded;      /* loaded for hash when a keyless batch came */
     gr_expand_t *x;
     void *tasks;            /* the batch with its keys */
     size_t cap;             /* bytes */
@@ -126,8 +128,12 @@ static int keyed_spec (keyed_t *k)
 
     if (k->spec && k->spec->hash == k->hash)
         return 0;
-    gr_spec_destroy (k->spec);
-    k->spec = NULL;
+    if (k->known && k->known->hash == k->hash) {
+        k->spec = k->known;
+        return 0;
+    }
+    gr_spec_destroy (k->loaded);
+    k->spec = k->loaded = NULL;
     if (!k->have_hash)
         return keyed_fail (k, EINVAL, "journal of '%s': task records before the "
                            "first run start", k->run_dir);
@@ -141,7 +147,7 @@ static int keyed_spec (keyed_t *k)
                                "holds (%s)", k->run_dir, k->hash, e.text);
         }
     }
-    k->spec = s;
+    k->spec = k->loaded = s;
     return 0;
 }
 
@@ -203,11 +209,11 @@ static int keyed_cb (const gr_jrec_t *rec, void *arg)
     return k->fn ? k->fn (&copy, k->arg) : 0;
 }
 
-int gr_rundir_replay (const char *run_dir, gr_journal_rec_f fn, void *arg,
-                      gr_journal_info_t *info, gr_error_t *errp)
+int gr_rundir_replay (const char *run_dir, const gr_spec_t *spec, gr_journal_rec_f fn,
+                      void *arg, gr_journal_info_t *info, gr_error_t *errp)
 {
     char path[PATH_MAX];
-    keyed_t k = {.run_dir = run_dir, .fn = fn, .arg = arg};
+    keyed_t k = {.run_dir = run_dir, .known = spec, .fn = fn, .arg = arg};
 
     if (!(k.x = gr_expand_create ()))
         return gr_errprintf (errp, "out of memory");
@@ -219,7 +225,7 @@ int gr_rundir_replay (const char *run_dir, gr_journal_rec_f fn, void *arg,
         errno = saved;
     }
     gr_expand_destroy (k.x);
-    gr_spec_destroy (k.spec);
+    gr_spec_destroy (k.loaded);
     free (k.tasks);
     return rc;
 }

@@ -56,11 +56,13 @@ int gr_rundir_store_spec (const gr_rundir_t *rd, gr_error_t *errp);
 
 /* gr_journal_replay of RUN/journal, with every task entry's key filled in:
  * a version 3 journal leaves keys out, and they are found again in the
- * spec of the entry's incarnation (RUN/spec-HASH.pack, by the hash in the
- * RUN_START before it).  A task the spec does not have, or a spec the run
- * directory does not hold, stops the replay with an error that says so. */
-int gr_rundir_replay (const char *run_dir, gr_journal_rec_f fn, void *arg,
-                      gr_journal_info_t *info, gr_error_t *errp);
+ * spec of the entry's incarnation (by the hash in the RUN_START before
+ * it): spec, the one the caller holds (NULL: none), when it has that
+ * hash, else RUN/spec-HASH.pack.  A task the spec does not have, or a
+ * spec the run directory does not hold, stops the replay with an error
+ * that says so. */
+int gr_rundir_replay (const char *run_dir, const gr_spec_t *spec, gr_journal_rec_f fn,
+                      void *arg, gr_journal_info_t *info, gr_error_t *errp);
 
 /* "RUN/name" into buf. */
 const char *gr_rundir_file (const char *run_dir, const char *name, char *buf,
