@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #endif
 
 #include "coll.h"
+#include "shm.h"
 #include "src/common/gtime.h"
 #include "src/common/log.h"
 
@@ -38,6 +40,19 @@ struct gr_coll {
     int stage_pinned;
 };
 
+/* Tensors start FUSION_ALIGN bytes apart, in chunks of at least
+ * FUSION_CHUNK bytes (GRIDRUN_COLL_FUSION_CHUNK for tests; shm.c: mapped,
+ * so what is not used costs no memory, and shared by the ranks of a node
+ * where the backend can). */
+#define FUSION_ALIGN 64
+#define FUSION_CHUNK ((size_t)16 << 20)
+
+typedef struct {
+    gr_coll_seg_t *seg;
+    char *base;       /* its data */
+    size_t used, cap; /* bytes */
+} fchunk_t;
+
 struct gr_fusion {
     gr_dtype_t type;
     gr_op_t op;
@@ -46,9 +61,14 @@ struct gr_fusion {
     size_t *counts;
     size_t n, cap;
     size_t total; /* elements */
-    void *pack;   /* host packing buffer, kept between calls */
+    gr_coll_seg_t *pack; /* host packing buffer, kept between calls */
     size_t pack_size;
-    int in_flight; /* an operation on pack timed out: keep pack */
+    int in_flight; /* an operation on pack or a chunk timed out: keep them */
+    /* gr_fusion_alloc's tensors: in chunks the fusion owns and reduces in
+     * place, without packing. */
+    fchunk_t *chunks;
+    size_t nchunks, chunks_cap;
+    size_t nowned; /* tensors in the chunks */
 };
 
 int gr_coll_break (gr_coll_backend_t *b, gr_error_t *errp, int err, const char *fmt, ...)
@@ -565,8 +585,12 @@ void gr_coll_fusion_destroy (gr_fusion_t *f)
 
     if (!f)
         return;
-    if (!f->in_flight)
-        free (f->pack);
+    if (!f->in_flight) {
+        gr_coll_seg_destroy (f->pack);
+        for (size_t i = 0; i < f->nchunks; i++)
+            gr_coll_seg_destroy (f->chunks[i].seg);
+    }
+    free (f->chunks);
     free (f->bufs);
     free (f->counts);
     free (f);
@@ -583,7 +607,8 @@ int gr_coll_fusion_add (gr_coll_t *c, gr_fusion_t *f, void *buf, size_t count,
         return gr_errprintf (errp,
                              "tensor %zu is in %s memory but the fusion's first is in "
                              "%s memory; use one fusion per kind of memory",
-                             f->n, kind ? "device" : "host", kind ? "host" : "device");
+                             f->n + f->nowned, kind ? "device" : "host",
+                             kind ? "host" : "device");
     }
     if (f->total + count < f->total) {
         errno = EINVAL;
@@ -610,6 +635,78 @@ int gr_coll_fusion_add (gr_coll_t *c, gr_fusion_t *f, void *buf, size_t count,
     return 0;
 }
 
+void *gr_coll_fusion_alloc (gr_fusion_t *f, size_t count, gr_error_t *errp)
+{
+    size_t es = gr_coll_dtype_size (f->type);
+    fchunk_t *ch = f->nchunks ? &f->chunks[f->nchunks - 1] : NULL;
+    size_t bytes;
+
+    if (f->kind == 1) {
+        errno = EINVAL;
+        gr_errprintf (errp, "the fusion holds device tensors and gives host memory only; "
+                            "use one fusion per kind of memory");
+        return NULL;
+    }
+    if (count > (SIZE_MAX - FUSION_ALIGN) / es || f->total + count < f->total) {
+        errno = EINVAL;
+        gr_errprintf (errp, "%zu elements of %zu bytes are too many for a fusion", count,
+                      es);
+        return NULL;
+    }
+    bytes = (count * es + FUSION_ALIGN - 1) / FUSION_ALIGN * FUSION_ALIGN;
+    if (!ch || ch->cap - ch->used < bytes) {
+        if (f->nchunks == f->chunks_cap) {
+            size_t cap = f->chunks_cap ? 2 * f->chunks_cap : 4;
+            fchunk_t *chunks = realloc (f->chunks, cap * sizeof (*chunks));
+            if (!chunks) {
+                errno = ENOMEM;
+                gr_errprintf (errp, "out of memory for %zu fusion chunks", cap);
+                return NULL;
+            }
+            f->chunks = chunks;
+            f->chunks_cap = cap;
+        }
+        size_t chunk = FUSION_CHUNK;
+        const char *env = getenv ("GRIDRUN_COLL_FUSION_CHUNK"); /* bytes, for tests */
+        if (env && strtoull (env, NULL, 10) > 0)
+            chunk = (size_t)strtoull (env, NULL, 10);
+        size_t cap = bytes > chunk ? bytes : chunk;
+        gr_coll_seg_t *seg = gr_coll_seg_create (cap, errp);
+        if (!seg)
+            return NULL;
+        ch = &f->chunks[f->nchunks++];
+        *ch = (fchunk_t){.seg = seg, .base = gr_coll_seg_data (seg), .cap = cap};
+    }
+    void *p = ch->base + ch->used;
+    ch->used += bytes;
+    f->kind = 0;
+    f->nowned++;
+    f->total += count;
+    return p;
+}
+
+/* Reduce the first count elements of seg in place: through the memory
+ * the ranks share where the host backend can, else as a buffer.  A
+ * timeout leaves f's memory to the operation in flight. */
+static int seg_allreduce (gr_coll_t *c, gr_fusion_t *f, gr_coll_seg_t *seg, size_t count,
+                          double timeout, gr_error_t *errp)
+{
+    gr_coll_backend_t *h = c->host;
+    int rc;
+
+    f->in_flight = 1;
+    if (h->ops->seg_allreduce) {
+        rc = check_broken (h, errp);
+        if (rc == 0)
+            rc = h->ops->seg_allreduce (h, seg, count, f->type, f->op,
+                                        deadline_of (timeout), errp);
+    } else
+        rc = gr_coll_allreduce (c, GR_IN_PLACE, gr_coll_seg_data (seg), count, f->type,
+                                f->op, timeout, errp);
+    f->in_flight = rc < 0 ? h->broken : 0;
+    return rc;
+}
+
 int gr_coll_fusion_allreduce (gr_coll_t *c, gr_fusion_t *f, double timeout,
                               gr_error_t *errp)
 {
@@ -629,17 +726,26 @@ int gr_coll_fusion_allreduce (gr_coll_t *c, gr_fusion_t *f, double timeout,
     }
     if (f->in_flight)
         return check_broken (c->host, errp);
-    if (f->pack_size < f->total * es) {
-        if (!(p = malloc (f->total * es))) {
-            errno = ENOMEM;
-            return gr_errprintf (errp, "out of memory for a %zu-byte fusion buffer",
-                                 f->total * es);
-        }
-        free (f->pack);
-        f->pack = p;
-        f->pack_size = f->total * es;
+    /* The padding between tensors holds zeros, and stays zero whatever
+     * the operation. */
+    for (size_t i = 0; i < f->nchunks; i++) {
+        if (seg_allreduce (c, f, f->chunks[i].seg, f->chunks[i].used / es, timeout, errp) < 0)
+            return -1;
     }
-    p = f->pack;
+    if (f->n == 0)
+        return 0;
+    size_t ext = 0;
+    for (size_t i = 0; i < f->n; i++)
+        ext += f->counts[i];
+    if (f->pack_size < ext * es) {
+        gr_coll_seg_t *seg = gr_coll_seg_create (ext * es, errp);
+        if (!seg)
+            return -1;
+        gr_coll_seg_destroy (f->pack);
+        f->pack = seg;
+        f->pack_size = ext * es;
+    }
+    p = gr_coll_seg_data (f->pack);
     for (size_t i = 0; i < f->n; i++) {
         if (f->kind == 1) {
 #if HAVE_CUDA
@@ -651,14 +757,9 @@ int gr_coll_fusion_allreduce (gr_coll_t *c, gr_fusion_t *f, double timeout,
             memcpy (p, f->bufs[i], f->counts[i] * es);
         p += f->counts[i] * es;
     }
-    f->in_flight = 1;
-    if (gr_coll_allreduce (c, GR_IN_PLACE, f->pack, f->total, f->type, f->op, timeout,
-                           errp) < 0) {
-        f->in_flight = c->host->broken;
+    if (seg_allreduce (c, f, f->pack, ext, timeout, errp) < 0)
         return -1;
-    }
-    f->in_flight = 0;
-    p = f->pack;
+    p = gr_coll_seg_data (f->pack);
     for (size_t i = 0; i < f->n; i++) {
         if (f->kind == 1) {
 #if HAVE_CUDA

@@ -77,6 +77,10 @@ static inline void gr_coll_block (size_t count, int nblocks, int i, size_t *off,
 
 typedef struct gr_coll_backend gr_coll_backend_t;
 
+/* A fusion chunk (shm.c): memory every rank allocates alike, which the
+ * ranks of a node may share. */
+typedef struct gr_coll_seg gr_coll_seg_t;
+
 /* sendbuf may be GR_IN_PLACE: allreduce reduces recvbuf in place;
  * allgather takes this rank's part from recvbuf + rank * count;
  * reduce_scatter reduces the size * recvcount elements of recvbuf and
@@ -99,6 +103,11 @@ typedef struct gr_coll_ops {
     int (*allreduce_many) (gr_coll_backend_t *b, void *const *bufs, const size_t *counts,
                            size_t n, gr_dtype_t type, gr_op_t op, double deadline,
                            gr_error_t *errp);
+    /* Reduce the first count elements of a fusion chunk in place, through
+     * the memory the ranks share where they can (all on one node), else
+     * like any buffer; NULL: reduce it with allreduce. */
+    int (*seg_allreduce) (gr_coll_backend_t *b, gr_coll_seg_t *s, size_t count,
+                          gr_dtype_t type, gr_op_t op, double deadline, gr_error_t *errp);
     /* Frees b.  A broken backend keeps the memory its unfinished
      * operations may still touch. */
     void (*destroy) (gr_coll_backend_t *b);
@@ -210,6 +219,9 @@ int gr_coll_barrier (gr_coll_t *c, double timeout, gr_error_t *errp);
 gr_fusion_t *gr_coll_fusion_create (gr_dtype_t type, gr_op_t op);
 int gr_coll_fusion_add (gr_coll_t *c, gr_fusion_t *f, void *buf, size_t count,
                         gr_error_t *errp);
+/* count zeroed host elements that f owns and reduces in place (NULL with
+ * errno: EINVAL for a device fusion, ENOMEM). */
+void *gr_coll_fusion_alloc (gr_fusion_t *f, size_t count, gr_error_t *errp);
 int gr_coll_fusion_allreduce (gr_coll_t *c, gr_fusion_t *f, double timeout,
                               gr_error_t *errp);
 /* Accepts NULL. */

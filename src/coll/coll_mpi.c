@@ -34,7 +34,9 @@
 #include <string.h>
 
 #include "coll.h"
+#include "shm.h"
 #include "src/common/gtime.h"
+#include "src/common/log.h"
 
 /* Defaults: 1 MiB segments; the ring at every size on up to RING_ALWAYS
  * ranks, where its 2(p-1) steps cost less than one round of Open MPI's
@@ -59,6 +61,7 @@ typedef struct {
     size_t tmp_size;
     MPI_Request *reqs;
     size_t reqs_cap;
+    int node_all; /* every rank on this rank's node: fusion chunks can be shared */
 } mpi_backend_t;
 
 /* Created once per process and never freed (MPI_Finalize does): the two
@@ -588,6 +591,93 @@ static int m_barrier (gr_coll_backend_t *b, double deadline, gr_error_t *errp)
     return wait_all (m, 1, reqs, deadline, "barrier", errp);
 }
 
+/* ---- Fusion chunks in shared memory ------------------------------------ */
+
+/* Wait until every rank arrived at s, against the deadline. */
+static int seg_wait (mpi_backend_t *m, gr_coll_seg_t *s, double deadline, gr_error_t *errp)
+{
+    poll_t p = {0, 0};
+
+    while (!gr_coll_seg_all_arrived (s)) {
+        if (poll_idle (m, &p, deadline, "fusion allreduce", errp) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The first allreduce of a chunk: every rank maps every other's, and
+ * they agree whether all could (else the chunk goes by messages, on
+ * every rank alike).  A failure to map is not an error: a warning says
+ * so on the rank where it happened. */
+static int seg_link (mpi_backend_t *m, gr_coll_seg_t *s, double deadline, gr_error_t *errp)
+{
+    int64_t id[3], *ids = calloc ((size_t)m->size * 3, sizeof (*ids));
+    MPI_Request *reqs;
+    int ok = 1, all = 0, rc;
+    gr_error_t why;
+
+    if (!ids) {
+        errno = ENOMEM;
+        return gr_errprintf (errp, "out of memory");
+    }
+    gr_coll_seg_id (s, id);
+    if (!(reqs = reqs_get (m, 1, errp)))
+        goto error;
+    rc = MPI_Iallgather (id, 3, MPI_INT64_T, ids, 3, MPI_INT64_T, m->comm, &reqs[0]);
+    if (rc != MPI_SUCCESS) {
+        mpi_fail (m, errp, rc, "MPI_Iallgather");
+        goto error;
+    }
+    if (wait_all (m, 1, reqs, deadline, "fusion allreduce", errp) < 0)
+        goto error;
+    if (gr_coll_seg_map (s, m->size, m->rank, ids, &why) < 0) {
+        ok = 0;
+        GR_WARN ("rank %d: fusion memory is not shared (%s); it is reduced by messages",
+                 m->rank, why.text);
+    }
+    rc = MPI_Iallreduce (&ok, &all, 1, MPI_INT, MPI_MIN, m->comm, &reqs[0]);
+    if (rc != MPI_SUCCESS) {
+        mpi_fail (m, errp, rc, "MPI_Iallreduce");
+        goto error;
+    }
+    if (wait_all (m, 1, reqs, deadline, "fusion allreduce", errp) < 0)
+        goto error;
+    gr_coll_seg_linked (s, all);
+    free (ids);
+    return 0;
+error:
+    free (ids);
+    return -1;
+}
+
+static int m_seg_allreduce (gr_coll_backend_t *b, gr_coll_seg_t *s, size_t count,
+                            gr_dtype_t type, gr_op_t op, double deadline, gr_error_t *errp)
+{
+    mpi_backend_t *m = (mpi_backend_t *)b;
+
+    if (m->node_all && m->size > 1 && gr_coll_seg_state (s) == 0 &&
+        seg_link (m, s, deadline, errp) < 0)
+        return -1;
+    if (!m->node_all || m->size == 1 || gr_coll_seg_state (s) != 1)
+        return m_allreduce (b, GR_IN_PLACE, gr_coll_seg_data (s), count, type, op,
+                            deadline, errp);
+    gr_coll_seg_arrive (s, count);
+    if (seg_wait (m, s, deadline, errp) < 0)
+        return -1;
+    if (!gr_coll_seg_counts_agree (s, count)) {
+        /* Every rank sees the same counts, so every rank fails here. */
+        gr_coll_seg_arrive (s, count);
+        if (seg_wait (m, s, deadline, errp) < 0)
+            return -1;
+        errno = EINVAL;
+        return gr_errprintf (errp, "the ranks' fusions differ in size: every rank must "
+                                   "allocate the same tensors in the same order");
+    }
+    gr_coll_seg_reduce (s, count, type, op, m->size);
+    gr_coll_seg_arrive (s, count);
+    return seg_wait (m, s, deadline, errp);
+}
+
 /* ---- Life cycle -------------------------------------------------------- */
 
 static void m_destroy (gr_coll_backend_t *b)
@@ -615,6 +705,7 @@ static const gr_coll_ops_t mpi_backend_ops = {
     .reduce_scatter = m_reduce_scatter,
     .barrier = m_barrier,
     .allreduce_many = NULL,
+    .seg_allreduce = m_seg_allreduce,
     .destroy = m_destroy,
 };
 
@@ -677,6 +768,25 @@ gr_coll_backend_t *gr_coll_mpi_create (MPI_Comm comm, size_t max_chunk, gr_error
         (rc = MPI_Comm_rank (m->comm, &m->rank)) != MPI_SUCCESS ||
         (rc = MPI_Comm_size (m->comm, &m->size)) != MPI_SUCCESS) {
         mpi_fail (m, errp, rc, "MPI_Comm_dup");
+        m->base.broken = 0;
+        m_destroy (&m->base);
+        errno = ECOMM;
+        return NULL;
+    }
+    /* Fusion chunks are shared when every rank is on this node, unless
+     * GRIDRUN_COLL_SHM=0. */
+    MPI_Comm node;
+    int nsize = 0;
+    const char *shm = getenv ("GRIDRUN_COLL_SHM");
+    if (MPI_Comm_split_type (m->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
+        MPI_Comm_size (node, &nsize);
+        MPI_Comm_free (&node);
+    }
+    int here = nsize == m->size && !(shm && strcmp (shm, "0") == 0);
+    if ((rc = MPI_Allreduce (&here, &m->node_all, 1, MPI_INT, MPI_MIN, m->comm)) !=
+        MPI_SUCCESS) {
+        mpi_fail (m, errp, rc, "MPI_Allreduce");
         m->base.broken = 0;
         m_destroy (&m->base);
         errno = ECOMM;

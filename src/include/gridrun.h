@@ -184,12 +184,21 @@ void gr_set_timeout (double seconds);
  * operation (packed into one buffer kept between calls, one allreduce,
  * unpacked; on the NCCL backend, grouped NCCL calls instead).  Tensors of
  * one fusion share a type and live in the same kind of memory (EINVAL
- * otherwise); they must stay allocated until gr_fusion_destroy.  Add
- * requires gr_init; destroy accepts NULL. */
+ * otherwise); they must stay allocated until gr_fusion_destroy.
+ *
+ * gr_fusion_alloc gives a tensor of count elements (zeroed, host memory,
+ * 64-byte aligned) that the fusion owns: such tensors lie side by side in
+ * the fusion's own buffers, which it reduces in place, with no copies, so
+ * a fusion of them costs about one allreduce of their total size (like
+ * PyTorch DDP's gradient_as_bucket_view).  They are valid until
+ * gr_fusion_destroy.  Every rank adds and allocates the same tensors in
+ * the same order; both can be mixed in one fusion.  add and alloc require
+ * gr_init; destroy accepts NULL. */
 typedef struct gr_fusion gr_fusion_t;
 
 gr_fusion_t *gr_fusion_create (gr_dtype_t type, gr_op_t op);  /* not collective */
 int gr_fusion_add (gr_fusion_t *f, void *buf, size_t count);  /* not collective */
+void *gr_fusion_alloc (gr_fusion_t *f, size_t count);         /* not collective */
 int gr_fusion_allreduce (gr_fusion_t *f);                      /* in place */
 void gr_fusion_destroy (gr_fusion_t *f);
 

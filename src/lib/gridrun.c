@@ -871,6 +871,24 @@ int gr_fusion_add (gr_fusion_t *f, void *buf, size_t count)
     return 0;
 }
 
+void *gr_fusion_alloc (gr_fusion_t *f, size_t count)
+{
+    gr_error_t err;
+    void *p;
+
+    if (!f) {
+        gr__fail (EINVAL, "gr_fusion_alloc: the fusion is NULL");
+        return NULL;
+    }
+    if (!g.initialized) {
+        gr__fail (EPROTO, "gr_fusion_alloc: call gr_init first");
+        return NULL;
+    }
+    if (!(p = gr_coll_fusion_alloc (f, count, &err)))
+        coll_fail ("gr_fusion_alloc", &err);
+    return p;
+}
+
 int gr_fusion_allreduce (gr_fusion_t *f)
 {
     gr_error_t err;

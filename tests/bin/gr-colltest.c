@@ -20,6 +20,12 @@
  *                                  --device); with GRIDRUN_COLL_TIMEOUT=1
  *                                  the others must get ETIMEDOUT
  *   gr-colltest --info             print backend, binding and domains
+ *   gr-colltest --fusion-mismatch  ranks allocate fusion tensors of
+ *                                  different sizes: EINVAL on every rank
+ *
+ * After the full run rank 0 prints "fusion maps: N", the most mappings of
+ * fusion memory a rank had after reducing tensors of its fusion: 1 when
+ * not shared, the number of ranks when every rank mapped every other's.
  *
  * Every data value is a small multiple of 1/2, so sums, maxima and minima
  * are exact in every type whatever the order of reduction; averages are
@@ -32,6 +38,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -391,27 +398,68 @@ static void check_reduce_scatter (int kind, gr_dtype_t t, gr_op_t op, size_t n,
     mem_free (kind, recv);
 }
 
+/* Lines of /proc/self/maps that map fusion memory (memfd
+ * "gridrun-fusion"): this rank's chunks, and the other ranks' once they
+ * are shared. */
+static int fusion_maps (void)
+{
+    FILE *fp = fopen ("/proc/self/maps", "r");
+    char line[512];
+    int n = 0;
+
+    while (fp && fgets (line, sizeof (line), fp))
+        n += strstr (line, "gridrun-fusion") != NULL;
+    if (fp)
+        fclose (fp);
+    return n;
+}
+
+/* The most fusion maps seen right after a fusion of owned tensors. */
+static int max_fusion_maps;
+
+enum { FU_ADD, FU_ALLOC, FU_MIXED };
+static const char *const fusion_how[] = {"added", "allocated", "added and allocated"};
+
 /* Many tensors of many sizes (some empty) in one fusion, reduced twice so
- * that the kept buffer is reused. */
-static void check_fusion (int kind, gr_dtype_t t, gr_op_t op, size_t ntensors)
+ * that the kept buffers are reused.  how: tensors added (gr_fusion_add, in
+ * kind memory), allocated by the fusion (gr_fusion_alloc, host), or
+ * every other one of each. */
+static void check_fusion (int kind, gr_dtype_t t, gr_op_t op, size_t ntensors, int how)
 {
     size_t es = gr_dtype_size (t);
     gr_fusion_t *f = gr_fusion_create (t, op);
     void **dev = calloc (ntensors, sizeof (void *));
+    int *owned = calloc (ntensors, sizeof (int));
     size_t *counts = calloc (ntensors, sizeof (size_t)), total = 0;
-    char what[128];
+    char what[160];
 
-    snprintf (what, sizeof (what), "fusion of %zu %s tensors, %s, %s", ntensors,
-              type_names[t], op_names[op], kind_names[kind]);
-    if (!f || !dev || !counts) {
+    snprintf (what, sizeof (what), "fusion of %zu %s %s tensors, %s, %s", ntensors,
+              fusion_how[how], type_names[t], op_names[op], kind_names[kind]);
+    if (!f || !dev || !counts || !owned) {
         FAIL ("%s: %s", what, gr_last_error ());
         return;
     }
     for (size_t k = 0; k < ntensors; k++) {
         counts[k] = (k * 37) % 257;
-        dev[k] = mem_alloc (kind, counts[k] * es);
-        if (gr_fusion_add (f, dev[k], counts[k]) < 0)
-            FAIL ("%s: gr_fusion_add: %s", what, gr_last_error ());
+        owned[k] = how == FU_ALLOC || (how == FU_MIXED && k % 2 == 0);
+        if (owned[k]) {
+            if (!(dev[k] = gr_fusion_alloc (f, counts[k])))
+                FAIL ("%s: gr_fusion_alloc: %s", what, gr_last_error ());
+            else if ((uintptr_t)dev[k] % 64 != 0)
+                FAIL ("%s: gr_fusion_alloc gave %p, not 64-byte aligned", what, dev[k]);
+            for (size_t i = 0; dev[k] && i < counts[k] * es; i++) {
+                if (((char *)dev[k])[i] != 0) {
+                    FAIL ("%s: gr_fusion_alloc gave memory that is not zeroed", what);
+                    break;
+                }
+            }
+        } else {
+            dev[k] = mem_alloc (kind, counts[k] * es);
+            if (gr_fusion_add (f, dev[k], counts[k]) < 0)
+                FAIL ("%s: gr_fusion_add: %s", what, gr_last_error ());
+        }
+        if (!dev[k])
+            goto out;
         total += counts[k];
     }
     for (int round = 0; round < 2; round++) {
@@ -422,7 +470,7 @@ static void check_fusion (int kind, gr_dtype_t t, gr_op_t op, size_t ntensors)
             void *h = mem_alloc (0, counts[k] * es);
             for (size_t i = 0; i < counts[k]; i++)
                 set_value (t, h, i, value (t, rank, off + i + (size_t)round));
-            mem_put (kind, dev[k], h, counts[k] * es);
+            mem_put (owned[k] ? 0 : kind, dev[k], h, counts[k] * es);
             free (h);
             off += counts[k];
         }
@@ -430,21 +478,76 @@ static void check_fusion (int kind, gr_dtype_t t, gr_op_t op, size_t ntensors)
             FAIL ("%s: round %d: %s", what, round, gr_last_error ());
             break;
         }
+        if (how == FU_ALLOC) {
+            int n = fusion_maps ();
+            max_fusion_maps = n > max_fusion_maps ? n : max_fusion_maps;
+        }
         off = 0;
         for (size_t k = 0; k < ntensors; k++) {
             void *h = mem_alloc (0, counts[k] * es);
             size_t base = off + (size_t)round;
-            mem_get (kind, h, dev[k], counts[k] * es);
+            mem_get (owned[k] ? 0 : kind, h, dev[k], counts[k] * es);
             compare (what, t, op, h, counts[k], want_reduced, &base);
             free (h);
             off += counts[k];
         }
     }
-    for (size_t k = 0; k < ntensors; k++)
-        mem_free (kind, dev[k]);
+out:
+    for (size_t k = 0; k < ntensors; k++) {
+        if (!owned[k])
+            mem_free (kind, dev[k]);
+    }
     free (dev);
+    free (owned);
     free (counts);
     gr_fusion_destroy (f);
+}
+
+/* A fusion of device tensors gives no host memory. */
+static void check_fusion_kinds (void)
+{
+    gr_fusion_t *f = gr_fusion_create (GR_F32, GR_SUM);
+    void *d = mem_alloc (1, 64);
+
+    if (gr_fusion_add (f, d, 16) < 0)
+        FAIL ("fusion kinds: gr_fusion_add: %s", gr_last_error ());
+    errno = 0;
+    if (gr_fusion_alloc (f, 16) != NULL || errno != EINVAL ||
+        !strstr (gr_last_error (), "kind of memory"))
+        FAIL ("gr_fusion_alloc on a fusion of device tensors: not EINVAL with a reason "
+              "('%s')", gr_last_error ());
+    mem_free (1, d);
+    gr_fusion_destroy (f);
+}
+
+/* Ranks that allocate different tensors: every rank fails with EINVAL
+ * (only where the fusion memory is shared: by messages, mismatched
+ * counts cannot be told), and the library still works after. */
+static void check_fusion_mismatch (void)
+{
+    gr_fusion_t *f = gr_fusion_create (GR_F32, GR_SUM);
+    float *v = f ? gr_fusion_alloc (f, rank == 0 ? 10 : 20) : NULL;
+
+    if (!v) {
+        FAIL ("fusion mismatch: %s", gr_last_error ());
+        return;
+    }
+    errno = 0;
+    if (gr_fusion_allreduce (f) != -1 || errno != EINVAL ||
+        !strstr (gr_last_error (), "same tensors"))
+        FAIL ("fusion mismatch: not EINVAL with a reason ('%s')", gr_last_error ());
+    gr_fusion_destroy (f);
+    f = gr_fusion_create (GR_F32, GR_SUM);
+    v = f ? gr_fusion_alloc (f, 20) : NULL;
+    for (int i = 0; v && i < 20; i++)
+        v[i] = (float)(rank + i);
+    if (!v || gr_fusion_allreduce (f) < 0)
+        FAIL ("fusion after a mismatch: %s", gr_last_error ());
+    else if (v[3] != (float)(size * 3 + size * (size - 1) / 2))
+        FAIL ("fusion after a mismatch: element 3 is %g", v[3]);
+    gr_fusion_destroy (f);
+    if (rank == 0 && !failures)
+        printf ("fusion mismatch: EINVAL on every rank, then a fusion works\n");
 }
 
 static void check_all (int kind)
@@ -474,10 +577,21 @@ static void check_all (int kind)
             check_allgather (kind, t, n, 0);
             check_allgather (kind, t, n, 1);
         }
-        check_fusion (kind, t, GR_SUM, 300);
+        check_fusion (kind, t, GR_SUM, 300, FU_ADD);
+        if (kind == 0) {
+            check_fusion (kind, t, GR_SUM, 300, FU_ALLOC);
+            check_fusion (kind, t, GR_MIN, 30, FU_ALLOC);
+            check_fusion (kind, t, GR_AVG, 30, FU_ALLOC);
+        }
     }
-    check_fusion (kind, GR_F32, GR_AVG, 1000);
-    check_fusion (kind, GR_I64, GR_MAX, 50);
+    check_fusion (kind, GR_F32, GR_AVG, 1000, FU_ADD);
+    check_fusion (kind, GR_I64, GR_MAX, 50, FU_ADD);
+    check_fusion (kind, GR_F64, GR_AVG, 1000, FU_MIXED);
+    check_fusion (kind, GR_BF16, GR_MAX, 50, FU_MIXED);
+    if (kind == 0)
+        check_fusion (kind, GR_F32, GR_SUM, 5000, FU_ALLOC);
+    else
+        check_fusion_kinds ();
     if (gr_barrier () < 0)
         FAIL ("barrier: %s", gr_last_error ());
 }
@@ -654,6 +768,7 @@ static int init_error (int want_errno, const char *text)
 int main (int argc, char **argv)
 {
     int big = 0, timeout = 0, info = 0, preempt = 0, devices = 0, on_device = 0;
+    int mismatch = 0;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp (argv[i], "--big") == 0)
@@ -664,13 +779,15 @@ int main (int argc, char **argv)
             on_device = 1;
         else if (strcmp (argv[i], "--info") == 0)
             info = 1;
+        else if (strcmp (argv[i], "--fusion-mismatch") == 0)
+            mismatch = 1;
         else if (strcmp (argv[i], "--preempt") == 0 && i + 1 < argc)
             preempt = atoi (argv[++i]);
         else if (strcmp (argv[i], "--init-error") == 0 && i + 2 < argc)
             return init_error (errno_named (argv[i + 1]), argv[i + 2]);
         else {
             fprintf (stderr, "usage: gr-colltest [--big] [--timeout [--device]] [--info] "
-                             "[--preempt SIGNUM] [--init-error ERRNO TEXT]\n");
+                             "[--fusion-mismatch] [--preempt SIGNUM] [--init-error ERRNO TEXT]\n");
             return 2;
         }
     }
@@ -694,8 +811,14 @@ int main (int argc, char **argv)
         check_preempt (preempt);
         goto done;
     }
+    if (mismatch) {
+        check_fusion_mismatch ();
+        goto done;
+    }
     check_errors ();
     check_all (0);
+    if (rank == 0)
+        printf ("fusion maps: %d\n", max_fusion_maps);
 #if HAVE_CUDA
     if (cudaGetDeviceCount (&devices) != cudaSuccess)
         devices = 0;

@@ -24,7 +24,19 @@ for n in 1 2 3; do
     coll $n plain$n "$BIN" || fail "$n ranks: $(tail -20 plain$n.out)"
     grep -q "gr-colltest: $n ranks, backend mpi: all matched" plain$n.out \
         || fail "$n ranks: $(tail -5 plain$n.out)"
+    # Tensors of gr_fusion_alloc: each rank maps every rank's fusion memory.
+    grep -qx "fusion maps: $n" plain$n.out || fail "$n ranks: fusion memory not shared: $(grep maps plain$n.out)"
 done
+
+# Fusion memory by messages (GRIDRUN_COLL_SHM=0), in chunks of 4 KiB
+# (many chunks, tensors larger than one), and ranks that allocate
+# different tensors.
+coll 3 noshm env GRIDRUN_COLL_SHM=0 "$BIN" || fail "GRIDRUN_COLL_SHM=0: $(tail -20 noshm.out)"
+grep -qx "fusion maps: 1" noshm.out || fail "GRIDRUN_COLL_SHM=0: $(grep maps noshm.out)"
+coll 3 fchunk env GRIDRUN_COLL_FUSION_CHUNK=4096 "$BIN" \
+    || fail "4 KiB fusion chunks: $(tail -20 fchunk.out)"
+coll 3 mismatch "$BIN" --fusion-mismatch || fail "fusion mismatch: $(cat mismatch.out)"
+grep -q "EINVAL on every rank" mismatch.out || fail "fusion mismatch: $(cat mismatch.out)"
 
 coll 3 chunk1000 env GRIDRUN_COLL_MAX_CHUNK=1000 "$BIN" \
     || fail "pieces of 1000 elements: $(tail -20 chunk1000.out)"
@@ -79,6 +91,8 @@ coll 3 timeout env GRIDRUN_COLL_TIMEOUT=1 "$BIN" --timeout || fail "timeout: $(c
         || fail "5 ranks on 3 hosts: $(tail -20 multi.out)"
     grep -q "gr-colltest: 5 ranks, backend mpi: all matched" multi.out \
         || fail "5 ranks on 3 hosts: $(tail -5 multi.out)"
+    # Ranks on several hosts reduce fusion memory by messages.
+    grep -qx "fusion maps: 1" multi.out || fail "5 ranks on 3 hosts: $(grep maps multi.out)"
 )
 rc=$?
 [ $rc -eq 77 ] && echo "the part on emulated hosts was skipped"

@@ -1,6 +1,7 @@
 /* The pure parts of the collectives: half-precision conversions, the
- * reduce kernels, and how counts are cut into pieces and blocks.  No MPI
- * is started here; tests/bin/gr-colltest runs the collectives. */
+ * reduce kernels, how counts are cut into pieces and blocks, and shared
+ * fusion chunks (shm.c), with the "ranks" as segments of this one process.
+ * No MPI is started here; tests/bin/gr-colltest runs the collectives. */
 #include "config.h"
 
 #include <check.h>
@@ -13,6 +14,7 @@
 
 #include "check_main.h"
 #include "src/coll/coll.h"
+#include "src/coll/shm.h"
 
 static float bits_to_float (uint32_t x)
 {
@@ -304,6 +306,142 @@ START_TEST (test_parse_mode)
 }
 END_TEST
 
+/* n segments of one process standing for n ranks, mapped by each other
+ * as the MPI backend maps them (through /proc/PID/fd/FD). */
+static void segs_link (gr_coll_seg_t **seg, int n, size_t cap)
+{
+    int64_t ids[3 * 4];
+    gr_error_t err;
+
+    ck_assert_int_le (n, 4);
+    for (int k = 0; k < n; k++) {
+        ck_assert_ptr_nonnull (seg[k] = gr_coll_seg_create (cap, &err));
+        ck_assert_int_eq (gr_coll_seg_state (seg[k]), 0);
+        gr_coll_seg_id (seg[k], ids + 3 * k);
+    }
+    for (int k = 0; k < n; k++) {
+        ck_assert_msg (gr_coll_seg_map (seg[k], n, k, ids, &err) == 0, "%s", err.text);
+    }
+    for (int k = 0; k < n; k++) {
+        gr_coll_seg_linked (seg[k], 1);
+        ck_assert_int_eq (gr_coll_seg_state (seg[k]), 1);
+    }
+}
+
+START_TEST (test_seg_allreduce)
+{
+    enum { N = 3, COUNT = 1001 };
+    gr_coll_seg_t *seg[N];
+
+    segs_link (seg, N, COUNT * sizeof (double));
+    for (int round = 0; round < 2; round++) {
+        gr_op_t op = round ? GR_AVG : GR_SUM;
+        for (int k = 0; k < N; k++) {
+            double *d = gr_coll_seg_data (seg[k]);
+            for (int i = 0; i < COUNT; i++)
+                d[i] = k * 1000.0 + i + 0.5 * round;
+        }
+        /* Once rank 0 arrived, it waits until the last one does. */
+        for (int k = 0; k < N; k++) {
+            gr_coll_seg_arrive (seg[k], COUNT);
+            ck_assert_int_eq (gr_coll_seg_all_arrived (seg[0]), k == N - 1);
+        }
+        for (int k = 0; k < N; k++) {
+            ck_assert_int_eq (gr_coll_seg_all_arrived (seg[k]), 1);
+            ck_assert_int_eq (gr_coll_seg_counts_agree (seg[k], COUNT), 1);
+            ck_assert_int_eq (gr_coll_seg_counts_agree (seg[k], COUNT - 1), 0);
+        }
+        for (int k = 0; k < N; k++)
+            gr_coll_seg_reduce (seg[k], COUNT, GR_F64, op, N);
+        for (int k = 0; k < N; k++) {
+            double *d = gr_coll_seg_data (seg[k]);
+            for (int i = 0; i < COUNT; i++) {
+                double want = 3000.0 + 3.0 * i + 1.5 * round;
+                if (op == GR_AVG)
+                    want /= N;
+                ck_assert_msg (d[i] == want, "round %d rank %d [%d] = %g, want %g", round,
+                               k, i, d[i], want);
+            }
+        }
+    }
+    for (int k = 0; k < N; k++)
+        gr_coll_seg_destroy (seg[k]);
+}
+END_TEST
+
+/* Each rank reduces whole cache lines: with 2-byte elements and counts
+ * that end inside a line (or leave ranks nothing), every element below
+ * the count is reduced once and none above it is touched. */
+START_TEST (test_seg_lines)
+{
+    enum { N = 4 };
+    gr_coll_seg_t *seg[N];
+    static const size_t counts[] = {0, 1, 31, 32, 33, 127, 129, 1000, 2048};
+
+    segs_link (seg, N, 4096);
+    for (size_t c = 0; c < sizeof (counts) / sizeof (counts[0]); c++) {
+        size_t count = counts[c];
+        for (int k = 0; k < N; k++) {
+            uint16_t *d = gr_coll_seg_data (seg[k]);
+            for (size_t i = 0; i < 2048; i++)
+                d[i] = gr_coll_float_to_f16 ((float)(k + 1));
+        }
+        for (int k = 0; k < N; k++)
+            gr_coll_seg_reduce (seg[k], count, GR_F16, GR_SUM, N);
+        for (int k = 0; k < N; k++) {
+            uint16_t *d = gr_coll_seg_data (seg[k]);
+            for (size_t i = 0; i < 2048; i++) {
+                float want = i < count ? 10.0f : (float)(k + 1);
+                ck_assert_msg (gr_coll_f16_to_float (d[i]) == want,
+                               "count %zu rank %d [%zu] = %g, want %g", count, k, i,
+                               (double)gr_coll_f16_to_float (d[i]), (double)want);
+            }
+        }
+    }
+    for (int k = 0; k < N; k++)
+        gr_coll_seg_destroy (seg[k]);
+}
+END_TEST
+
+START_TEST (test_seg_refused)
+{
+    gr_coll_seg_t *a, *b, *c;
+    int64_t ids[6];
+    gr_error_t err;
+
+    ck_assert_ptr_nonnull (a = gr_coll_seg_create (4096, &err));
+    ck_assert_ptr_nonnull (b = gr_coll_seg_create (8192, &err));
+    ck_assert_ptr_nonnull (c = gr_coll_seg_create (4096, &err));
+    /* Chunks of different sizes: the ranks allocated differently. */
+    gr_coll_seg_id (a, ids);
+    gr_coll_seg_id (b, ids + 3);
+    errno = 0;
+    ck_assert_int_eq (gr_coll_seg_map (a, 2, 0, ids, &err), -1);
+    ck_assert_int_eq (errno, EINVAL);
+    ck_assert_msg (strstr (err.text, "rank 1's fusion chunk differs in size"), "%s",
+                   err.text);
+    gr_coll_seg_linked (a, 0);
+    ck_assert_int_eq (gr_coll_seg_state (a), -1);
+    /* A rank without shared memory. */
+    gr_coll_seg_id (c, ids);
+    ids[3] = -1;
+    ids[4] = -1;
+    ids[5] = 4096;
+    errno = 0;
+    ck_assert_int_eq (gr_coll_seg_map (c, 2, 0, ids, &err), -1);
+    ck_assert_int_eq (errno, ENOTSUP);
+    ck_assert_msg (strstr (err.text, "rank 1 has no shared fusion memory"), "%s", err.text);
+    gr_coll_seg_linked (c, 0);
+    /* Refused chunks are still plain memory. */
+    memset (gr_coll_seg_data (a), 7, 4096);
+    memset (gr_coll_seg_data (c), 7, 4096);
+    gr_coll_seg_destroy (a);
+    gr_coll_seg_destroy (b);
+    gr_coll_seg_destroy (c);
+    gr_coll_seg_destroy (NULL);
+}
+END_TEST
+
 int main (void)
 {
     Suite *s = suite_create ("coll");
@@ -319,6 +457,9 @@ int main (void)
     tcase_add_test (tc, test_chunks);
     tcase_add_test (tc, test_blocks);
     tcase_add_test (tc, test_parse_mode);
+    tcase_add_test (tc, test_seg_allreduce);
+    tcase_add_test (tc, test_seg_lines);
+    tcase_add_test (tc, test_seg_refused);
     suite_add_tcase (s, tc);
     return gr_check_main (s);
 }
