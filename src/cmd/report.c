@@ -554,20 +554,9 @@ static int journal_cb (const gr_jrec_t *rec, void *arg)
 /* The stored spec; NULL (with the reason in errp) if it does not load. */
 static gr_spec_t *load_spec (const char *run_dir, gr_error_t *errp)
 {
-    char path[PATH_MAX], *buf = NULL;
-    size_t len;
     gr_spec_t *spec = NULL;
-    gr_error_t err;
 
-    if (gr_read_file (gr_rundir_file (run_dir, "spec.pack", path, sizeof (path)),
-                      GR_SPEC_MAX_BYTES + GR_SPEC_MAX_PARAM_FILE, &buf, &len, &err) < 0) {
-        gr_errprintf (errp, "%s", err.text);
-        return NULL;
-    }
-    if (gr_spec_unpack (buf, len, &spec, &err) < 0)
-        gr_errprintf (errp, "the spec stored in %s does not load: %s", path, err.text);
-    free (buf);
-    return spec;
+    return gr_rundir_load_spec (run_dir, &spec, errp) < 0 ? NULL : spec;
 }
 
 /* The task table from the journal (no run.h5 yet). */

@@ -257,8 +257,7 @@ int gr_cmd_status (int argc, char **argv)
 {
     int c, json = 0, rc = GR_EXIT_USAGE, list_state = -1;
     long max_failed = 20;
-    char path[PATH_MAX], *buf = NULL;
-    size_t len;
+    char path[PATH_MAX];
     gr_spec_t *spec = NULL;
     gr_error_t err;
     gr_expand_t *x = NULL;
@@ -296,15 +295,13 @@ int gr_cmd_status (int argc, char **argv)
         return GR_EXIT_USAGE;
     }
     const char *run_dir = argv[optind];
-    if (gr_read_file (gr_rundir_file (run_dir, "spec.pack", path, sizeof (path)),
-                      GR_SPEC_MAX_BYTES + GR_SPEC_MAX_PARAM_FILE, &buf, &len, &err) < 0) {
-        fprintf (stderr, "gridrun: '%s' is not a gridrun run directory: %s\n", run_dir,
-                 err.text);
+    if (access (gr_rundir_file (run_dir, "spec.pack", path, sizeof (path)), F_OK) < 0) {
+        fprintf (stderr, "gridrun: '%s' is not a gridrun run directory: %s: %s\n", run_dir,
+                 path, strerror (errno));
         return GR_EXIT_USAGE;
     }
-    if (gr_spec_unpack (buf, len, &spec, &err) < 0) {
-        fprintf (stderr, "gridrun: the spec stored in '%s' does not load: %s\n", run_dir,
-                 err.text);
+    if (gr_rundir_load_spec (run_dir, &spec, &err) < 0) {
+        fprintf (stderr, "gridrun: %s\n", err.text);
         goto out;
     }
     if (!(s.sched = gr_sched_create (spec, 1)) || !(x = gr_expand_create ())) {
@@ -526,7 +523,6 @@ int gr_cmd_status (int argc, char **argv)
     }
     rc = 0;
 out:
-    free (buf);
     free (s.done_times);
     free (s.nodes);
     gr_expand_destroy (x);

@@ -61,8 +61,18 @@ typedef struct {
     size_t tmp_size;
     MPI_Request *reqs;
     size_t reqs_cap;
-    int node_all; /* every rank on this rank's node: fusion chunks can be shared */
+    /* Fusion chunks (shm.c): SHM_NONE reduces them by messages;
+     * SHM_NODE: every rank is on this node and shares them; SHM_NODES:
+     * the ranks of each node share them, and the nodes' first ranks
+     * reduce between nodes through `leaders`, an MPI backend of their own
+     * (NULL on the other ranks). */
+    int shm;
+    MPI_Comm node; /* SHM_NODES: this node's ranks */
+    int lrank, lsize;
+    gr_coll_backend_t *leaders;
 } mpi_backend_t;
+
+enum { SHM_NONE, SHM_NODE, SHM_NODES };
 
 /* Created once per process and never freed (MPI_Finalize does): the two
  * 2-byte types get handles of their own so that the MPI_Op functions can
@@ -605,13 +615,14 @@ static int seg_wait (mpi_backend_t *m, gr_coll_seg_t *s, double deadline, gr_err
     return 0;
 }
 
-/* The first allreduce of a chunk: every rank maps every other's, and
- * they agree whether all could (else the chunk goes by messages, on
- * every rank alike).  A failure to map is not an error: a warning says
- * so on the rank where it happened. */
+/* The first allreduce of a chunk: every rank of the node maps every
+ * other's, and all ranks agree whether all could (else the chunk goes by
+ * messages, on every rank alike).  A failure to map is not an error: a
+ * warning says so on the rank where it happened. */
 static int seg_link (mpi_backend_t *m, gr_coll_seg_t *s, double deadline, gr_error_t *errp)
 {
-    int64_t id[3], *ids = calloc ((size_t)m->size * 3, sizeof (*ids));
+    MPI_Comm node = m->shm == SHM_NODES ? m->node : m->comm;
+    int64_t id[3], *ids = calloc ((size_t)m->lsize * 3, sizeof (*ids));
     MPI_Request *reqs;
     int ok = 1, all = 0, rc;
     gr_error_t why;
@@ -623,14 +634,14 @@ static int seg_link (mpi_backend_t *m, gr_coll_seg_t *s, double deadline, gr_err
     gr_coll_seg_id (s, id);
     if (!(reqs = reqs_get (m, 1, errp)))
         goto error;
-    rc = MPI_Iallgather (id, 3, MPI_INT64_T, ids, 3, MPI_INT64_T, m->comm, &reqs[0]);
+    rc = MPI_Iallgather (id, 3, MPI_INT64_T, ids, 3, MPI_INT64_T, node, &reqs[0]);
     if (rc != MPI_SUCCESS) {
         mpi_fail (m, errp, rc, "MPI_Iallgather");
         goto error;
     }
     if (wait_all (m, 1, reqs, deadline, "fusion allreduce", errp) < 0)
         goto error;
-    if (gr_coll_seg_map (s, m->size, m->rank, ids, &why) < 0) {
+    if (gr_coll_seg_map (s, m->lsize, m->lrank, ids, &why) < 0) {
         ok = 0;
         GR_WARN ("rank %d: fusion memory is not shared (%s); it is reduced by messages",
                  m->rank, why.text);
@@ -650,32 +661,66 @@ error:
     return -1;
 }
 
+/* Arrive at s and wait for the node's other ranks. */
+static int seg_sync (mpi_backend_t *m, gr_coll_seg_t *s, size_t count, double deadline,
+                     gr_error_t *errp)
+{
+    gr_coll_seg_arrive (s, count);
+    return seg_wait (m, s, deadline, errp);
+}
+
+/* Between nodes (SHM_NODES): the node's sum is in its first rank's copy;
+ * the first ranks reduce it between them, and every other rank of the
+ * node copies the result. */
+static int seg_between_nodes (mpi_backend_t *m, gr_coll_seg_t *s, size_t count,
+                              gr_dtype_t type, gr_op_t op, double deadline, gr_error_t *errp)
+{
+    if (m->leaders) {
+        gr_error_t e;
+        void *data = gr_coll_seg_data (s);
+        if (m->leaders->ops->allreduce (m->leaders, GR_IN_PLACE, data, count, type,
+                                        op == GR_AVG ? GR_SUM : op, deadline, &e) < 0)
+            return gr_coll_break (&m->base, errp, errno, "%s", e.text);
+        if (op == GR_AVG)
+            gr_coll_divide (type, data, count, m->size);
+    }
+    if (seg_sync (m, s, count, deadline, errp) < 0)
+        return -1;
+    if (!m->leaders)
+        gr_coll_seg_take_first (s, count * gr_coll_dtype_size (type));
+    /* The first rank's copy is read until here. */
+    return seg_sync (m, s, count, deadline, errp);
+}
+
 static int m_seg_allreduce (gr_coll_backend_t *b, gr_coll_seg_t *s, size_t count,
                             gr_dtype_t type, gr_op_t op, double deadline, gr_error_t *errp)
 {
     mpi_backend_t *m = (mpi_backend_t *)b;
 
-    if (m->node_all && m->size > 1 && gr_coll_seg_state (s) == 0 &&
+    if (m->shm != SHM_NONE && gr_coll_seg_state (s) == 0 &&
         seg_link (m, s, deadline, errp) < 0)
         return -1;
-    if (!m->node_all || m->size == 1 || gr_coll_seg_state (s) != 1)
+    if (m->shm == SHM_NONE || gr_coll_seg_state (s) != 1)
         return m_allreduce (b, GR_IN_PLACE, gr_coll_seg_data (s), count, type, op,
                             deadline, errp);
-    gr_coll_seg_arrive (s, count);
-    if (seg_wait (m, s, deadline, errp) < 0)
+    if (seg_sync (m, s, count, deadline, errp) < 0)
         return -1;
     if (!gr_coll_seg_counts_agree (s, count)) {
-        /* Every rank sees the same counts, so every rank fails here. */
-        gr_coll_seg_arrive (s, count);
-        if (seg_wait (m, s, deadline, errp) < 0)
+        /* Every rank of the node sees the same counts, so each fails here. */
+        if (seg_sync (m, s, count, deadline, errp) < 0)
             return -1;
         errno = EINVAL;
         return gr_errprintf (errp, "the ranks' fusions differ in size: every rank must "
                                    "allocate the same tensors in the same order");
     }
-    gr_coll_seg_reduce (s, count, type, op, m->size);
-    gr_coll_seg_arrive (s, count);
-    return seg_wait (m, s, deadline, errp);
+    if (m->shm == SHM_NODE) {
+        gr_coll_seg_reduce (s, count, type, op, m->size, 1);
+        return seg_sync (m, s, count, deadline, errp);
+    }
+    gr_coll_seg_reduce (s, count, type, op, 1, 0);
+    if (seg_sync (m, s, count, deadline, errp) < 0)
+        return -1;
+    return seg_between_nodes (m, s, count, type, op, deadline, errp);
 }
 
 /* ---- Life cycle -------------------------------------------------------- */
@@ -693,6 +738,10 @@ static void m_destroy (gr_coll_backend_t *b)
         free (m->reqs);
         if (m->comm != MPI_COMM_NULL)
             MPI_Comm_free (&m->comm);
+        if (m->node != MPI_COMM_NULL)
+            MPI_Comm_free (&m->node);
+        if (m->leaders)
+            m->leaders->ops->destroy (m->leaders);
     }
     free (m);
 }
@@ -747,6 +796,54 @@ static size_t env_bytes (const char *name, size_t dflt)
     return (errno || *end || v == 0) ? dflt : (size_t)v;
 }
 
+/* How fusion chunks are shared (mpi_backend_t.shm), agreed by all ranks:
+ * not at all where some rank has GRIDRUN_COLL_SHM=0 or every node has one
+ * rank; else within the node, and between nodes by the nodes' first
+ * ranks. */
+static int shm_setup (mpi_backend_t *m, gr_error_t *errp)
+{
+    const char *env = getenv ("GRIDRUN_COLL_SHM");
+    int rc, v[3], all[3];
+    MPI_Comm lead = MPI_COMM_NULL;
+
+    m->lrank = m->rank;
+    m->lsize = m->size;
+    if ((rc = MPI_Comm_split_type (m->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL,
+                                   &m->node)) != MPI_SUCCESS ||
+        (rc = MPI_Comm_rank (m->node, &m->lrank)) != MPI_SUCCESS ||
+        (rc = MPI_Comm_size (m->node, &m->lsize)) != MPI_SUCCESS)
+        goto mpi_error;
+    v[0] = !(env && strcmp (env, "0") == 0);
+    v[1] = m->lsize == m->size;
+    v[2] = -m->lsize;
+    if ((rc = MPI_Allreduce (v, all, 3, MPI_INT, MPI_MIN, m->comm)) != MPI_SUCCESS)
+        goto mpi_error;
+    m->shm = !all[0] || m->size == 1 || -all[2] == 1 ? SHM_NONE
+             : all[1]                               ? SHM_NODE
+                                                    : SHM_NODES;
+    if (m->shm != SHM_NODES) {
+        MPI_Comm_free (&m->node);
+        m->lrank = m->rank;
+        m->lsize = m->size;
+        return 0;
+    }
+    if ((rc = MPI_Comm_split (m->comm, m->lrank == 0 ? 0 : MPI_UNDEFINED, m->rank, &lead)) !=
+        MPI_SUCCESS)
+        goto mpi_error;
+    if (lead != MPI_COMM_NULL) {
+        m->leaders = gr_coll_mpi_create (lead, m->max_chunk, errp);
+        MPI_Comm_free (&lead);
+        if (!m->leaders)
+            return -1;
+    }
+    return 0;
+mpi_error:
+    mpi_fail (m, errp, rc, "the split of the ranks by node");
+    m->base.broken = 0;
+    errno = ECOMM;
+    return -1;
+}
+
 gr_coll_backend_t *gr_coll_mpi_create (MPI_Comm comm, size_t max_chunk, gr_error_t *errp)
 {
     mpi_backend_t *m;
@@ -761,6 +858,7 @@ gr_coll_backend_t *gr_coll_mpi_create (MPI_Comm comm, size_t max_chunk, gr_error
     }
     m->base.ops = &mpi_backend_ops;
     m->comm = MPI_COMM_NULL;
+    m->node = MPI_COMM_NULL;
     m->max_chunk = max_chunk == 0 || max_chunk > INT_MAX ? INT_MAX : max_chunk;
     m->segment = env_bytes ("GRIDRUN_COLL_SEGMENT", SEGMENT_DEFAULT);
     if ((rc = MPI_Comm_dup (comm, &m->comm)) != MPI_SUCCESS ||
@@ -773,23 +871,8 @@ gr_coll_backend_t *gr_coll_mpi_create (MPI_Comm comm, size_t max_chunk, gr_error
         errno = ECOMM;
         return NULL;
     }
-    /* Fusion chunks are shared when every rank is on this node, unless
-     * GRIDRUN_COLL_SHM=0. */
-    MPI_Comm node;
-    int nsize = 0;
-    const char *shm = getenv ("GRIDRUN_COLL_SHM");
-    if (MPI_Comm_split_type (m->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
-        MPI_SUCCESS) {
-        MPI_Comm_size (node, &nsize);
-        MPI_Comm_free (&node);
-    }
-    int here = nsize == m->size && !(shm && strcmp (shm, "0") == 0);
-    if ((rc = MPI_Allreduce (&here, &m->node_all, 1, MPI_INT, MPI_MIN, m->comm)) !=
-        MPI_SUCCESS) {
-        mpi_fail (m, errp, rc, "MPI_Allreduce");
-        m->base.broken = 0;
+    if (shm_setup (m, errp) < 0) {
         m_destroy (&m->base);
-        errno = ECOMM;
         return NULL;
     }
     m->ring_min = env_bytes ("GRIDRUN_COLL_RING_MIN",

@@ -15,6 +15,9 @@
  *   in rank order, and copy the result into every other rank's copy
  *   arrive, wait for every rank's arrival       (every block reduced)
  *
+ * Where the ranks span nodes, the node's ranks reduce into rank 0's copy
+ * only, the nodes' first ranks reduce those between nodes (by messages,
+ * coll_mpi.c), and the others take the result from rank 0's copy.
  * Blocks are whole cache lines, so no two ranks write one line.  The
  * result is the same bits on every rank (one rank computes each element,
  * always in the order rank 0, 1, ...).  Waiting is coll_mpi.c's (against
@@ -201,7 +204,7 @@ int gr_coll_seg_counts_agree (const gr_coll_seg_t *s, size_t count)
 }
 
 void gr_coll_seg_reduce (gr_coll_seg_t *s, size_t count, gr_dtype_t type, gr_op_t op,
-                         int divisor)
+                         int divisor, int spread)
 {
     size_t es = gr_coll_dtype_size (type);
     size_t lines = (count * es + LINE - 1) / LINE, off, len;
@@ -218,8 +221,14 @@ void gr_coll_seg_reduce (gr_coll_seg_t *s, size_t count, gr_dtype_t type, gr_op_
         gr_coll_reduce (type, op, acc, s->peer[k] + HEADER + off, acc, len / es);
     if (op == GR_AVG && divisor > 1)
         gr_coll_divide (type, acc, len / es, divisor);
-    for (int k = 1; k < s->n; k++)
+    for (int k = 1; spread && k < s->n; k++)
         memcpy (s->peer[k] + HEADER + off, acc, len);
+}
+
+void gr_coll_seg_take_first (gr_coll_seg_t *s, size_t bytes)
+{
+    if (s->me != 0)
+        memcpy (s->mine + HEADER, s->peer[0] + HEADER, bytes);
 }
 
 void gr_coll_seg_destroy (gr_coll_seg_t *s)

@@ -41,8 +41,11 @@ int gr_coll_seg_all_arrived (const gr_coll_seg_t *s);
 /* After all arrived: 1 when every rank arrived for count elements. */
 int gr_coll_seg_counts_agree (const gr_coll_seg_t *s, size_t count);
 /* Reduce this rank's block of the first count elements across the ranks
- * and write it into every rank's copy; GR_AVG divides by divisor. */
+ * into rank 0's copy, and with spread into every rank's copy; GR_AVG
+ * divides by divisor (1: not at all). */
 void gr_coll_seg_reduce (gr_coll_seg_t *s, size_t count, gr_dtype_t type, gr_op_t op,
-                         int divisor);
+                         int divisor, int spread);
+/* Copy the first bytes of rank 0's copy into this rank's (rank 0: none). */
+void gr_coll_seg_take_first (gr_coll_seg_t *s, size_t bytes);
 
 #endif

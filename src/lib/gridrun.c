@@ -84,6 +84,17 @@ static int coll_fail (const char *fn, const gr_error_t *e)
     return gr__fail (errno, "%s: %s", fn, e->text);
 }
 
+/* The end of a collective begun at t0: its failure (rc < 0), else its
+ * metrics. */
+static int coll_end (const char *fn, int rc, const gr_error_t *e, gr__op_t op, size_t bytes,
+                     double t0)
+{
+    if (rc < 0)
+        return coll_fail (fn, e);
+    gr__metrics_coll (op, bytes, gr_now () - t0);
+    return 0;
+}
+
 int gr__initialized (void)
 {
     return g.initialized;
@@ -773,11 +784,10 @@ int gr_allreduce (const void *sendbuf, void *recvbuf, size_t count, gr_dtype_t t
     if (sendbuf == recvbuf)
         sendbuf = GR_IN_PLACE;
     double t0 = gr_now ();
-    if (gr_coll_allreduce (g.coll, sendbuf, recvbuf, count, type, op, timeout_now (),
-                           &err) < 0)
-        return coll_fail ("gr_allreduce", &err);
-    gr__metrics_coll (GR__OP_ALLREDUCE, count * gr_coll_dtype_size (type), gr_now () - t0);
-    return 0;
+    int rc = gr_coll_allreduce (g.coll, sendbuf, recvbuf, count, type, op, timeout_now (),
+                                &err);
+    return coll_end ("gr_allreduce", rc, &err, GR__OP_ALLREDUCE,
+                     count * gr_coll_dtype_size (type), t0);
 }
 
 int gr_broadcast (void *buf, size_t count, gr_dtype_t type, int root)
@@ -790,10 +800,9 @@ int gr_broadcast (void *buf, size_t count, gr_dtype_t type, int root)
         return gr__fail (EINVAL, "gr_broadcast: root %d is not a rank (0..%d)", root,
                          g.size - 1);
     double t0 = gr_now ();
-    if (gr_coll_bcast (g.coll, buf, count, type, root, timeout_now (), &err) < 0)
-        return coll_fail ("gr_broadcast", &err);
-    gr__metrics_coll (GR__OP_BCAST, count * gr_coll_dtype_size (type), gr_now () - t0);
-    return 0;
+    int rc = gr_coll_bcast (g.coll, buf, count, type, root, timeout_now (), &err);
+    return coll_end ("gr_broadcast", rc, &err, GR__OP_BCAST,
+                     count * gr_coll_dtype_size (type), t0);
 }
 
 int gr_allgather (const void *sendbuf, void *recvbuf, size_t count, gr_dtype_t type)
@@ -804,11 +813,9 @@ int gr_allgather (const void *sendbuf, void *recvbuf, size_t count, gr_dtype_t t
                     GR_SUM) < 0)
         return -1;
     double t0 = gr_now ();
-    if (gr_coll_allgather (g.coll, sendbuf, recvbuf, count, type, timeout_now (), &err) <
-        0)
-        return coll_fail ("gr_allgather", &err);
-    gr__metrics_coll (GR__OP_ALLGATHER, count * gr_coll_dtype_size (type), gr_now () - t0);
-    return 0;
+    int rc = gr_coll_allgather (g.coll, sendbuf, recvbuf, count, type, timeout_now (), &err);
+    return coll_end ("gr_allgather", rc, &err, GR__OP_ALLGATHER,
+                     count * gr_coll_dtype_size (type), t0);
 }
 
 int gr_reduce_scatter (const void *sendbuf, void *recvbuf, size_t recvcount,
@@ -820,12 +827,10 @@ int gr_reduce_scatter (const void *sendbuf, void *recvbuf, size_t recvcount,
                     type, 1, op) < 0)
         return -1;
     double t0 = gr_now ();
-    if (gr_coll_reduce_scatter (g.coll, sendbuf, recvbuf, recvcount, type, op,
-                                timeout_now (), &err) < 0)
-        return coll_fail ("gr_reduce_scatter", &err);
-    gr__metrics_coll (GR__OP_REDUCE_SCATTER, recvcount * (size_t)g.size * gr_coll_dtype_size (type),
-                      gr_now () - t0);
-    return 0;
+    int rc = gr_coll_reduce_scatter (g.coll, sendbuf, recvbuf, recvcount, type, op,
+                                     timeout_now (), &err);
+    return coll_end ("gr_reduce_scatter", rc, &err, GR__OP_REDUCE_SCATTER,
+                     recvcount * (size_t)g.size * gr_coll_dtype_size (type), t0);
 }
 
 int gr_barrier (void)
@@ -835,10 +840,8 @@ int gr_barrier (void)
     if (!g.initialized)
         return gr__fail (EPROTO, "gr_barrier: call gr_init first");
     double t0 = gr_now ();
-    if (gr_coll_barrier (g.coll, timeout_now (), &err) < 0)
-        return coll_fail ("gr_barrier", &err);
-    gr__metrics_coll (GR__OP_BARRIER, 0, gr_now () - t0);
-    return 0;
+    int rc = gr_coll_barrier (g.coll, timeout_now (), &err);
+    return coll_end ("gr_barrier", rc, &err, GR__OP_BARRIER, 0, t0);
 }
 
 /* ---- Fusion ------------------------------------------------------------ */
@@ -898,10 +901,9 @@ int gr_fusion_allreduce (gr_fusion_t *f)
     if (!g.initialized)
         return gr__fail (EPROTO, "gr_fusion_allreduce: call gr_init first");
     double t0 = gr_now ();
-    if (gr_coll_fusion_allreduce (g.coll, f, timeout_now (), &err) < 0)
-        return coll_fail ("gr_fusion_allreduce", &err);
-    gr__metrics_coll (GR__OP_FUSION, gr_coll_fusion_bytes (f), gr_now () - t0);
-    return 0;
+    int rc = gr_coll_fusion_allreduce (g.coll, f, timeout_now (), &err);
+    return coll_end ("gr_fusion_allreduce", rc, &err, GR__OP_FUSION,
+                     gr_coll_fusion_bytes (f), t0);
 }
 
 void gr_fusion_destroy (gr_fusion_t *f)

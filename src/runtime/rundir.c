@@ -81,10 +81,15 @@ static int load_pack (const char *run_dir, const char *name, gr_spec_t **specp,
     return 0;
 }
 
+int gr_rundir_load_spec (const char *run_dir, gr_spec_t **specp, gr_error_t *errp)
+{
+    return load_pack (run_dir, "spec.pack", specp, errp);
+}
+
 static int load_stored (const char *run_dir, gr_spec_t **specp, gr_error_t *errp)
 {
     gr_error_t e;
-    if (load_pack (run_dir, "spec.pack", specp, &e) < 0)
+    if (gr_rundir_load_spec (run_dir, specp, &e) < 0)
         return gr_errprintf (errp, "cannot resume '%s': %s", run_dir, e.text);
     return 0;
 }

@@ -54,6 +54,10 @@ void gr_rundir_unreserve (const char *run_dir);
 /* Write spec.yaml, spec.pack and spec-HASH.pack for rd->spec. */
 int gr_rundir_store_spec (const gr_rundir_t *rd, gr_error_t *errp);
 
+/* RUN/spec.pack, the spec of the run's latest incarnation, into *specp.
+ * Errors name the file (unreadable, or a spec that does not load). */
+int gr_rundir_load_spec (const char *run_dir, gr_spec_t **specp, gr_error_t *errp);
+
 /* gr_journal_replay of RUN/journal, with every task entry's key filled in:
  * a version 3 journal leaves keys out, and they are found again in the
  * spec of the entry's incarnation (by the hash in the RUN_START before

@@ -6,7 +6,9 @@
  *
  * The input is the spec text.  Its name is /fuzz/job.yaml and two param
  * files are shipped with it, so that {file: seeds.txt} and {file:
- * words.txt} resolve without touching the filesystem.
+ * words.txt} resolve without touching the filesystem.  An input that
+ * starts with the packed spec's magic ("GRSPEC1" and a NUL) is a packed
+ * spec instead (RUN/spec.pack), given to gr_spec_unpack.
  */
 #include "config.h"
 
@@ -105,6 +107,17 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     gr_spec_t *s = NULL;
     gr_error_t e;
 
+    /* A packed spec (RUN/spec.pack, what the workers receive): it loads,
+     * or fails with a sentence. */
+    if (size >= 8 && memcmp (data, "GRSPEC1", 8) == 0) {
+        if (gr_spec_unpack (data, size, &s, &e) < 0) {
+            GR_FUZZ_ASSERT (e.text[0] != '\0');
+            return 0;
+        }
+        check_spec (s);
+        gr_spec_destroy (s);
+        return 0;
+    }
     if (gr_spec_parse ((const char *)data, size, NAME, files,
                        sizeof (files) / sizeof (files[0]), &s, &e) < 0) {
         /* An error says where: FILE:LINE:COL. */

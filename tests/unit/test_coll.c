@@ -352,7 +352,7 @@ START_TEST (test_seg_allreduce)
             ck_assert_int_eq (gr_coll_seg_counts_agree (seg[k], COUNT - 1), 0);
         }
         for (int k = 0; k < N; k++)
-            gr_coll_seg_reduce (seg[k], COUNT, GR_F64, op, N);
+            gr_coll_seg_reduce (seg[k], COUNT, GR_F64, op, N, 1);
         for (int k = 0; k < N; k++) {
             double *d = gr_coll_seg_data (seg[k]);
             for (int i = 0; i < COUNT; i++) {
@@ -363,6 +363,24 @@ START_TEST (test_seg_allreduce)
                                k, i, d[i], want);
             }
         }
+    }
+    /* Between nodes: the sum in rank 0's copy only, which the others
+     * then take. */
+    for (int k = 0; k < N; k++) {
+        int32_t *d = gr_coll_seg_data (seg[k]);
+        for (int i = 0; i < COUNT; i++)
+            d[i] = k + 1;
+    }
+    for (int k = 0; k < N; k++)
+        gr_coll_seg_reduce (seg[k], COUNT, GR_I32, GR_AVG, 1, 0);
+    ck_assert_int_eq (((int32_t *)gr_coll_seg_data (seg[0]))[COUNT - 1], 6);
+    ck_assert_int_eq (((int32_t *)gr_coll_seg_data (seg[1]))[COUNT - 1], 2);
+    for (int k = 0; k < N; k++)
+        gr_coll_seg_take_first (seg[k], COUNT * sizeof (int32_t));
+    for (int k = 0; k < N; k++) {
+        int32_t *d = gr_coll_seg_data (seg[k]);
+        for (int i = 0; i < COUNT; i++)
+            ck_assert_msg (d[i] == 6, "rank %d [%d] = %d, want 6", k, i, d[i]);
     }
     for (int k = 0; k < N; k++)
         gr_coll_seg_destroy (seg[k]);
@@ -387,7 +405,7 @@ START_TEST (test_seg_lines)
                 d[i] = gr_coll_float_to_f16 ((float)(k + 1));
         }
         for (int k = 0; k < N; k++)
-            gr_coll_seg_reduce (seg[k], count, GR_F16, GR_SUM, N);
+            gr_coll_seg_reduce (seg[k], count, GR_F16, GR_SUM, N, 1);
         for (int k = 0; k < N; k++) {
             uint16_t *d = gr_coll_seg_data (seg[k]);
             for (size_t i = 0; i < 2048; i++) {
