@@ -276,6 +276,8 @@ static const uint32_t jout_of[] = {
 static int note_end (master_t *m, int worker, const gr_outcome_t *o,
                      const gr_result_rec_t *r)
 {
+    if (!m->journal)
+        return 0;
     if (m->nends == GR_PROTO_MAX_BATCH || (m->nends && m->ends_worker != worker)) {
         if (flush_ends (m) < 0)
             return -1;
