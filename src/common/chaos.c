@@ -19,17 +19,30 @@ static const char *const site_names[GR_CHAOS_NSITES] = {
     [GR_CHAOS_JOURNAL_ENOSPC] = "journal-enospc",
     [GR_CHAOS_CKPT_EIO] = "ckpt-eio",
     [GR_CHAOS_CKPT_ENOSPC] = "ckpt-enospc",
+    [GR_CHAOS_OUTPUT_EIO] = "output-eio",
+    [GR_CHAOS_OUTPUT_ENOSPC] = "output-enospc",
 };
 
+/* The EIO site of each kind of write (its ENOSPC site is the next). */
+static const gr_chaos_site_t io_eio[GR_CHAOS_NIO] = {
+    [GR_CHAOS_IO_JOURNAL] = GR_CHAOS_JOURNAL_EIO,
+    [GR_CHAOS_IO_CKPT] = GR_CHAOS_CKPT_EIO,
+    [GR_CHAOS_IO_OUTPUT] = GR_CHAOS_OUTPUT_EIO,
+};
+_Static_assert (GR_CHAOS_JOURNAL_ENOSPC == GR_CHAOS_JOURNAL_EIO + 1 &&
+                    GR_CHAOS_CKPT_ENOSPC == GR_CHAOS_CKPT_EIO + 1 &&
+                    GR_CHAOS_OUTPUT_ENOSPC == GR_CHAOS_OUTPUT_EIO + 1,
+                "each ENOSPC site follows its EIO site");
+
 #define KNOWN "kill-task, kill-worker, delay, journal-eio, journal-enospc, ckpt-eio, " \
-              "ckpt-enospc and seed"
+              "ckpt-enospc, output-eio, output-enospc and seed"
 #define RATE_HINT "a probability from 0 to 1, like 0.01"
 
 struct gr_chaos {
     gr_chaos_spec_t spec;
     gr_rng_t rng[GR_CHAOS_NSITES];
     uint64_t count[GR_CHAOS_NSITES]; /* atomic: read by any thread */
-    int full[2];                     /* per gr_chaos_io_t: ENOSPC once the
+    int full[GR_CHAOS_NIO];          /* per gr_chaos_io_t: ENOSPC once the
                                         disk is "full"; atomic */
 };
 
@@ -251,9 +264,9 @@ bool gr__chaos_hit (gr_chaos_site_t site)
 int gr__chaos_io (gr_chaos_io_t io)
 {
     struct gr_chaos *c = gr__chaos;
-    if (!c || (io != GR_CHAOS_IO_JOURNAL && io != GR_CHAOS_IO_CKPT))
+    if (!c || (unsigned)io >= GR_CHAOS_NIO)
         return 0;
-    gr_chaos_site_t eio = io == GR_CHAOS_IO_JOURNAL ? GR_CHAOS_JOURNAL_EIO : GR_CHAOS_CKPT_EIO;
+    gr_chaos_site_t eio = io_eio[io];
     int err = __atomic_load_n (&c->full[io], __ATOMIC_RELAXED);
     if (err == 0) {
         if (gr__chaos_hit (eio + 1)) {

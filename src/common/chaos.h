@@ -18,6 +18,11 @@
  *                        EIO, that save alone
  *   ckpt-enospc=RATE     the same with ENOSPC, and every later checkpoint
  *                        write of the process
+ *   output-eio=RATE      per captured stream of a task that ends (a
+ *                        worker keeping its stdout or stderr in the run
+ *                        directory): EIO, that stream alone
+ *   output-enospc=RATE   the same with ENOSPC, and every later stream the
+ *                        worker keeps
  *   seed=N               the seed; each process draws from seed and rank
  *
  * RATE is a probability from 0 to 1, per event of that kind; DURATION as
@@ -31,7 +36,8 @@
  * hash.h), so a site's decisions repeat with the seed whatever the other
  * sites do, and a site is never drawn from two threads at once (the
  * journal's writes come from its writer thread or, when that is idle,
- * the master's; checkpoint files from the saving thread).  No MPI here.
+ * the master's; checkpoint files from the saving thread; task output from
+ * the worker's one thread).  No MPI here.
  */
 #ifndef GR_COMMON_CHAOS_H
 #define GR_COMMON_CHAOS_H
@@ -50,13 +56,18 @@ typedef enum {
     GR_CHAOS_JOURNAL_ENOSPC = 4,
     GR_CHAOS_CKPT_EIO = 5,
     GR_CHAOS_CKPT_ENOSPC = 6,
-    GR_CHAOS_NSITES = 7,
+    GR_CHAOS_OUTPUT_EIO = 7,
+    GR_CHAOS_OUTPUT_ENOSPC = 8,
+    GR_CHAOS_NSITES = 9,
 } gr_chaos_site_t;
 
-/* What a write belongs to, for gr_chaos_io. */
+/* What a write belongs to, for gr_chaos_io.  Each has an EIO site, and
+ * its ENOSPC site right after it. */
 typedef enum {
     GR_CHAOS_IO_JOURNAL = 0,
     GR_CHAOS_IO_CKPT = 1,
+    GR_CHAOS_IO_OUTPUT = 2,
+    GR_CHAOS_NIO = 3,
 } gr_chaos_io_t;
 
 /* The longest spec text accepted, and the room gr_chaos_format needs. */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "src/common/chaos.h"
 #include "src/common/fs.h"
 #include "outlog.h"
 
@@ -171,8 +172,13 @@ int gr_outlog_take (gr_outlog_t *ol, int fd, uint64_t cap, uint64_t seen,
     uint64_t keep = size > cap ? cap : size;
     if (keep > (uint64_t)st.st_size)
         keep = (uint64_t)st.st_size;
-    if (keep > 0)
-        rc = copy_range (ol, fd, keep);
+    if (keep > 0) {
+        /* Chaos mode (chaos.h): the write fails as a bad or full disk's
+         * would, and the spool is emptied all the same (below). */
+        rc = gr_chaos_io (GR_CHAOS_IO_OUTPUT);
+        if (rc == 0)
+            rc = copy_range (ol, fd, keep);
+    }
     if (rc == 0 && size > cap) {
         char note[192], last = '\n';
         uint64_t off;

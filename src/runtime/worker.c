@@ -106,6 +106,7 @@ struct gr_worker {
     double drain_kill_at;   /* and SIGKILL */
     uint32_t chaos_kills;   /* chaos mode: tasks killed, results held */
     uint32_t chaos_delays;
+    uint64_t chaos_outfails; /* chaos mode: output writes failed so far */
 
     double next_trim;       /* when running tasks' spools are next cut back */
     int outlost;            /* errno of the last failed write of output or
@@ -331,6 +332,13 @@ static void mark_outlost (const gr_worker_t *w, gr_result_rec_t *r)
  * caller marks the attempts concerned with mark_outlost.  Said once. */
 static void output_lost (gr_worker_t *w, int err, const char *what)
 {
+    if (gr_chaos_on ()) {
+        uint64_t n = gr_chaos_count (GR_CHAOS_OUTPUT_EIO) + gr_chaos_count (GR_CHAOS_OUTPUT_ENOSPC);
+        if (n != w->chaos_outfails)
+            GR_WARN ("chaos: keeping task output (%s) failed with %s", what,
+                     err == ENOSPC ? "ENOSPC" : "EIO");
+        w->chaos_outfails = n;
+    }
     if (!w->outlost)
         GR_ERROR ("cannot keep task output in '%s' (%s): %s; the tasks concerned will run "
                   "again when the run is resumed", gr_outlog_path (w->ol), what,

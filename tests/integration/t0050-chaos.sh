@@ -5,7 +5,9 @@
 # completes, every task exactly once, nothing done lost or run again, and
 # the full disk stopping its run with exit 74 and the message to resume.
 # The soak's checker must catch a journal with a task completed twice.
-# Every worker killing itself ends the run resumable (75).  Bad specs are
+# Every worker killing itself ends the run resumable (75).  Task output
+# that cannot be kept stops the run (74), and the resumes keep every
+# task's output once.  Bad specs are
 # refused with exit 2 and the reason; --chaos wins over GRIDRUN_CHAOS.
 # A checkpoint save failed by chaos says why and leaves the step before
 # it loadable.
@@ -130,6 +132,36 @@ rc=$?
 grep -q "error: every worker is lost: the run stops here" lost.out || fail "$(tail -5 lost.out)"
 gr_launch 3 --run-dir lost > lost2.out 2>&1 || fail "resume: $(tail -5 lost2.out)"
 "$SOAK" --check-run lost > lost-check.out 2>&1 || fail "after the resume: $(cat lost-check.out)"
+
+# Task output that cannot be kept (output-eio): the run stops with 74 and
+# says why; the attempt is not counted, and resumes (output-enospc, then
+# no chaos) complete every task once, each with its own output once.
+cat > echo.yaml <<'YAML'
+name: ce
+tasks:
+  - name: e
+    command: [echo, "out-{i}"]
+    params: {i: {range: [1, 20]}}
+YAML
+gr_run 3 echo.yaml --run-dir outf --chaos output-eio=0.3,seed=5 > outf.out 2>&1
+rc=$?
+[ $rc = 74 ] || fail "output-eio=0.3: exit $rc, want 74: $(tail -5 outf.out)"
+grep -q "warn: chaos: keeping task output (std...) failed with EIO" outf.out \
+    || fail "no chaos warning: $(grep -E 'chaos|error' outf.out)"
+grep -q "error: the run directory '.*outf' cannot be written: worker [12] on .* cannot keep task output in '.*outf/out': Input/output error" \
+    outf.out || fail "no message: $(grep error outf.out)"
+gr_run 3 echo.yaml --run-dir outf --chaos output-enospc=1 > outf2.out 2>&1
+rc=$?
+[ $rc = 74 ] || fail "output-enospc=1: exit $rc, want 74: $(tail -5 outf2.out)"
+grep -q "cannot keep task output in '.*outf/out': No space left on device" outf2.out \
+    || fail "no ENOSPC message: $(grep error outf2.out)"
+gr_run 3 echo.yaml --run-dir outf > outf3.out 2>&1 || fail "resume: $(tail -5 outf3.out)"
+summary_line outf tasks | grep -q "20: 20 done" || fail "summary: $(cat outf/summary.txt)"
+"$SOAK" --check-run outf > outf-check.out 2>&1 || fail "exactly once: $(cat outf-check.out)"
+for i in $(seq 0 19); do
+    [ "$("$GRIDRUN" output outf "e[$i]")" = "out-$((i + 1))" ] \
+        || fail "output of e[$i]: '$("$GRIDRUN" output outf "e[$i]")'"
+done
 
 # Checkpoints: a save that fails by chaos says so, and the step before it
 # is still the one a load finds.

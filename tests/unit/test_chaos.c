@@ -18,9 +18,12 @@ START_TEST (test_parse)
     gr_error_t e;
     ck_assert_int_eq (gr_chaos_parse ("kill-task=0.01,kill-worker=0.002,delay=0.05:20ms,"
                                       "journal-eio=0.001,journal-enospc=1e-3,ckpt-eio=0.01,"
-                                      "ckpt-enospc=1,seed=42",
+                                      "ckpt-enospc=1,output-eio=0.25,output-enospc=0.5,"
+                                      "seed=42",
                                       &s, &e),
                       0);
+    ck_assert_double_eq (s.rate[GR_CHAOS_OUTPUT_EIO], 0.25);
+    ck_assert_double_eq (s.rate[GR_CHAOS_OUTPUT_ENOSPC], 0.5);
     ck_assert_double_eq (s.rate[GR_CHAOS_KILL_TASK], 0.01);
     ck_assert_double_eq (s.rate[GR_CHAOS_KILL_WORKER], 0.002);
     ck_assert_double_eq (s.rate[GR_CHAOS_DELAY], 0.05);
@@ -60,7 +63,7 @@ START_TEST (test_parse_errors)
         {"kill-task=nan", {"item 'kill-task=nan'", "probability"}},
         {"kill-task=0.1x", {"item 'kill-task=0.1x'", "probability"}},
         {"kill-task=", {"item 'kill-task='", "probability"}},
-        {"kill-task", {"item 'kill-task' is not NAME=VALUE", "ckpt-enospc"}},
+        {"kill-task", {"item 'kill-task' is not NAME=VALUE", "output-enospc"}},
         {"kill-task=0.1,,delay=0.1:1s", {"an empty item", "NAME=VALUE"}},
         {"kill-task=0.1,", {"an empty item", "NAME=VALUE"}},
         {"delay=0.1", {"item 'delay=0.1'", "delay=RATE:DURATION"}},
@@ -255,12 +258,24 @@ START_TEST (test_io)
     }
     ck_assert_uint_eq (gr_chaos_count (GR_CHAOS_CKPT_ENOSPC), 1);
     ck_assert_uint_eq (gr_chaos_count (GR_CHAOS_CKPT_EIO), eios);
+    /* Task output: its own kind, its own full disk. */
+    ck_assert_int_eq (gr_chaos_parse ("output-enospc=1,seed=2", &s, &e), 0);
+    gr_chaos_enable (&s, 0);
+    errno = 0;
+    ck_assert_int_eq (gr_chaos_io (GR_CHAOS_IO_OUTPUT), -1);
+    ck_assert_int_eq (errno, ENOSPC);
+    ck_assert_int_eq (gr_chaos_io (GR_CHAOS_IO_OUTPUT), -1);
+    ck_assert_uint_eq (gr_chaos_count (GR_CHAOS_OUTPUT_ENOSPC), 1);
+    ck_assert_int_eq (gr_chaos_io (GR_CHAOS_IO_JOURNAL), 0);
+    ck_assert_int_eq (gr_chaos_io (GR_CHAOS_IO_CKPT), 0);
     /* A new process (here: enable again) starts with a good disk. */
+    s.rate[GR_CHAOS_OUTPUT_ENOSPC] = 0;
     s.rate[GR_CHAOS_CKPT_ENOSPC] = 0;
     s.rate[GR_CHAOS_CKPT_EIO] = 0;
     s.rate[GR_CHAOS_KILL_TASK] = 0.5;
     gr_chaos_enable (&s, 0);
     ck_assert_int_eq (gr_chaos_io (GR_CHAOS_IO_CKPT), 0);
+    ck_assert_int_eq (gr_chaos_io (GR_CHAOS_IO_OUTPUT), 0);
     gr_chaos_disable ();
 }
 END_TEST
