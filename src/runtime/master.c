@@ -162,6 +162,8 @@ typedef struct master {
     int nlost;
     uint64_t total_cpus;
     double t_start;
+    double cpu_start, cpu_run; /* the master process's CPU seconds: at the
+                                  start of the run loop, and in it */
     double started_wall;
     double grace;
     double deadline;        /* monotonic; 0: none */
@@ -1699,8 +1701,13 @@ static void summary (master_t *m, double wall, int code, FILE *f)
                  js.records, js.syncs, wall > 0 ? js.syncs / wall : 0.0);
     }
     struct rusage ru;
-    if (getrusage (RUSAGE_SELF, &ru) == 0)
-        fprintf (f, "  master      peak RSS %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    if (getrusage (RUSAGE_SELF, &ru) == 0) {
+        fprintf (f, "  master      peak RSS %.1f MiB, CPU %.3f s in the run", (double)ru.ru_maxrss / 1024.0,
+                 m->cpu_run);
+        if (st->attempts)
+            fprintf (f, " (%.0f ns a task)", m->cpu_run / (double)st->attempts * 1e9);
+        fprintf (f, "\n");
+    }
     if (code == GR_EXIT_IO)
         fprintf (f, "  snapshot    %s/run.h5 (not rewritten at the end)\n", m->run_dir);
     else {
@@ -1844,6 +1851,14 @@ static int obs_setup (master_t *m)
     return 0;
 }
 
+/* CPU seconds of this process (every thread: the journal's writer too). */
+static double process_cpu (void)
+{
+    struct timespec ts;
+    return clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts) == 0 ? ts.tv_sec + ts.tv_nsec * 1e-9
+                                                              : 0;
+}
+
 static int master_loop (master_t *m, gr_worker_t *self)
 {
     double idle = 0;
@@ -1852,6 +1867,7 @@ static int master_loop (master_t *m, gr_worker_t *self)
     gr_error_t err;
 
     m->t_start = gr_now ();
+    m->cpu_start = process_cpu ();
     m->last_snapshot = m->t_start;
     for (int r = 0; r < m->size; r++)
         m->w[r].last_heard = m->w[r].last_sent = m->t_start;
@@ -2478,6 +2494,7 @@ int gr_run (const gr_run_opts_t *opts)
         MPI_Abort (MPI_COMM_WORLD, GR_EXIT_INTERNAL);
     }
     double wall = gr_now () - m.t_start;
+    m.cpu_run = process_cpu () - m.cpu_start;
     /* The reserve makes room for what follows; without a run directory
      * that can be written, the snapshot (large, and rewritten at the
      * next end) is left as it was. */
