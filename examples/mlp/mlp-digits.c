@@ -10,7 +10,9 @@
  * Every rank holds the whole model.  Each step takes a global minibatch
  * from a shuffled epoch order; rank r computes the gradient of the samples
  * i of the batch with i % size == r, one fused allreduce sums the
- * gradients (and the loss), and every rank applies the same SGD-with-
+ * gradients (and the loss), which live in the fusion's own memory
+ * (gr_fusion_alloc: no copies, and shared by the ranks of a node), and
+ * every rank applies the same SGD-with-
  * momentum update.  Every --ckpt-every steps the weights, the momentum and
  * the step go into an HDF5 checkpoint; a restarted run loads the newest
  * valid one and goes on.  Nothing else carries state between steps (the
