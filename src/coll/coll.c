@@ -667,7 +667,8 @@ void *gr_coll_fusion_alloc (gr_fusion_t *f, size_t count, gr_error_t *errp)
             f->chunks_cap = cap;
         }
         size_t chunk = FUSION_CHUNK;
-        const char *env = getenv ("GRIDRUN_COLL_FUSION_CHUNK"); /* bytes, for tests */
+        /* Bytes, for tests; gr_init refuses a value that is not a number. */
+        const char *env = getenv ("GRIDRUN_COLL_FUSION_CHUNK");
         if (env && strtoull (env, NULL, 10) > 0)
             chunk = (size_t)strtoull (env, NULL, 10);
         size_t cap = bytes > chunk ? bytes : chunk;

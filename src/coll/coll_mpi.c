@@ -797,9 +797,9 @@ static size_t env_bytes (const char *name, size_t dflt)
 }
 
 /* How fusion chunks are shared (mpi_backend_t.shm), agreed by all ranks:
- * not at all where some rank has GRIDRUN_COLL_SHM=0 or every node has one
- * rank; else within the node, and between nodes by the nodes' first
- * ranks. */
+ * not at all where some rank has GRIDRUN_COLL_SHM=0 (gr_init refuses
+ * values other than 0 and 1) or every node has one rank; else within the
+ * node, and between nodes by the nodes' first ranks. */
 static int shm_setup (mpi_backend_t *m, gr_error_t *errp)
 {
     const char *env = getenv ("GRIDRUN_COLL_SHM");

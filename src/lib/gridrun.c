@@ -212,6 +212,20 @@ static int read_settings (settings_t *s)
                          "gr_init: GRIDRUN_BIND=%s is not a binding; use none, core "
                          "or auto",
                          v);
+    /* Read again where it acts (coll_mpi.c): only checked here. */
+    v = getenv ("GRIDRUN_COLL_SHM");
+    if (v && *v && strcmp (v, "0") != 0 && strcmp (v, "1") != 0)
+        return gr__fail (EINVAL,
+                         "gr_init: GRIDRUN_COLL_SHM=%s is not 0 or 1; 0 reduces fusion "
+                         "memory by messages even where the ranks share a node",
+                         v);
+    uint64_t chunk;
+    v = getenv ("GRIDRUN_COLL_FUSION_CHUNK");
+    if (v && *v && (gr_parse_u64 (v, &chunk) < 0 || chunk == 0))
+        return gr__fail (EINVAL,
+                         "gr_init: GRIDRUN_COLL_FUSION_CHUNK=%s is not a number of bytes "
+                         "above 0",
+                         v);
     v = getenv ("GRIDRUN_PREEMPT_SIGNAL");
     if (v && *v) {
         s->preempt_signal = gr_parse_signal (v);

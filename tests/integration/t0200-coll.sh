@@ -63,6 +63,11 @@ coll 1 bogus env GRIDRUN_COLL=bogus "$BIN" --init-error EINVAL "GRIDRUN_COLL=bog
     || fail "GRIDRUN_COLL=bogus: $(cat bogus.out)"
 coll 1 bind env GRIDRUN_BIND=sideways "$BIN" --init-error EINVAL "GRIDRUN_BIND=sideways" \
     || fail "GRIDRUN_BIND=sideways: $(cat bind.out)"
+coll 1 shmoff env GRIDRUN_COLL_SHM=off "$BIN" --init-error EINVAL "GRIDRUN_COLL_SHM=off is not 0 or 1" \
+    || fail "GRIDRUN_COLL_SHM=off: $(cat shmoff.out)"
+coll 1 fchunkbad env GRIDRUN_COLL_FUSION_CHUNK=4k "$BIN" --init-error EINVAL \
+    "GRIDRUN_COLL_FUSION_CHUNK=4k is not a number of bytes" \
+    || fail "GRIDRUN_COLL_FUSION_CHUNK=4k: $(cat fchunkbad.out)"
 coll 1 tmo env GRIDRUN_COLL_TIMEOUT=soon "$BIN" --init-error EINVAL "GRIDRUN_COLL_TIMEOUT" \
     || fail "GRIDRUN_COLL_TIMEOUT=soon: $(cat tmo.out)"
 
