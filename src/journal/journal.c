@@ -323,34 +323,58 @@ static unsigned char *put_end (unsigned char *p, const gr_jend_t *t)
     return put_i64 (p, t->maxrss_kb);
 }
 
-/* Version 2.  Each record is encoded against a fresh state, so that every
- * record decodes on its own: the previous index is taken as UINT64_MAX
- * (the first index is predicted to be 0), the previous def and maxrss_kb
- * as 0. */
+/* Version 2 (and 3).  Each entry is coded against the entry before it in
+ * its record (v2_prev_t, the encoder's and the decoders'), and each record
+ * against a fresh state, so that every record decodes on its own: the
+ * previous index is taken as UINT64_MAX (the first index is predicted to
+ * be 0), the previous def and maxrss_kb as 0. */
+typedef struct {
+    uint64_t index;
+    uint32_t def;
+    int64_t maxrss_kb;
+} v2_prev_t;
+
+#define V2_PREV_INIT { UINT64_MAX, 0, 0 }
+
+/* The head every version 2 or 3 entry starts with: the flags byte (its
+ * E_INDEX, E_DEF and E_ATTEMPT bits set here; the caller ORs in the rest
+ * and stores it at *fpp), the key in version 2, then index, def and
+ * attempt as they differ from the entry before (prev).  The decoders read
+ * it back in one place too (get_common_v2). */
+static unsigned char *put_head (unsigned char *p, unsigned char **fpp, unsigned *f,
+                                bool keyed, uint64_t key, uint64_t index, uint32_t def,
+                                uint32_t attempt, v2_prev_t *prev)
+{
+    *fpp = p;
+    *f = 0;
+    p = keyed ? put_u64 (p + 1, key) : p + 1;
+    uint64_t d = index - prev->index - 1;
+    prev->index = index;
+    if (d != 0) {
+        *f |= E_INDEX;
+        p = put_varint (p, zigzag64 (d));
+    }
+    if (def != prev->def) {
+        *f |= E_DEF;
+        p = put_varint (p, def);
+        prev->def = def;
+    }
+    if (attempt != 1) {
+        *f |= E_ATTEMPT;
+        p = put_varint (p, attempt);
+    }
+    return p;
+}
+
 static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
                                      size_t k, bool keyed)
 {
-    uint64_t prev_index = UINT64_MAX;
-    uint32_t prev_def = 0;
+    v2_prev_t prev = V2_PREV_INIT;
     for (size_t i = 0; i < k; i++) {
-        unsigned char *fp = p;
-        unsigned f = 0;
-        p = keyed ? put_u64 (p + 1, t[i].key) : p + 1;
-        uint64_t d = t[i].index - prev_index - 1;
-        prev_index = t[i].index;
-        if (d != 0) {
-            f |= E_INDEX;
-            p = put_varint (p, zigzag64 (d));
-        }
-        if (t[i].def != prev_def) {
-            f |= E_DEF;
-            p = put_varint (p, t[i].def);
-            prev_def = t[i].def;
-        }
-        if (t[i].attempt != 1) {
-            f |= E_ATTEMPT;
-            p = put_varint (p, t[i].attempt);
-        }
+        unsigned char *fp;
+        unsigned f;
+        p = put_head (p, &fp, &f, keyed, t[i].key, t[i].index, t[i].def, t[i].attempt,
+                      &prev);
         *fp = (unsigned char)f;
     }
     return p;
@@ -359,29 +383,12 @@ static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
 static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t k,
                                    bool keyed)
 {
-    uint64_t prev_index = UINT64_MAX;
-    uint32_t prev_def = 0;
-    int64_t prev_rss = 0;
+    v2_prev_t prev = V2_PREV_INIT;
     for (size_t i = 0; i < k; i++) {
         const gr_jend_t *e = &t[i];
-        unsigned char *fp = p;
-        unsigned f = 0;
-        p = keyed ? put_u64 (p + 1, e->key) : p + 1;
-        uint64_t d = e->index - prev_index - 1;
-        prev_index = e->index;
-        if (d != 0) {
-            f |= E_INDEX;
-            p = put_varint (p, zigzag64 (d));
-        }
-        if (e->def != prev_def) {
-            f |= E_DEF;
-            p = put_varint (p, e->def);
-            prev_def = e->def;
-        }
-        if (e->attempt != 1) {
-            f |= E_ATTEMPT;
-            p = put_varint (p, e->attempt);
-        }
+        unsigned char *fp;
+        unsigned f;
+        p = put_head (p, &fp, &f, keyed, e->key, e->index, e->def, e->attempt, &prev);
         if (((uint32_t)e->exit_code | (uint32_t)e->signal | e->flags | e->outcome) != 0) {
             f |= E_STATUS;
             p = put_varint (p, zigzag32 (e->exit_code));
@@ -416,10 +423,10 @@ static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t 
                 p = put_f64 (p, e->stime);
             }
         }
-        if (e->maxrss_kb != prev_rss) {
+        if (e->maxrss_kb != prev.maxrss_kb) {
             f |= E_RSS;
             p = put_varint (p, zigzag64 ((uint64_t)e->maxrss_kb));
-            prev_rss = e->maxrss_kb;
+            prev.maxrss_kb = e->maxrss_kb;
         }
         *fp = (unsigned char)f;
     }
@@ -984,14 +991,6 @@ static ssize_t fill (reader_t *r, size_t need)
  * end, and advances *pp only when it returns DEC_OK.  DEC_SHORT: the bytes
  * end inside the entry; DEC_BAD (with *why): no writer makes this entry.
  * After a failure *prev is undefined: the caller stops there. */
-
-typedef struct {
-    uint64_t index;
-    uint32_t def;
-    int64_t maxrss_kb;
-} v2_prev_t;
-
-#define V2_PREV_INIT { UINT64_MAX, 0, 0 }
 
 /* Read a varint (or a u32 varint) into v, or return from the decoder. */
 #define GET_VARINT(v)                                                          \

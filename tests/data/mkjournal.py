@@ -62,40 +62,37 @@ def to_us(v):
     return us + (1 if t - us >= 0.5 else 0)
 
 
+def head(key, index, def_, attempt, prev):
+    """Flags (index, def, attempt bits), key and fields of an entry's
+    head, coded against prev = [index, def] of the entry before."""
+    flags, rest = 0, b""
+    delta = (index - prev[0] - 1) & U64
+    if delta:
+        flags |= 0x01
+        rest += varint(zigzag(delta, 64))
+    if def_ != prev[1]:
+        flags |= 0x02
+        rest += varint(def_)
+    if attempt != 1:
+        flags |= 0x04
+        rest += varint(attempt)
+    prev[:] = [index, def_]
+    return flags, (struct.pack("<Q", key) if VERSION == 2 else b"") + rest
+
+
 def start_entries(tasks):
-    out, prev_index, prev_def = bytearray(), U64, 0
+    out, prev = bytearray(), [U64, 0]
     for key, index, def_, attempt in tasks:
-        flags, rest = 0, b""
-        delta = (index - prev_index - 1) & U64
-        if delta:
-            flags |= 0x01
-            rest += varint(zigzag(delta, 64))
-        if def_ != prev_def:
-            flags |= 0x02
-            rest += varint(def_)
-        if attempt != 1:
-            flags |= 0x04
-            rest += varint(attempt)
-        out += bytes([flags]) + (struct.pack("<Q", key) if VERSION == 2 else b"") + rest
-        prev_index, prev_def = index, def_
+        flags, rest = head(key, index, def_, attempt, prev)
+        out += bytes([flags]) + rest
     return bytes(out)
 
 
 def end_entries(tasks):
-    out, prev_index, prev_def, prev_rss = bytearray(), U64, 0, 0
+    out, prev, prev_rss = bytearray(), [U64, 0], 0
     for (key, index, def_, attempt, exit_code, signal, rflags, outcome,
          wall, utime, stime, rss) in tasks:
-        flags, rest = 0, b""
-        delta = (index - prev_index - 1) & U64
-        if delta:
-            flags |= 0x01
-            rest += varint(zigzag(delta, 64))
-        if def_ != prev_def:
-            flags |= 0x02
-            rest += varint(def_)
-        if attempt != 1:
-            flags |= 0x04
-            rest += varint(attempt)
+        flags, rest = head(key, index, def_, attempt, prev)
         if exit_code or signal or rflags or outcome:
             flags |= 0x08
             rest += varint(zigzag(exit_code, 32)) + varint(zigzag(signal, 32))
@@ -115,8 +112,8 @@ def end_entries(tasks):
         if rss != prev_rss:
             flags |= 0x40
             rest += varint(zigzag(rss, 64))
-        out += bytes([flags]) + (struct.pack("<Q", key) if VERSION == 2 else b"") + rest
-        prev_index, prev_def, prev_rss = index, def_, rss
+        out += bytes([flags]) + rest
+        prev_rss = rss
     return bytes(out)
 
 
