@@ -69,6 +69,7 @@ struct gr_fusion {
     fchunk_t *chunks;
     size_t nchunks, chunks_cap;
     size_t nowned; /* tensors in the chunks */
+    size_t nadded; /* elements of the added tensors: what the pack holds */
 };
 
 int gr_coll_break (gr_coll_backend_t *b, gr_error_t *errp, int err, const char *fmt, ...)
@@ -632,6 +633,7 @@ int gr_coll_fusion_add (gr_coll_t *c, gr_fusion_t *f, void *buf, size_t count,
     f->counts[f->n] = count;
     f->n++;
     f->total += count;
+    f->nadded += count;
     return 0;
 }
 
@@ -735,9 +737,7 @@ int gr_coll_fusion_allreduce (gr_coll_t *c, gr_fusion_t *f, double timeout,
     }
     if (f->n == 0)
         return 0;
-    size_t ext = 0;
-    for (size_t i = 0; i < f->n; i++)
-        ext += f->counts[i];
+    size_t ext = f->nadded;
     if (f->pack_size < ext * es) {
         gr_coll_seg_t *seg = gr_coll_seg_create (ext * es, errp);
         if (!seg)
