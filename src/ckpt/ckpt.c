@@ -72,6 +72,15 @@ struct arr {
     uint64_t bytes;                   /* of this rank's part */
 };
 
+/* An array the next load fills (gr_ckpt_target). */
+struct target {
+    char *name;
+    void *data;
+    size_t bytes;
+    uint64_t got;                     /* bytes of this rank's part copied while
+                                         verifying the step being tried */
+};
+
 /* A save from its start to its commit. */
 struct pending {
     gr_ckf_step_t *rec;               /* arrays and attributes; files at commit */
@@ -113,6 +122,9 @@ struct gr_ckpt {
     /* Rank 0: the committed records, oldest first. */
     gr_ckf_step_t **idx;
     size_t nidx;
+    /* The arrays the next load fills. */
+    struct target *tgts;
+    size_t ntgts, captgts;
     /* The loaded step. */
     gr_ckf_step_t *loaded;
     gr_ckf_reader_t **readers;        /* per file: open (mapped) since this rank
@@ -407,6 +419,13 @@ static void free_attrs (gr_ckf_attr_t *a, size_t n)
     }
 }
 
+static void clear_targets (gr_ckpt_t *c)
+{
+    for (size_t i = 0; i < c->ntgts; i++)
+        free (c->tgts[i].name);
+    c->ntgts = 0;
+}
+
 static void clear_desc (gr_ckpt_t *c)
 {
     int saved = errno;
@@ -656,6 +675,36 @@ int gr_ckpt_add (gr_ckpt_t *c, const char *name, gr_dtype_t type, int ndims,
     if (!(a.name = strdup (name)))
         return gr__fail (ENOMEM, "%s: out of memory", fn);
     c->arrs[c->narrs++] = a;
+    return 0;
+}
+
+int gr_ckpt_target (gr_ckpt_t *c, const char *name, void *data, size_t bytes)
+{
+    const char *fn = "gr_ckpt_target", *why;
+
+    if (!c)
+        return gr__fail (EINVAL, "%s: the checkpoint is NULL", fn);
+    if ((why = gr_ckf_name_problem (name)))
+        return gr__fail (EINVAL, "%s: bad array name '%s': %s", fn, name ? name : "(null)",
+                         why);
+    if (bytes > 0 && !data)
+        return gr__fail (EINVAL, "%s: array '%s': data is NULL", fn, name);
+    for (size_t i = 0; i < c->ntgts; i++)
+        if (strcmp (c->tgts[i].name, name) == 0)
+            return gr__fail (EINVAL, "%s: array '%s' is already a target of the next load", fn,
+                             name);
+    if (c->ntgts == c->captgts) {
+        size_t cap = c->captgts ? c->captgts * 2 : 16;
+        struct target *n = realloc (c->tgts, cap * sizeof (*n));
+        if (!n)
+            return gr__fail (ENOMEM, "%s: out of memory", fn);
+        c->tgts = n;
+        c->captgts = cap;
+    }
+    struct target t = {.name = strdup (name), .data = data, .bytes = bytes};
+    if (!t.name)
+        return gr__fail (ENOMEM, "%s: out of memory", fn);
+    c->tgts[c->ntgts++] = t;
     return 0;
 }
 
@@ -1552,9 +1601,56 @@ struct vres {
     char why[TEXT_MAX];    /* "rank-00001.h5: missing", or a note; "" if nothing */
 };
 
-/* Verify this rank's share of step s (in directory sd).  The files it
- * found intact stay open in readers[] (one slot per file), for the reads
- * that follow when the step is chosen.  -1 only when out of memory. */
+static int find_target (const gr_ckpt_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->ntgts; i++)
+        if (strcmp (c->tgts[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Which bytes of file f's regions (those this rank verifies: want[k], or
+ * all when want is NULL) go straight into a target as they are verified:
+ * cp[k] the bytes and where to, tix[k] the target (-1: none).  A
+ * replicated array's region is copied by the rank that verifies it (the
+ * others get it when the step is chosen), a sharded slab's rows where they
+ * overlap this rank's part under the current size.  Targets too small are
+ * left to the check when the step is chosen. */
+static void plan_copies (const gr_ckpt_t *c, const gr_ckf_step_t *s, const gr_ckf_file_t *f,
+                         const bool *want, gr_ckf_copy_t *cp, int *tix)
+{
+    for (size_t k = 0; k < f->nregions; k++) {
+        const gr_ckf_region_t *g = &f->regions[k];
+        const gr_ckf_array_t *a = &s->arrays[g->array];
+        int t = want && !want[k] ? -1 : find_target (c, a->name);
+        unsigned char *data = t < 0 ? NULL : c->tgts[t].data;
+        uint64_t first = 0, count = 0, rb = gr_ckf_row_bytes (a);
+
+        cp[k] = (gr_ckf_copy_t){0};
+        tix[k] = -1;
+        if (t < 0 || (g->slab < 0) != (a->sharded != GR_CKF_SHARDED))
+            continue;
+        if (g->slab < 0) {
+            if (c->tgts[t].bytes >= g->size)
+                cp[k] = (gr_ckf_copy_t){data, 0, g->size};
+        } else {
+            gr_ckf_split (a->dims[0], c->size, c->rank, &first, &count);
+            uint64_t off = gr_ckf_row_offset (a, g->slab), n = a->rows[g->slab];
+            uint64_t lo = first > off ? first : off;
+            uint64_t hi = first + count < off + n ? first + count : off + n;
+            if (c->tgts[t].bytes >= count * rb && lo < hi && g->size == n * rb)
+                cp[k] = (gr_ckf_copy_t){data + (lo - first) * rb, (lo - off) * rb,
+                                        (hi - off) * rb};
+        }
+        if (cp[k].dst)
+            tix[k] = t;
+    }
+}
+
+/* Verify this rank's share of step s (in directory sd), copying what it
+ * verifies of the targets into them as it goes.  The files it found
+ * intact stay open in readers[] (one slot per file), for the reads that
+ * follow when the step is chosen.  -1 only when out of memory. */
 static int verify_share (gr_ckpt_t *c, const gr_ckf_step_t *s, const char *sd,
                          gr_ckf_reader_t **readers, struct vres **vp, int *nvp)
 {
@@ -1588,10 +1684,26 @@ static int verify_share (gr_ckpt_t *c, const gr_ckf_step_t *s, const char *sd,
             free (want);
             continue;
         }
+        gr_ckf_copy_t *cp = NULL;
+        int *tix = NULL;
+        if (c->ntgts && (!(cp = calloc (f->nregions + 1, sizeof (*cp)))
+                         || !(tix = calloc (f->nregions + 1, sizeof (*tix))))) {
+            free (cp);
+            free (want);
+            free (v);
+            return rfail (c, "gr_ckpt_load", ENOMEM, "out of memory");
+        }
+        if (cp)
+            plan_copies (c, s, f, want, cp, tix);
         snprintf (path, sizeof (path), "%s/%s", sd, f->name);
         int rc = gr_ckf_reader_open (path, f->size, &readers[fi], why, sizeof (why));
         if (rc == 0)
-            rc = gr_ckf_reader_verify (readers[fi], s, f, want, gaps, why, sizeof (why));
+            rc = gr_ckf_reader_verify (readers[fi], s, f, want, cp, gaps, why, sizeof (why));
+        for (size_t k = 0; rc == 0 && cp && k < f->nregions; k++)
+            if (tix[k] >= 0)
+                c->tgts[tix[k]].got += cp[k].hi - cp[k].lo;
+        free (cp);
+        free (tix);
         free (want);
         if (rc < 0) {
             free (v);
@@ -1743,6 +1855,57 @@ out:
     return rc;
 }
 
+/* Every rank must name the same targets in the same order (their sizes
+ * may differ: a sharded array's part). */
+static int check_targets (gr_ckpt_t *c, const char *fn)
+{
+    uint64_t h = gr_hash64_update (GR_HASH64_INIT, &c->ntgts, sizeof (c->ntgts));
+    uint64_t *hs = malloc ((size_t)c->size * sizeof (*hs));
+    int rc = hs ? 0 : rfail (c, fn, ENOMEM, "out of memory");
+
+    if (agree (c, rc) < 0)
+        return -1;
+    for (size_t i = 0; i < c->ntgts; i++)
+        h = gr_hash64_update (h, c->tgts[i].name, strlen (c->tgts[i].name) + 1);
+    h = gr_hash64_final (h);
+    WORLD (c, allgather, &h, sizeof (h), hs);
+    for (int r = 1; r < c->size && rc == 0; r++)
+        if (hs[r] != hs[0])
+            rc = gr__fail (EINVAL, "%s: rank 0 and rank %d name different targets: every "
+                           "rank must call gr_ckpt_target for the same arrays in the same "
+                           "order", fn, r);
+    free (hs);
+    return rc;
+}
+
+static int read_array (gr_ckpt_t *c, int ai, uint64_t first, uint64_t count, void *data,
+                       bool have);
+static int lookup (gr_ckpt_t *c, const char *fn, const char *name, int *aip,
+                   uint64_t *first, uint64_t *count);
+static uint64_t part_bytes (const gr_ckf_array_t *a, uint64_t count);
+
+/* The chosen step's targets: each must be an array of the step and hold
+ * this rank's part; what the verification did not copy in (a replicated
+ * array on the ranks that did not verify it, rows another rank verified
+ * when the size changed) is read now, as gr_ckpt_read would. */
+static int fill_targets (gr_ckpt_t *c, const char *fn)
+{
+    for (size_t t = 0; t < c->ntgts; t++) {
+        struct target *g = &c->tgts[t];
+        uint64_t first = 0, count = 0, need = 0;
+        int ai = -1;
+        int rc = lookup (c, fn, g->name, &ai, &first, &count);
+        if (rc == 0 && g->bytes < (need = part_bytes (&c->loaded->arrays[ai], count)))
+            rc = rfail (c, fn, EINVAL, "array '%s' needs %" PRIu64 " bytes here; the target "
+                        "has %zu", g->name, need, g->bytes);
+        if (agree (c, rc) < 0)
+            return -1;
+        if (agree (c, read_array (c, ai, first, count, g->data, g->got == need)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int ckpt_load_timed (gr_ckpt_t *c, int64_t *step)
 {
     const char *fn = "gr_ckpt_load";
@@ -1761,6 +1924,8 @@ static int ckpt_load_timed (gr_ckpt_t *c, int64_t *step)
     collect (c, fn);
     unload (c);
     *step = -1;
+    if (check_targets (c, fn) < 0)
+        return -1;
     if (c->rank == 0 && !(cat = gr_ckf_catalog_load (c->dir, &err)))
         rc = rfail (c, fn, errno, "%s", err.text);
     if (agree (c, rc) < 0)
@@ -1795,6 +1960,8 @@ static int ckpt_load_timed (gr_ckpt_t *c, int64_t *step)
             rc = rfail (c, fn, ENAMETOOLONG, "path too long in '%s'", c->dir);
         if (rc == 0 && !(readers = calloc (s->nfiles + 1, sizeof (*readers))))
             rc = rfail (c, fn, ENOMEM, "out of memory");
+        for (size_t t = 0; t < c->ntgts; t++)
+            c->tgts[t].got = 0;
         if (rc == 0)
             rc = verify_share (c, s, sd, readers, &v, &nv);
         if (agree (c, rc) < 0) {
@@ -1849,6 +2016,10 @@ static int ckpt_load_timed (gr_ckpt_t *c, int64_t *step)
     c->loaded = found;
     if (c->rank == 0 && c->report)
         GR_WARN ("checkpoints: %s", c->report);
+    if (fill_targets (c, fn) < 0) {
+        unload (c);
+        return -1;
+    }
     *step = found->step;
     return 0;
 error:
@@ -1901,7 +2072,8 @@ static int read_at (gr_ckpt_t *c, size_t fi, void *buf, uint64_t len, uint64_t o
  * broadcast; shared layout, read by every rank.  A sharded one: from each
  * saved slab that overlaps this rank's rows (per-rank layout, slab r is
  * in file r; shared, all are in the one file, one after the other). */
-static int read_array (gr_ckpt_t *c, int ai, uint64_t first, uint64_t count, void *data)
+static int read_array (gr_ckpt_t *c, int ai, uint64_t first, uint64_t count, void *data,
+                       bool have)
 {
     const gr_ckf_step_t *s = c->loaded;
     const gr_ckf_array_t *a = &s->arrays[ai];
@@ -1913,13 +2085,13 @@ static int read_array (gr_ckpt_t *c, int ai, uint64_t first, uint64_t count, voi
         const gr_ckf_region_t *g = find_region (&s->files[0], ai, -1);
         if (!g)         /* none for an array of 0 bytes (the record is checked) */
             return 0;
-        if (shared || c->rank == 0)
+        if ((shared || c->rank == 0) && !have)
             rc = read_at (c, 0, data, g->size, g->offset);
         if (!shared)
             WORLD (c, bcast, data, g->size, 0);
         return rc;
     }
-    for (int sl = 0; sl < s->nranks && rc == 0 && rb; sl++) {
+    for (int sl = 0; sl < s->nranks && rc == 0 && rb && !have; sl++) {
         uint64_t off = gr_ckf_row_offset (a, sl), n = a->rows[sl];
         uint64_t lo = first > off ? first : off;
         uint64_t hi = first + count < off + n ? first + count : off + n;
@@ -1934,6 +2106,12 @@ static int read_array (gr_ckpt_t *c, int ai, uint64_t first, uint64_t count, voi
                       g->offset + (lo - off) * rb);
     }
     return rc;
+}
+
+/* The bytes of this rank's part of a, count rows when sharded. */
+static uint64_t part_bytes (const gr_ckf_array_t *a, uint64_t count)
+{
+    return a->sharded == GR_CKF_SHARDED ? count * gr_ckf_row_bytes (a) : gr_ckf_array_bytes (a);
 }
 
 /* The array called name and this rank's part of it; -1 (not agreed)
@@ -1969,8 +2147,7 @@ int gr_ckpt_read (gr_ckpt_t *c, const char *name, void *data, size_t bytes)
     rc = lookup (c, fn, name, &ai, &first, &count);
     if (rc == 0) {
         const gr_ckf_array_t *a = &c->loaded->arrays[ai];
-        need = a->sharded == GR_CKF_SHARDED ? count * gr_ckf_row_bytes (a)
-                                            : gr_ckf_array_bytes (a);
+        need = part_bytes (a, count);
         if (bytes < need)
             rc = rfail (c, fn, EINVAL, "array '%s' needs %" PRIu64 " bytes here (%" PRIu64
                         " rows of %" PRIu64 "); the buffer has %zu",
@@ -1981,7 +2158,7 @@ int gr_ckpt_read (gr_ckpt_t *c, const char *name, void *data, size_t bytes)
     }
     if (agree (c, rc) < 0)
         return -1;
-    return agree (c, read_array (c, ai, first, count, data));
+    return agree (c, read_array (c, ai, first, count, data, false));
 }
 
 int gr_ckpt_shape (gr_ckpt_t *c, const char *name, gr_dtype_t *type, int *ndims,
@@ -2080,6 +2257,8 @@ int gr_ckpt_close (gr_ckpt_t *c)
     rc = gr_ckpt_wait (c);
     unload (c);
     clear_desc (c);
+    clear_targets (c);
+    free (c->tgts);
     free (c->arrs);
     free (c->attrs);
     gr_ckf_steps_free (c->idx, c->nidx);
@@ -2116,6 +2295,8 @@ int gr_ckpt_load (gr_ckpt_t *c, int64_t *step)
 {
     double t0 = gr_now ();
     int rc = ckpt_load_timed (c, step);
+    if (c)
+        clear_targets (c);
     if (rc == 0) {
         gr__metrics_ckpt (GR__CKPT_LOAD, gr_now () - t0);
         if (c->rank == 0)

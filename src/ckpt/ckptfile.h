@@ -244,8 +244,15 @@ int gr_ckf_reader_open (const char *path, uint64_t size, gr_ckf_reader_t **rp, c
                         size_t whylen);
 void gr_ckf_reader_close (gr_ckf_reader_t *r);     /* NULL is fine; keeps errno */
 
+/* Bytes [lo, hi) of a region, to be copied to dst while it is verified. */
+typedef struct gr_ckf_copy {
+    unsigned char *dst;                /* NULL: none */
+    uint64_t lo, hi;
+} gr_ckf_copy_t;
+
 /* Verify r, file f of step s.  Reads the regions whose want[] entry is
- * true (all when want is NULL) and checks their CRCs; with gaps, also
+ * true (all when want is NULL) and checks their CRCs, copying the part
+ * copies[k] names of region k (copies may be NULL) as it goes; with gaps, also
  * reads the bytes between regions and checks the whole file's CRC (taking
  * the other regions' CRCs as recorded: their bytes are someone else's to
  * check).  Returns 0 when what was checked is intact, 1 when it is damaged
@@ -253,7 +260,8 @@ void gr_ckf_reader_close (gr_ckf_reader_t *r);     /* NULL is fine; keeps errno 
  * without the file name), -1 with errno on a failure that says nothing
  * about the file (out of memory). */
 int gr_ckf_reader_verify (gr_ckf_reader_t *r, const gr_ckf_step_t *s, const gr_ckf_file_t *f,
-                          const bool *want, bool gaps, char *why, size_t whylen);
+                          const bool *want, const gr_ckf_copy_t *copies, bool gaps, char *why,
+                          size_t whylen);
 
 /* Copy len bytes at off of r's file into dst: one copy, from the page
  * cache.  -1 with errno: EINVAL (beyond the size r was opened with), EIO

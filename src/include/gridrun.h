@@ -252,6 +252,16 @@ int gr_ckpt_wait (gr_ckpt_t *c);
  * to older ones (and to partner copies); *step is set, or -1 with ENOENT
  * when there is no valid step.  Then read its arrays and attributes. */
 int gr_ckpt_load (gr_ckpt_t *c, int64_t *step);
+/* Name an array the next gr_ckpt_load fills, as gr_ckpt_read would (same
+ * part, same bytes rule), but while it verifies the step: each byte is
+ * read from the file once, checked and copied in one pass, where a load
+ * and then gr_ckpt_read go through the bytes twice.  Not collective; every
+ * rank names the same arrays in the same order before the load, and the
+ * targets are forgotten after it.  The load fails (EINVAL, ENOENT) when
+ * the step it picks lacks a target or a target is too small.  A target's
+ * contents are undefined after a load that failed, or that found a newer
+ * step damaged: initialize the arrays after a failed load, not before. */
+int gr_ckpt_target (gr_ckpt_t *c, const char *name, void *data, size_t bytes);
 /* Read array name into data (bytes: its size).  A replicated array whole;
  * a sharded one: this rank's slab under the current size, the first
  * dimension split as evenly as possible in rank order (the first

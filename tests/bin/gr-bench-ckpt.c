@@ -7,9 +7,10 @@
  *       two async saves: what the caller waits for in gr_ckpt_save (the
  *       first with a fresh staging buffer, the second reusing it) and the
  *       commit in gr_ckpt_wait.
- *   gr-bench-ckpt DIR load MIB [--layout ...] [--go FILE]
+ *   gr-bench-ckpt DIR load MIB [--layout ...] [--into] [--go FILE]
  *       gr_ckpt_load (which verifies every byte) and gr_ckpt_read of
- *       everything.  With --go, once set up (MPI, HDF5, the arrays) rank 0
+ *       everything; with --into, gr_ckpt_target for everything and
+ *       gr_ckpt_load, which fills the arrays as it verifies.  With --go, once set up (MPI, HDF5, the arrays) rank 0
  *       prints "ready" and the timing starts when FILE exists: the script
  *       drops the page cache in between, right before the timed reads, as
  *       it does right before dd's.
@@ -107,16 +108,24 @@ int main (int argc, char **argv)
     rank = gr_rank ();
     size = gr_size ();
     if (argc < 4) {
-        fprintf (stderr, "usage: gr-bench-ckpt DIR save|load MIB [--layout L] [--go FILE]\n");
+        fprintf (stderr, "usage: gr-bench-ckpt DIR save|load MIB [--layout L] [--into] "
+                 "[--go FILE]\n");
         return 2;
     }
     const char *dir = argv[1], *mode = argv[2], *go = NULL;
     uint64_t mib = strtoull (argv[3], NULL, 10);
-    for (int i = 4; i + 1 < argc; i += 2) {
-        if (strcmp (argv[i], "--layout") == 0 && strcmp (argv[i + 1], "shared") == 0)
-            o.layout = GR_CKPT_SHARED;
-        else if (strcmp (argv[i], "--go") == 0)
-            go = argv[i + 1];
+    int into = 0;
+    for (int i = 4; i < argc; i++) {
+        if (strcmp (argv[i], "--into") == 0)
+            into = 1;
+        else if (i + 1 < argc && strcmp (argv[i], "--layout") == 0)
+            o.layout = strcmp (argv[++i], "shared") == 0 ? GR_CKPT_SHARED : GR_CKPT_PER_RANK;
+        else if (i + 1 < argc && strcmp (argv[i], "--go") == 0)
+            go = argv[++i];
+        else {
+            fprintf (stderr, "gr-bench-ckpt: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
     }
     /* Rows of 4 KiB (1024 f32), split evenly over the ranks. */
     uint64_t total = mib * 256, rows = total / (uint64_t)size + (rank < (int)(total % size));
@@ -170,24 +179,34 @@ int main (int argc, char **argv)
         int64_t step;
         if (!c)
             die ("open");
+        /* Something else than what the load must bring back. */
+        memset (w, 0xff, bytes);
+        memset (bias, 0xff, sizeof (bias));
         wait_for (go);
         double t0 = start ();
+        if (into && (gr_ckpt_target (c, "w", w, bytes) < 0
+                     || gr_ckpt_target (c, "bias", bias, sizeof (bias)) < 0))
+            die ("target");
         if (gr_ckpt_load (c, &step) < 0)
             die ("load");
         double verify_s = slowest (t0);
-        if (gr_ckpt_read (c, "w", w, bytes) < 0 || gr_ckpt_read (c, "bias", bias, sizeof (bias)) < 0)
+        if (!into && (gr_ckpt_read (c, "w", w, bytes) < 0
+                      || gr_ckpt_read (c, "bias", bias, sizeof (bias)) < 0))
             die ("read");
         double load_s = slowest (t0);
         /* The values must be what the save wrote. */
         int bad = 0;
         for (uint64_t i = 0; i < rows * 1024 && !bad; i += 4099)
             bad = w[i] != (float)(i * 0.5 + rank);
+        for (int i = 0; i < 1024 && !bad; i++)
+            bad = bias[i] != i;
         if (bad)
             die ("the data read back differ");
         if (gr_ckpt_close (c) < 0)
             die ("close");
         if (rank == 0)
-            printf ("load_s=%.3f\nverify_s=%.3f\nstep=%" PRId64 "\n", load_s, verify_s, step);
+            printf ("%s=%.3f\nverify_s=%.3f\nstep=%" PRId64 "\n", into ? "into_s" : "load_s",
+                    load_s, verify_s, step);
     }
     report_rss ();
     free (w);

@@ -3,7 +3,9 @@
  * t0211-ckpt-damage.sh, t0233-group-lib.sh).
  *
  *   gr-ckpttest DIR save STEP[,STEP...] [options]   save these steps
- *   gr-ckpttest DIR load [--expect STEP] [--report TEXT]...   load, check
+ *   gr-ckpttest DIR load [--expect STEP] [--report TEXT]... [--into]
+ *                                                   load, check (with --into,
+ *                                                   the load fills targets too)
  *   gr-ckpttest DIR misuse                          API errors
  *
  * options: --layout per-rank|shared, --keep K, --async, --partner DIR
@@ -44,6 +46,7 @@ static struct {
     int64_t expect;
     const char *reports[8];
     int nreports;
+    int into;
 } opt = {.o = {.layout = GR_CKPT_PER_RANK, .keep = 3}, .rows = 10, .expect = -2};
 
 /* The arrays: sharded ones split along dim 0, replicated ones whole. */
@@ -199,23 +202,31 @@ static int save_steps (const char *dir, const char *list)
     return 0;
 }
 
+/* This rank's part of array i when loaded: rows [*first, *first + *n)
+ * of a sharded one (the even split on this run's size, whatever the
+ * save's), and the dims. */
+static void part_of (int i, uint64_t *first, uint64_t *n, uint64_t *gdims)
+{
+    *first = *n = 0;
+    dims_of (i, 0, gdims);
+    if (arrs[i].layout == GR_CKPT_SHARDED) {
+        uint64_t base = opt.rows / (uint64_t)size, extra = opt.rows % (uint64_t)size;
+        uint64_t r = (uint64_t)rank;
+        *first = r * base + (r < extra ? r : extra);
+        *n = base + (r < extra);
+        dims_of (i, *n, gdims);
+    }
+}
+
 static void check_array (gr_ckpt_t *c, int i, int64_t step)
 {
     gr_dtype_t t;
     int nd;
-    uint64_t dims[GR_CKPT_MAX_DIMS], gdims[2], first = 0, n = 0, ne;
+    uint64_t dims[GR_CKPT_MAX_DIMS], gdims[2], first, n, ne;
 
     CHECK (gr_ckpt_shape (c, arrs[i].name, &t, &nd, dims) == 0, "shape %s: %s", arrs[i].name,
            gr_last_error ());
-    dims_of (i, 0, gdims);
-    if (arrs[i].layout == GR_CKPT_SHARDED) {
-        /* The even split on this run's size, whatever the save's. */
-        uint64_t base = opt.rows / (uint64_t)size, extra = opt.rows % (uint64_t)size;
-        uint64_t r = (uint64_t)rank;
-        first = r * base + (r < extra ? r : extra);
-        n = base + (r < extra);
-        dims_of (i, n, gdims);
-    }
+    part_of (i, &first, &n, gdims);
     CHECK (t == arrs[i].type && nd == arrs[i].ndims, "shape of %s: type %d ndims %d", arrs[i].name,
            (int)t, nd);
     for (int d = 0; d < nd && d < 2; d++)
@@ -243,6 +254,18 @@ static int load (const char *dir)
         fprintf (stderr, "gr-ckpttest: rank %d: %s\n", rank, gr_last_error ());
         return 1;
     }
+    /* With --into, the load fills buffers of this rank's part of every
+     * array, first set to something else. */
+    void *tgt[NARR] = {0};
+    for (int i = 0; i < NARR && opt.into; i++) {
+        uint64_t first, n, ne, gdims[2];
+        part_of (i, &first, &n, gdims);
+        free (make (i, 0, first, n, &ne));
+        tgt[i] = malloc ((ne ? ne : 1) * 8);
+        memset (tgt[i], 0xab, (ne ? ne : 1) * 8);
+        CHECK (gr_ckpt_target (c, arrs[i].name, tgt[i], ne * gr_dtype_size (arrs[i].type)) == 0,
+               "target %s: %s", arrs[i].name, gr_last_error ());
+    }
     int rc = gr_ckpt_load (c, &step);
     const char *report = gr_ckpt_load_report (c);
     if (rank == 0) {
@@ -261,6 +284,14 @@ static int load (const char *dir)
     if (rc == 0) {
         for (int i = 0; i < NARR; i++)
             check_array (c, i, step);
+        for (int i = 0; i < NARR && opt.into; i++) {
+            uint64_t first, n, ne, gdims[2];
+            part_of (i, &first, &n, gdims);
+            void *want = make (i, step, first, n, &ne);
+            CHECK (memcmp (tgt[i], want, ne * gr_dtype_size (arrs[i].type)) == 0,
+                   "target %s holds other values than step %" PRId64 "'s", arrs[i].name, step);
+            free (want);
+        }
         snprintf (want, sizeof (want), "step %" PRId64 " \"quoted\" 100%%", step);
         CHECK (gr_ckpt_get_i64 (c, "epoch", &epoch) == 0 && epoch == step, "epoch");
         CHECK (gr_ckpt_get_f64 (c, "lr", &lr) == 0 && lr == 0.1 * (double)step, "lr");
@@ -270,6 +301,8 @@ static int load (const char *dir)
         CHECK (errno == ENOENT, "load failed with errno %d, not ENOENT", errno);
     }
     CHECK (gr_ckpt_close (c) == 0, "close: %s", gr_last_error ());
+    for (int i = 0; i < NARR; i++)
+        free (tgt[i]);
     return 0;
 }
 
@@ -337,6 +370,37 @@ static int misuse (const char *dir)
                && strstr (gr_last_error (), "is f64, not i64"),
            "lr as i64: %s", gr_last_error ());
     CHECK (gr_ckpt_get_f64 (c, "nope", &d) < 0 && errno == ENOENT, "no attribute");
+    /* Targets: refused arguments; a target the step lacks or too small
+     * for this rank's part fails the load on every rank, and leaves
+     * nothing loaded; targets that differ between ranks; each load
+     * forgets them. */
+    float big[8];
+    CHECK (gr_ckpt_target (c, "a/b", data, sizeof (data)) < 0 && errno == EINVAL, "target a/b");
+    CHECK (gr_ckpt_target (c, "x", NULL, 4) < 0 && errno == EINVAL, "target NULL");
+    CHECK (gr_ckpt_target (c, "x", big, sizeof (big)) == 0, "target x: %s", gr_last_error ());
+    CHECK (gr_ckpt_target (c, "x", big, sizeof (big)) < 0 && errno == EINVAL, "target x twice");
+    CHECK (gr_ckpt_target (c, "nope", data, sizeof (data)) == 0, "target nope");
+    CHECK (gr_ckpt_load (c, &step) < 0 && errno == ENOENT
+               && strstr (gr_last_error (), "has no array 'nope'"),
+           "target nope: %s", gr_last_error ());
+    CHECK (gr_ckpt_read (c, "x", data, sizeof (data)) < 0 && errno == EPROTO,
+           "read after a failed load");
+    CHECK (gr_ckpt_target (c, "x", big, 4) == 0, "target x small");
+    CHECK (gr_ckpt_load (c, &step) < 0 && errno == EINVAL
+               && strstr (gr_last_error (), "the target has 4"),
+           "small target: %s", gr_last_error ());
+    if (rank == 1)
+        CHECK (gr_ckpt_target (c, "x", big, sizeof (big)) == 0, "target x on rank 1");
+    rc = gr_ckpt_load (c, &step);
+    if (size > 1)
+        CHECK (rc < 0 && errno == EINVAL && strstr (gr_last_error (), "name different targets"),
+               "targets differ: rc %d %s", rc, gr_last_error ());
+    memset (big, 0xab, sizeof (big));
+    CHECK (gr_ckpt_target (c, "x", big, sizeof (big)) == 0, "target x again");
+    CHECK (gr_ckpt_load (c, &step) == 0 && step == 8, "load into x: %s", gr_last_error ());
+    CHECK (gr_ckpt_read (c, "x", data, sizeof (data)) == 0
+               && memcmp (data, big, 8 * sizeof (float)) == 0,
+           "the target and a read differ");
     CHECK (gr_ckpt_close (c) == 0, "close");
     if (rank == 0)
         printf ("misuse checks done\n");
@@ -380,6 +444,8 @@ int main (int argc, char **argv)
             opt.uneven = 1;
         else if (strcmp (a, "--expect") == 0 && ++i)
             opt.expect = strtoll (v, NULL, 10);
+        else if (strcmp (a, "--into") == 0)
+            opt.into = 1;
         else if (strcmp (a, "--report") == 0 && ++i && opt.nreports < 8)
             opt.reports[opt.nreports++] = v;
         else {

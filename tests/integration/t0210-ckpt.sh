@@ -1,6 +1,6 @@
 #!/bin/bash
 # libgridrun checkpoints (tests/bin/gr-ckpttest): save and load round trips
-# on 2 and 3 ranks in both layouts, keep K, async saves, restarts on
+# on 2 and 3 ranks in both layouts (loads into targets too), keep K, async saves, restarts on
 # another number of ranks, a partner copy surviving a lost rank file,
 # `gridrun ckpt ls|verify|show`, and h5dump and h5py reading the files.
 . "$(dirname "$0")/lib.sh"
@@ -16,6 +16,7 @@ for layout in per-rank shared; do
         ckt $n $d save 10,20 --layout $layout --rows 11
         ckt $n $d load --expect 20 --rows 11
         grep -q "^loaded step 20" ckt.out || fail "$d: $(cat ckt.out)"
+        ckt $n $d load --expect 20 --rows 11 --into
         [ -f $d/index ] && [ -f $d/step-00000020/meta ] || fail "$d: no index or meta"
         ls -a $d | grep -q '\.tmp$' && fail "$d: a temporary directory was left"
         [ "$(stat -c %a $d)" = 700 ] || fail "$d has mode $(stat -c %a $d)"
@@ -40,12 +41,16 @@ ckt 3 async load --expect 3 --rows 7
 [ "$(ls -d async/step-* | wc -l)" = 3 ] || fail "keep 0 kept $(ls async)"
 
 # Restarts on another number of ranks: saved by 3 with unequal slabs,
-# loaded on 1, 2 and 4 (the even split); the shared layout likewise.
+# loaded on 1, 2 and 4 (the even split); the shared layout likewise.  A
+# load into targets (gr_ckpt_target) copies what the rank verifies, and
+# reads the rest (rows another rank verified, replicated arrays).
 ckt 3 reshard save 7 --uneven --rows 13
 ckt 3 reshard-sh save 7 --uneven --rows 13 --layout shared
 for n in 1 2 4; do
     ckt $n reshard load --expect 7 --rows 13
     ckt $n reshard-sh load --expect 7 --rows 13
+    ckt $n reshard load --expect 7 --rows 13 --into
+    ckt $n reshard-sh load --expect 7 --rows 13 --into
 done
 
 # Partner copies: each rank's own directory stands in for node-local
@@ -56,7 +61,7 @@ ckt 3 part save 5,6 --partner "$WORK/node%r" --rows 9
 cmp -s node2/step-00000006/rank-00001.h5 part/step-00000006/rank-00001.h5 \
     || fail "the partner copy differs from the file"
 rm part/step-00000006/rank-00001.h5
-ckt 3 part load --expect 6 --rows 9 --partner "$WORK/node%r" \
+ckt 3 part load --expect 6 --rows 9 --partner "$WORK/node%r" --into \
     --report "step 6: rank-00001.h5: missing; restored from the partner copy kept by rank 2; using step 6"
 cmp -s node2/step-00000006/rank-00001.h5 part/step-00000006/rank-00001.h5 \
     || fail "the restored file differs from its copy"

@@ -56,11 +56,15 @@ verify_fails d 40 "rank-00001.h5: checksum mismatch in dataset 'w1'"
 truncate -s 1000 d/step-00000030/rank-00002.h5
 ckt 3 d load --expect 20 --report "step 40: rank-00001.h5: checksum mismatch in dataset 'w1'" \
     --report "step 30: rank-00002.h5: truncated (1000 of " --report "using step 20"
+# Loading into targets, the damaged steps' bytes are overwritten by step
+# 20's.
+ckt 3 d load --expect 20 --into --report "using step 20"
 verify_fails d 30 "rank-00002.h5: truncated (1000 of"
 
 # A missing rank file in step 20; a load on 2 ranks (another size) too.
 rm d/step-00000020/rank-00000.h5
 ckt 2 d load --expect 10 --report "step 20: rank-00000.h5: missing; using step 10"
+ckt 2 d load --expect 10 --into
 "$GRIDRUN" ckpt ls d > ls.out || fail "ckpt ls: $(cat ls.out)"
 grep -qE "^ +20 .*damaged: rank-00000.h5: missing" ls.out || fail "ckpt ls: $(cat ls.out)"
 

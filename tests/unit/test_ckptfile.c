@@ -474,7 +474,8 @@ START_TEST (test_verify_damage)
 END_TEST
 
 /* The reader across chunk boundaries at unaligned offsets: a 9 MiB file
- * with one region of 8 MiB at byte 5000, verified, copied from, damaged,
+ * with one region of 8 MiB at byte 5000, verified (copying part of the
+ * region as it goes), copied from, damaged,
  * and cut short after it was opened (an error, not SIGBUS). */
 START_TEST (test_reader)
 {
@@ -499,15 +500,23 @@ START_TEST (test_reader)
                                               gr_crc32c (0, bytes + off, len)), 0);
 
     ck_assert_int_eq (gr_ckf_reader_open (path, size, &r, why, sizeof (why)), 0);
-    ck_assert_msg (gr_ckf_reader_verify (r, s, &f, NULL, true, why, sizeof (why)) == 0, "%s",
-                   why);
+    /* Verified, and bytes [lo, hi) of the region copied on the way: across
+     * chunks and cache blocks, at odd offsets, nothing written around. */
+    const uint64_t lo = 300001, hi = len - 12345;
+    memset (back, 0x5a, len);
+    gr_ckf_copy_t cp = {.dst = back + 1, .lo = lo, .hi = hi};
+    ck_assert_msg (gr_ckf_reader_verify (r, s, &f, NULL, &cp, true, why, sizeof (why)) == 0,
+                   "%s", why);
+    ck_assert_int_eq (memcmp (back + 1, bytes + off + lo, hi - lo), 0);
+    ck_assert_int_eq (back[0], 0x5a);
+    ck_assert_int_eq (back[hi - lo + 1], 0x5a);
     ck_assert_int_eq (gr_ckf_reader_copy (r, back, len, off), 0);
     ck_assert_int_eq (memcmp (back, bytes + off, len), 0);
     ck_assert_int_eq (gr_ckf_reader_copy (r, back, 3, size - 2), -1);
     ck_assert_int_eq (errno, EINVAL);
 
     flip_byte (path, (off_t)(6 << 20) + 1);
-    ck_assert_int_eq (gr_ckf_reader_verify (r, s, &f, NULL, true, why, sizeof (why)), 1);
+    ck_assert_int_eq (gr_ckf_reader_verify (r, s, &f, NULL, NULL, true, why, sizeof (why)), 1);
     ck_assert_str_eq (why, "checksum mismatch in dataset 'w1'");
 
     ck_assert_int_eq (truncate (path, 1000), 0);
