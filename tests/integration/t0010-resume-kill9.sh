@@ -25,7 +25,17 @@ kills=0
 for round in $(seq 1 20); do
     "$GRIDRUN" status --list done run 2> /dev/null | cut -d' ' -f1 | sort > done-before
     gr_launch_bg 3 launch-$round.log "${args[@]}"
-    sleep "$(rand_between 3 15)"
+    # A random moment, 0.3 to 1.5 s after the launch; but when what is left
+    # would take less than 2.5 s (2 workers of 4 slots, 50 ms a task), 0.1
+    # to 0.4 s, while the ranks start and replay: every kill must land
+    # before the run ends (a fast start and long waits could otherwise
+    # finish the 2,000 tasks before the 20th round).
+    left=$((2000 - $(wc -l < done-before)))
+    if [ $((left * 50 / 8)) -lt 2500 ]; then
+        sleep "$(rand_between 1 4)"
+    else
+        sleep "$(rand_between 3 15)"
+    fi
     if ! kill -0 "$launch_pid" 2> /dev/null; then
         # It finished before this kill: the last round.
         wait "$launch_pid"
