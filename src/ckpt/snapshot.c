@@ -42,7 +42,7 @@ static const char *const count_names[] = {
 /* A row of /tasks as HDF5 converts it from and to memory. */
 struct task_rec {
     uint64_t key;
-    char *key_hex;
+    char key_hex[17];       /* fixed length: no heap object a row */
     char *name;
     char *params;
     int32_t state;
@@ -68,10 +68,13 @@ struct worker_rec {
  * little-endian layouts for the file. */
 struct types {
     hid_t str;
+    hid_t hex;              /* key_hex: 16 hex digits and a NUL */
     hid_t state_mem;
     hid_t state_file;
     hid_t task_mem;
     hid_t task_file;
+    hid_t task_read;        /* task_mem without key_hex: reads files whose
+                               key_hex is a variable-length string too */
     hid_t worker_mem;
     hid_t worker_file;
 };
@@ -89,7 +92,6 @@ struct gr_snap {
     struct vfd_state *disk; /* what the file driver saw go wrong */
     gr_snap_counts_t counts;
     struct task_rec *rec;   /* SNAP_BATCH rows of conversion buffer */
-    char (*hex)[17];        /* key_hex text for those rows */
 };
 
 /* What HDF5 said about its last failure, from the innermost frame of its
@@ -504,14 +506,16 @@ static hid_t vfd_get (void)
 
 static void types_init (struct types *t)
 {
-    t->str = t->state_mem = t->state_file = H5I_INVALID_HID;
-    t->task_mem = t->task_file = H5I_INVALID_HID;
+    t->str = t->hex = t->state_mem = t->state_file = H5I_INVALID_HID;
+    t->task_mem = t->task_file = t->task_read = H5I_INVALID_HID;
     t->worker_mem = t->worker_file = H5I_INVALID_HID;
 }
 
 static void types_close (struct types *t)
 {
     close_id (&t->str);
+    close_id (&t->hex);
+    close_id (&t->task_read);
     close_id (&t->state_mem);
     close_id (&t->state_file);
     close_id (&t->task_mem);
@@ -579,13 +583,16 @@ static int types_create (struct types *t)
     if ((t->str = H5Tcopy (H5T_C_S1)) < 0
         || H5Tset_size (t->str, H5T_VARIABLE) < 0
         || H5Tset_cset (t->str, H5T_CSET_UTF8) < 0
+        || (t->hex = H5Tcopy (H5T_C_S1)) < 0
+        || H5Tset_size (t->hex, 17) < 0
+        || H5Tset_strpad (t->hex, H5T_STR_NULLTERM) < 0
         || (t->state_mem = make_state_enum (H5T_NATIVE_INT32)) < 0
         || (t->state_file = make_state_enum (H5T_STD_U8LE)) < 0)
         goto error;
 
     const struct field task_fields[] = {
         {"key", HOFFSET (struct task_rec, key), H5T_NATIVE_UINT64, H5T_STD_U64LE},
-        {"key_hex", HOFFSET (struct task_rec, key_hex), t->str, t->str},
+        {"key_hex", HOFFSET (struct task_rec, key_hex), t->hex, t->hex},
         {"name", HOFFSET (struct task_rec, name), t->str, t->str},
         {"params", HOFFSET (struct task_rec, params), t->str, t->str},
         {"state", HOFFSET (struct task_rec, state), t->state_mem, t->state_file},
@@ -607,6 +614,19 @@ static int types_create (struct types *t)
         {"gpus", HOFFSET (struct worker_rec, gpus), H5T_NATIVE_UINT32, H5T_STD_U32LE},
         {"lost", HOFFSET (struct worker_rec, lost), H5T_NATIVE_UINT8, H5T_STD_U8LE},
     };
+    /* The reader's: every field but key_hex (fields are matched by name;
+     * key_hex was a variable-length string in earlier snapshots, and HDF5
+     * converts no variable-length string to a fixed-length one). */
+    struct field read_fields[sizeof (task_fields) / sizeof (task_fields[0])];
+    size_t nread = 0;
+    hid_t read_file = H5I_INVALID_HID;
+    for (size_t i = 0; i < sizeof (task_fields) / sizeof (task_fields[0]); i++)
+        if (strcmp (task_fields[i].name, "key_hex") != 0)
+            read_fields[nread++] = task_fields[i];
+    if (make_compound (read_fields, nread, sizeof (struct task_rec), &t->task_read,
+                       &read_file) < 0)
+        goto error;
+    close_id (&read_file);
     if (make_compound (task_fields, sizeof (task_fields) / sizeof (task_fields[0]),
                        sizeof (struct task_rec), &t->task_mem, &t->task_file) < 0
         || make_compound (worker_fields,
@@ -759,7 +779,6 @@ static void snap_free (gr_snap_t *s)
     snap_close (s);
     free (s->disk);
     free (s->rec);
-    free (s->hex);
     free (s->path);
     free (s->tmp);
     free (s);
@@ -809,7 +828,6 @@ gr_snap_t *gr_snap_begin (const char *path, const gr_snap_meta_t *meta,
     types_init (&s->t);
     if (!(s->path = strdup (path)) || !(s->tmp = malloc (strlen (path) + 5))
         || !(s->rec = calloc (SNAP_BATCH, sizeof (*s->rec)))
-        || !(s->hex = calloc (SNAP_BATCH, sizeof (*s->hex)))
         || !(s->disk = calloc (1, sizeof (*s->disk))))
         goto nomem;
     sprintf (s->tmp, "%s.tmp", path);
@@ -871,9 +889,8 @@ static int append_batch (gr_snap_t *s, const gr_snap_task_t *rows, size_t n,
     for (size_t i = 0; i < n; i++) {
         const gr_snap_task_t *t = &rows[i];
         struct task_rec *r = &s->rec[i];
-        snprintf (s->hex[i], sizeof (s->hex[i]), "%016" PRIx64, t->key);
+        snprintf (r->key_hex, sizeof (r->key_hex), "%016" PRIx64, t->key);
         r->key = t->key;
-        r->key_hex = s->hex[i];
         /* HDF5 only reads through these pointers when writing. */
         r->name = (char *)(t->name ? t->name : "");
         r->params = (char *)(t->params ? t->params : "");
@@ -1379,10 +1396,10 @@ int gr_snap_read (const char *path, gr_snap_row_f fn, void *arg,
         int stop = 0;
         /* Fields the file lacks are left as they are: make them zero. */
         memset (rec, 0, (size_t)k * sizeof (*rec));
-        if (read_rows (ds, r.t.task_mem, off, k, rec) < 0) {
+        if (read_rows (ds, r.t.task_read, off, k, rec) < 0) {
             h5_fail (errp, "cannot read /tasks of snapshot", path);
             /* A read that failed part way may have allocated strings. */
-            reclaim (r.t.task_mem, k, rec);
+            reclaim (r.t.task_read, k, rec);
             goto error;
         }
         for (hsize_t i = 0; i < k && !stop; i++) {
@@ -1402,7 +1419,7 @@ int gr_snap_read (const char *path, gr_snap_row_f fn, void *arg,
             };
             stop = fn (&row, arg);
         }
-        reclaim (r.t.task_mem, k, rec);
+        reclaim (r.t.task_read, k, rec);
         if (stop) {
             gr_errprintf (errp, "reading snapshot '%s' stopped at a row the caller "
                           "refused", path);
