@@ -1765,6 +1765,14 @@ damaged:
     return 1;
 }
 
+void gr_ckf_reader_unmap (gr_ckf_reader_t *r)
+{
+    if (r && r->map) {
+        munmap (r->map, (size_t)r->size);
+        r->map = NULL;
+    }
+}
+
 void gr_ckf_reader_close (gr_ckf_reader_t *r)
 {
     int saved = errno;
@@ -1864,9 +1872,10 @@ static int pass (gr_ckf_reader_t *r, uint64_t off, uint64_t len, uint32_t *crc,
     for (uint64_t pos = off; pos < end;) {
         size_t n = end - pos > IO_CHUNK ? IO_CHUNK : (size_t)(end - pos);
         const unsigned char *p;
+        /* populate may give the mapping up (a kernel that cannot): pread. */
+        if (r->map && populate (r, pos, n) < 0)
+            return -1;
         if (r->map) {
-            if (populate (r, pos, n) < 0)
-                return -1;
             p = r->map + pos;
         } else if (!crc && clo <= pos && pos + n <= chi) {
             /* All of it wanted and nothing to check: straight into dst. */

@@ -243,6 +243,9 @@ typedef struct gr_ckf_reader gr_ckf_reader_t;
 int gr_ckf_reader_open (const char *path, uint64_t size, gr_ckf_reader_t **rp, char *why,
                         size_t whylen);
 void gr_ckf_reader_close (gr_ckf_reader_t *r);     /* NULL is fine; keeps errno */
+/* Read r with pread from now on, as where the file cannot be mapped (the
+ * tests use it to reach that path). */
+void gr_ckf_reader_unmap (gr_ckf_reader_t *r);
 
 /* Bytes [lo, hi) of a region, to be copied to dst while it is verified. */
 typedef struct gr_ckf_copy {

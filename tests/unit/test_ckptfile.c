@@ -515,6 +515,21 @@ START_TEST (test_reader)
     ck_assert_int_eq (gr_ckf_reader_copy (r, back, 3, size - 2), -1);
     ck_assert_int_eq (errno, EINVAL);
 
+    /* The same through pread, as where files cannot be mapped. */
+    gr_ckf_reader_t *u;
+    ck_assert_int_eq (gr_ckf_reader_open (path, size, &u, why, sizeof (why)), 0);
+    gr_ckf_reader_unmap (u);
+    memset (back, 0x5a, len);
+    ck_assert_msg (gr_ckf_reader_verify (u, s, &f, NULL, &cp, true, why, sizeof (why)) == 0,
+                   "%s", why);
+    ck_assert_int_eq (memcmp (back + 1, bytes + off + lo, hi - lo), 0);
+    ck_assert_int_eq (back[0], 0x5a);
+    ck_assert_int_eq (back[hi - lo + 1], 0x5a);
+    memset (back, 0, len);
+    ck_assert_int_eq (gr_ckf_reader_copy (u, back, len, off), 0);
+    ck_assert_int_eq (memcmp (back, bytes + off, len), 0);
+    gr_ckf_reader_close (u);
+
     flip_byte (path, (off_t)(6 << 20) + 1);
     ck_assert_int_eq (gr_ckf_reader_verify (r, s, &f, NULL, NULL, true, why, sizeof (why)), 1);
     ck_assert_str_eq (why, "checksum mismatch in dataset 'w1'");
