@@ -42,6 +42,7 @@
 
 #include "src/common/chaos.h"
 #include "src/common/fs.h"
+#include "src/common/grow.h"
 #include "src/common/gtime.h"
 #include "src/common/hash.h"
 #include "src/common/log.h"
@@ -419,6 +420,14 @@ static void free_attrs (gr_ckf_attr_t *a, size_t n)
     }
 }
 
+static int find_target (const gr_ckpt_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->ntgts; i++)
+        if (strcmp (c->tgts[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
 static void clear_targets (gr_ckpt_t *c)
 {
     for (size_t i = 0; i < c->ntgts; i++)
@@ -664,14 +673,10 @@ int gr_ckpt_add (gr_ckpt_t *c, const char *name, gr_dtype_t type, int ndims,
     }
     if (a.bytes > 0 && !data)
         return gr__fail (EINVAL, "%s: array '%s': data is NULL", fn, name);
-    if (c->narrs == c->caparrs) {
-        size_t cap = c->caparrs ? c->caparrs * 2 : 16;
-        struct arr *n = realloc (c->arrs, cap * sizeof (*n));
-        if (!n)
-            return gr__fail (ENOMEM, "%s: out of memory", fn);
-        c->arrs = n;
-        c->caparrs = cap;
-    }
+    struct arr *arrs = gr_grow (c->arrs, &c->caparrs, c->narrs, sizeof (*arrs), 16);
+    if (!arrs)
+        return gr__fail (ENOMEM, "%s: out of memory", fn);
+    c->arrs = arrs;
     if (!(a.name = strdup (name)))
         return gr__fail (ENOMEM, "%s: out of memory", fn);
     c->arrs[c->narrs++] = a;
@@ -689,18 +694,13 @@ int gr_ckpt_target (gr_ckpt_t *c, const char *name, void *data, size_t bytes)
                          why);
     if (bytes > 0 && !data)
         return gr__fail (EINVAL, "%s: array '%s': data is NULL", fn, name);
-    for (size_t i = 0; i < c->ntgts; i++)
-        if (strcmp (c->tgts[i].name, name) == 0)
-            return gr__fail (EINVAL, "%s: array '%s' is already a target of the next load", fn,
-                             name);
-    if (c->ntgts == c->captgts) {
-        size_t cap = c->captgts ? c->captgts * 2 : 16;
-        struct target *n = realloc (c->tgts, cap * sizeof (*n));
-        if (!n)
-            return gr__fail (ENOMEM, "%s: out of memory", fn);
-        c->tgts = n;
-        c->captgts = cap;
-    }
+    if (find_target (c, name) >= 0)
+        return gr__fail (EINVAL, "%s: array '%s' is already a target of the next load", fn,
+                         name);
+    struct target *tgts = gr_grow (c->tgts, &c->captgts, c->ntgts, sizeof (*tgts), 16);
+    if (!tgts)
+        return gr__fail (ENOMEM, "%s: out of memory", fn);
+    c->tgts = tgts;
     struct target t = {.name = strdup (name), .data = data, .bytes = bytes};
     if (!t.name)
         return gr__fail (ENOMEM, "%s: out of memory", fn);
@@ -729,14 +729,11 @@ static int add_attr (gr_ckpt_t *c, const char *fn, gr_ckf_attr_t *a)
         if (strcmp (c->attrs[i].name, a->name) == 0)
             return gr__fail (EINVAL, "%s: attribute '%s' is already in step %" PRId64, fn,
                              a->name, c->step);
-    if (c->nattrs == c->capattrs) {
-        size_t cap = c->capattrs ? c->capattrs * 2 : 16;
-        gr_ckf_attr_t *n = realloc (c->attrs, cap * sizeof (*n));
-        if (!n)
-            return gr__fail (ENOMEM, "%s: out of memory", fn);
-        c->attrs = n;
-        c->capattrs = cap;
-    }
+    gr_ckf_attr_t *attrs = gr_grow (c->attrs, &c->capattrs, c->nattrs, sizeof (*attrs),
+                                    16);
+    if (!attrs)
+        return gr__fail (ENOMEM, "%s: out of memory", fn);
+    c->attrs = attrs;
     gr_ckf_attr_t copy = *a;
     copy.str = NULL;
     if (!(copy.name = strdup (a->name))
@@ -764,6 +761,24 @@ int gr_ckpt_attr_str (gr_ckpt_t *c, const char *name, const char *value)
 {
     gr_ckf_attr_t a = {.name = (char *)name, .kind = GR_CKF_ATTR_STR, .str = (char *)value};
     return add_attr (c, "gr_ckpt_attr_str", &a);
+}
+
+/* The first rank whose h differs from rank 0's, or 0 when every rank
+ * gave the same; -1 (agreed) when out of memory somewhere. */
+static int first_differing (gr_ckpt_t *c, const char *fn, uint64_t h)
+{
+    uint64_t *hs = malloc ((size_t)c->size * sizeof (*hs));
+    int r;
+
+    if (agree (c, hs ? 0 : rfail (c, fn, ENOMEM, "out of memory")) < 0) {
+        free (hs);
+        return -1;
+    }
+    WORLD (c, allgather, &h, sizeof (h), hs);
+    for (r = 1; r < c->size && hs[r] == hs[0]; r++)
+        ;
+    free (hs);
+    return r < c->size ? r : 0;
 }
 
 /* ---- Saving ----------------------------------------------------------------- */
@@ -842,7 +857,6 @@ static int bcast_attrs (gr_ckpt_t *c, gr_ckf_step_t *rec)
 static int start_save (gr_ckpt_t *c, struct pending **pp)
 {
     const char *fn = "gr_ckpt_save";
-    uint64_t h = desc_hash (c), *hs = malloc ((size_t)c->size * sizeof (*hs));
     size_t nsh = 0;
     uint64_t *mine = NULL, *rows = NULL, *r1 = NULL;
     struct pending *p = calloc (1, sizeof (*p));
@@ -850,23 +864,21 @@ static int start_save (gr_ckpt_t *c, struct pending **pp)
 
     for (size_t i = 0; i < c->narrs; i++)
         nsh += c->arrs[i].layout == GR_CKPT_SHARDED;
-    if (!hs || !p || !(mine = calloc (nsh + 1, sizeof (*mine)))
+    if (!p || !(mine = calloc (nsh + 1, sizeof (*mine)))
         || !(rows = calloc ((nsh + 1) * (size_t)c->size, sizeof (*rows)))
         || !(r1 = calloc ((size_t)c->size, sizeof (*r1)))
         || !(p->data = calloc (c->narrs + 1, sizeof (*p->data))))
         rc = rfail (c, fn, ENOMEM, "out of memory");
     if (agree (c, rc) < 0)
         goto error;
-    WORLD (c, allgather, &h, sizeof (h), hs);
-    for (int r = 1; r < c->size; r++) {
-        if (hs[r] != hs[0]) {
-            gr__fail (EINVAL, "%s: rank 0 and rank %d describe step %" PRId64 " differently: "
-                      "every rank must give the same step and add the same arrays in the "
-                      "same order, with the same types and shapes (but for the first "
-                      "dimension of a sharded array)", fn, r, c->step);
-            goto error;
-        }
-    }
+    int diff = first_differing (c, fn, desc_hash (c));
+    if (diff > 0)
+        gr__fail (EINVAL, "%s: rank 0 and rank %d describe step %" PRId64 " differently: "
+                  "every rank must give the same step and add the same arrays in the "
+                  "same order, with the same types and shapes (but for the first "
+                  "dimension of a sharded array)", fn, diff, c->step);
+    if (diff != 0)
+        goto error;
     nsh = 0;
     for (size_t i = 0; i < c->narrs; i++)
         if (c->arrs[i].layout == GR_CKPT_SHARDED)
@@ -911,7 +923,6 @@ static int start_save (gr_ckpt_t *c, struct pending **pp)
     WORLD (c, bcast, &p->rec->time, sizeof (p->rec->time), 0);
     if (c->layout == GR_CKPT_SHARED && bcast_attrs (c, p->rec) < 0)
         goto error;
-    free (hs);
     free (mine);
     free (rows);
     free (r1);
@@ -921,7 +932,6 @@ error:
     if (c->rank == 0 && p && p->tmpdir[0])
         gr_ckf_remove_dir (p->tmpdir);
     pending_free (p);
-    free (hs);
     free (mine);
     free (rows);
     free (r1);
@@ -1601,14 +1611,6 @@ struct vres {
     char why[TEXT_MAX];    /* "rank-00001.h5: missing", or a note; "" if nothing */
 };
 
-static int find_target (const gr_ckpt_t *c, const char *name)
-{
-    for (size_t i = 0; i < c->ntgts; i++)
-        if (strcmp (c->tgts[i].name, name) == 0)
-            return (int)i;
-    return -1;
-}
-
 /* Which bytes of file f's regions (those this rank verifies: want[k], or
  * all when want is NULL) go straight into a target as they are verified:
  * cp[k] the bytes and where to, tix[k] the target (-1: none).  A
@@ -1860,22 +1862,15 @@ out:
 static int check_targets (gr_ckpt_t *c, const char *fn)
 {
     uint64_t h = gr_hash64_update (GR_HASH64_INIT, &c->ntgts, sizeof (c->ntgts));
-    uint64_t *hs = malloc ((size_t)c->size * sizeof (*hs));
-    int rc = hs ? 0 : rfail (c, fn, ENOMEM, "out of memory");
 
-    if (agree (c, rc) < 0)
-        return -1;
     for (size_t i = 0; i < c->ntgts; i++)
         h = gr_hash64_update (h, c->tgts[i].name, strlen (c->tgts[i].name) + 1);
-    h = gr_hash64_final (h);
-    WORLD (c, allgather, &h, sizeof (h), hs);
-    for (int r = 1; r < c->size && rc == 0; r++)
-        if (hs[r] != hs[0])
-            rc = gr__fail (EINVAL, "%s: rank 0 and rank %d name different targets: every "
-                           "rank must call gr_ckpt_target for the same arrays in the same "
-                           "order", fn, r);
-    free (hs);
-    return rc;
+    int diff = first_differing (c, fn, gr_hash64_final (h));
+    if (diff > 0)
+        return gr__fail (EINVAL, "%s: rank 0 and rank %d name different targets: every "
+                         "rank must call gr_ckpt_target for the same arrays in the same "
+                         "order", fn, diff);
+    return diff;
 }
 
 static int read_array (gr_ckpt_t *c, int ai, uint64_t first, uint64_t count, void *data,

@@ -1779,8 +1779,7 @@ void gr_ckf_reader_close (gr_ckf_reader_t *r)
 
     if (!r)
         return;
-    if (r->map)
-        munmap (r->map, (size_t)r->size);
+    gr_ckf_reader_unmap (r);
     if (r->fd >= 0)
         close (r->fd);
     free (r->buf);
@@ -1814,8 +1813,7 @@ static int populate (gr_ckf_reader_t *r, uint64_t pos, size_t n)
     if (madvise (r->map + lo, (size_t)(pos + n - lo), MADV_POPULATE_READ) == 0)
         return 0;
     if (errno == EINVAL) {
-        munmap (r->map, (size_t)r->size);
-        r->map = NULL;
+        gr_ckf_reader_unmap (r);
         return 1;
     }
     if (errno != ENOMEM)

@@ -1731,8 +1731,8 @@ static void summary (master_t *m, double wall, int code, FILE *f)
     }
     struct rusage ru;
     if (getrusage (RUSAGE_SELF, &ru) == 0) {
-        fprintf (f, "  master      peak RSS %.1f MiB, CPU %.3f s in the run", (double)ru.ru_maxrss / 1024.0,
-                 m->cpu_run);
+        fprintf (f, "  master      peak RSS %.1f MiB, CPU %.3f s in the run",
+                 (double)ru.ru_maxrss / 1024.0, m->cpu_run);
         if (st->attempts)
             fprintf (f, " (%.0f ns a task)", m->cpu_run / (double)st->attempts * 1e9);
         fprintf (f, "\n");

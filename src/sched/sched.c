@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/common/grow.h"
 #include "src/common/hash.h"
 #include "src/exec/exec.h"
 #include "sched.h"
@@ -210,22 +211,9 @@ void gr_sched_destroy (gr_sched_t *s)
     errno = saved;
 }
 
-/* p (capacity *cap, n in use) with room for one more element of elsize
- * bytes: p itself, or p grown by doubling (from 64), or NULL. */
-static void *grow (void *p, size_t *cap, size_t n, size_t elsize)
-{
-    if (n < *cap)
-        return p;
-    size_t ncap = *cap ? *cap * 2 : 64;
-    void *q = realloc (p, ncap * elsize);
-    if (q)
-        *cap = ncap;
-    return q;
-}
-
 static int heap_push (gr_sched_t *s, double when, uint32_t row)
 {
-    retry_ent_t *h = grow (s->heap, &s->capheap, s->nheap, sizeof (*h));
+    retry_ent_t *h = gr_grow (s->heap, &s->capheap, s->nheap, sizeof (*h), 64);
     if (!h)
         return -1;
     s->heap = h;
@@ -598,7 +586,7 @@ static size_t pend_limit (const gr_sched_t *s)
 
 static int pend_push (gr_sched_t *s, uint32_t row)
 {
-    uint32_t *p = grow (s->pend, &s->cappend, s->npend, sizeof (*p));
+    uint32_t *p = gr_grow (s->pend, &s->cappend, s->npend, sizeof (*p), 64);
     if (!p)
         return -1;
     s->pend = p;

@@ -10,8 +10,9 @@
  *   gr-bench-ckpt DIR load MIB [--layout ...] [--into] [--go FILE]
  *       gr_ckpt_load (which verifies every byte) and gr_ckpt_read of
  *       everything; with --into, gr_ckpt_target for everything and
- *       gr_ckpt_load, which fills the arrays as it verifies.  With --go, once set up (MPI, HDF5, the arrays) rank 0
- *       prints "ready" and the timing starts when FILE exists: the script
+ *       gr_ckpt_load, which fills the arrays as it verifies.  With --go,
+ *       once set up (MPI, HDF5, the arrays) rank 0 prints "ready" and
+ *       the timing starts when FILE exists: the script
  *       drops the page cache in between, right before the timed reads, as
  *       it does right before dd's.
  *
