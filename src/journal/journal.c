@@ -373,6 +373,18 @@ static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
 {
     v2_prev_t prev = V2_PREV_INIT;
     for (size_t i = 0; i < k; i++) {
+        /* Version 3: a run of plain entries (the next index, the same def,
+         * attempt 1) codes as a zero byte each.  This loop only tests. */
+        if (!keyed) {
+            size_t i0 = i;
+            while (i < k && t[i].index == prev.index + 1 && t[i].def == prev.def
+                   && t[i].attempt == 1)
+                prev.index = t[i++].index;
+            memset (p, 0, i - i0);
+            p += i - i0;
+            if (i == k)
+                break;
+        }
         unsigned char *fp;
         unsigned f;
         p = put_head (p, &fp, &f, keyed, t[i].key, t[i].index, t[i].def, t[i].attempt,
@@ -382,11 +394,33 @@ static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
     return p;
 }
 
+/* Whether e codes as a zero byte after prev (version 3): see put_ends_v2. */
+static inline bool plain_end (const gr_jend_t *e, const v2_prev_t *prev)
+{
+    uint64_t bw, bu, bs;
+    memcpy (&bw, &e->wall, 8);
+    memcpy (&bu, &e->utime, 8);
+    memcpy (&bs, &e->stime, 8);
+    return e->index == prev->index + 1 && e->def == prev->def && e->attempt == 1
+           && ((uint32_t)e->exit_code | (uint32_t)e->signal | e->flags | e->outcome) == 0
+           && (bw | bu | bs) == 0 && e->maxrss_kb == prev->maxrss_kb;
+}
+
 static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t k,
                                    bool keyed)
 {
     v2_prev_t prev = V2_PREV_INIT;
     for (size_t i = 0; i < k; i++) {
+        /* As in put_starts_v2: a run of plain entries, tested only. */
+        if (!keyed) {
+            size_t i0 = i;
+            while (i < k && plain_end (&t[i], &prev))
+                prev.index = t[i++].index;
+            memset (p, 0, i - i0);
+            p += i - i0;
+            if (i == k)
+                break;
+        }
         const gr_jend_t *e = &t[i];
         unsigned char *fp;
         unsigned f;
@@ -1077,6 +1111,7 @@ static int get_end_v2 (const unsigned char **pp, const unsigned char *end,
     t->signal = 0;
     t->flags = 0;
     t->outcome = GR_JOUT_DONE;
+    t->pad1 = t->pad2 = 0;
     if (f & E_STATUS) {
         uint32_t ec, sig;
         GET_VARINT32 (ec);
@@ -1343,6 +1378,7 @@ static int decode (reader_t *r, const unsigned char *p, uint32_t len,
                     t[i].utime = get_f64 (q + 48);
                     t[i].stime = get_f64 (q + 56);
                     t[i].maxrss_kb = get_i64 (q + 64);
+                    t[i].pad1 = t[i].pad2 = 0;
                     /* The runtime indexes by outcome; only known ones pass. */
                     if (t[i].outcome > GR_JOUT_REQUEUED) {
                         *why = "an unknown task outcome";

@@ -105,19 +105,25 @@ typedef struct gr_jstart {
     uint32_t attempt;
 } gr_jstart_t;
 
+/* The field order lets the master fill an entry with two block copies,
+ * from sched's gr_outcome_t (kind to attempt, then outcome from kind) and
+ * from proto's gr_result_rec_t (wall to flags); master.c asserts that the
+ * layouts agree.  pad1 and pad2 are never journaled. */
 typedef struct gr_jend {
-    uint64_t key;
-    uint64_t index;
-    uint32_t def;
-    uint32_t attempt;
-    int32_t exit_code;
-    int32_t signal;
-    uint32_t flags;        /* GR_RES_* of proto.h */
     uint32_t outcome;      /* gr_jout_t */
+    uint32_t def;
+    uint64_t index;
+    uint64_t key;
+    uint32_t attempt;
+    uint32_t pad1;
     double wall;
     double utime;
     double stime;
     int64_t maxrss_kb;
+    int32_t exit_code;
+    int32_t signal;
+    uint32_t flags;        /* GR_RES_* of proto.h */
+    uint32_t pad2;
 } gr_jend_t;
 
 typedef struct gr_jrec {

@@ -275,6 +275,24 @@ static const uint32_t jout_of[] = {
     [GR_OUTCOME_REQUEUED] = GR_JOUT_REQUEUED,
 };
 
+/* An end entry is filled by two block copies (see gr_jend_t): JEND_O
+ * bytes of o from kind, and JEND_R bytes of r from wall. */
+#define JEND_O (offsetof (gr_jend_t, attempt) + 8)
+#define JEND_R (offsetof (gr_jend_t, pad2) + 4 - offsetof (gr_jend_t, wall))
+#define FROM_WALL(type, f) (offsetof (type, f) - offsetof (type, wall))
+#define R_AS_JEND(f) (FROM_WALL (gr_result_rec_t, f) == FROM_WALL (gr_jend_t, f))
+_Static_assert (offsetof (gr_outcome_t, kind) == 0 && sizeof (gr_outcome_kind_t) == 4
+                    && offsetof (gr_outcome_t, def) == offsetof (gr_jend_t, def)
+                    && offsetof (gr_outcome_t, index) == offsetof (gr_jend_t, index)
+                    && offsetof (gr_outcome_t, key) == offsetof (gr_jend_t, key)
+                    && offsetof (gr_outcome_t, attempt) == offsetof (gr_jend_t, attempt)
+                    && sizeof (gr_outcome_t) >= JEND_O,
+                "gr_jend_t starts as gr_outcome_t does");
+_Static_assert (R_AS_JEND (utime) && R_AS_JEND (stime) && R_AS_JEND (maxrss_kb)
+                    && R_AS_JEND (exit_code) && R_AS_JEND (signal) && R_AS_JEND (flags)
+                    && offsetof (gr_result_rec_t, wall) + JEND_R <= sizeof (gr_result_rec_t),
+                "gr_jend_t ends as gr_result_rec_t does");
+
 /* The end entry of o (and r, the worker's record of it, or NULL) at the
  * end of the batch of worker's ends, which has room. */
 static inline void put_end_entry (master_t *m, int worker, const gr_outcome_t *o,
@@ -283,20 +301,10 @@ static inline void put_end_entry (master_t *m, int worker, const gr_outcome_t *o
     gr_jend_t *e = &m->ends[m->nends++];
 
     m->ends_worker = worker;
-    e->key = o->key;
-    e->index = o->index;
-    e->def = o->def;
-    e->attempt = o->attempt;
+    memcpy (e, o, JEND_O);
     e->outcome = jout_of[o->kind];
-    if (r) {
-        e->exit_code = r->exit_code;
-        e->signal = r->signal;
-        e->flags = r->flags;
-        e->wall = r->wall;
-        e->utime = r->utime;
-        e->stime = r->stime;
-        e->maxrss_kb = r->maxrss_kb;
-    }
+    if (r)
+        memcpy (&e->wall, &r->wall, JEND_R);
     else {
         e->exit_code = -1;
         e->signal = 0;

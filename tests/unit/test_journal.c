@@ -314,13 +314,24 @@ static void replay_ok (const char *path, recs_t *rs, gr_journal_info_t *info)
 
 /* A small journal of every kind of record, used by the damage tests. */
 
+/* A gr_jend_t in the order of the journal's format (gr_jend_t's own
+ * order is the master's, see journal.h). */
+#define JEND(key_, index_, def_, attempt_, exit_code_, signal_, flags_, outcome_, wall_,  \
+             utime_, stime_, maxrss_kb_)                                                 \
+    {                                                                                    \
+        .key = (key_), .index = (index_), .def = (def_), .attempt = (attempt_),          \
+        .exit_code = (exit_code_), .signal = (signal_), .flags = (flags_),               \
+        .outcome = (outcome_), .wall = (wall_), .utime = (utime_), .stime = (stime_),    \
+        .maxrss_kb = (maxrss_kb_)                                                        \
+    }
+
 static gr_jstart_t small_starts[3] = {
     { 0x1111, 0, 0, 1 }, { 0x2222, 1, 0, 1 }, { 0x3333, 2, 1, 2 },
 };
 static gr_jend_t small_ends[3] = {
-    { 0x1111, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 1.5, 1.0, 0.25, 2048 },
-    { 0x2222, 1, 0, 1, 1, 0, 0, GR_JOUT_RETRY, 2.5, 2.0, 0.5, 4096 },
-    { 0x3333, 2, 1, 2, -1, 9, 2, GR_JOUT_POISON, 0.5, 0.0, 0.0, -1 },
+    JEND (0x1111, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 1.5, 1.0, 0.25, 2048),
+    JEND (0x2222, 1, 0, 1, 1, 0, 0, GR_JOUT_RETRY, 2.5, 2.0, 0.5, 4096),
+    JEND (0x3333, 2, 1, 2, -1, 9, 2, GR_JOUT_POISON, 0.5, 0.0, 0.0, -1),
 };
 
 static size_t small_journal (gr_jrec_t *r)
@@ -369,16 +380,21 @@ START_TEST (test_roundtrip)
     enum { BIG = 10000 };
     unsigned version = (unsigned)_i;
     gr_jstart_t one_start = { UINT64_MAX, UINT64_MAX - 1, UINT32_MAX, 7 };
-    gr_jend_t one_end = { 1, 2, 3, 4, INT32_MIN, INT32_MAX, 0xffffffffu,
-                          GR_JOUT_REQUEUED, -0.0, 1e300, NAN, INT64_MIN };
+    gr_jend_t one_end = { .key = 1, .index = 2, .def = 3, .attempt = 4,
+                          .exit_code = INT32_MIN, .signal = INT32_MAX,
+                          .flags = 0xffffffffu, .outcome = GR_JOUT_REQUEUED,
+                          .wall = -0.0, .utime = 1e300, .stime = NAN,
+                          .maxrss_kb = INT64_MIN };
     gr_jstart_t *bs = calloc (BIG, sizeof (*bs));
     gr_jend_t *be = calloc (BIG, sizeof (*be));
     ck_assert (bs && be);
     for (uint32_t i = 0; i < BIG; i++) {
         bs[i] = (gr_jstart_t){ gr_hash64 (&i, sizeof (i)), i, i % 7, 1 + i % 3 };
-        be[i] = (gr_jend_t){ bs[i].key, i, i % 7, 1 + i % 3, (int32_t)i - 5000,
-                             (int32_t)(i % 32), i, i % 5, i * 0.001, i * 1e-4,
-                             i * 1e-5, (int64_t)i * 1024 };
+        be[i] = (gr_jend_t){ .key = bs[i].key, .index = i, .def = i % 7,
+                             .attempt = 1 + i % 3, .exit_code = (int32_t)i - 5000,
+                             .signal = (int32_t)(i % 32), .flags = i, .outcome = i % 5,
+                             .wall = i * 0.001, .utime = i * 1e-4, .stime = i * 1e-5,
+                             .maxrss_kb = (int64_t)i * 1024 };
     }
     char host63[64];
     memset (host63, 'h', 63);
@@ -1525,13 +1541,13 @@ static gr_jstart_t fx_starts[2] = {
     { 0x1111222233334444ULL, 1, 0, 1 },
 };
 static gr_jend_t fx_ends[2] = {
-    { 0xefc46cde4dc87bb3ULL, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 1.5, 1.25, 0.125,
-      20480 },
-    { 0x1111222233334444ULL, 1, 0, 1, 3, 0, 1, GR_JOUT_RETRY, 0.75, 0.5,
-      0.0625, 1024 },
+    JEND (0xefc46cde4dc87bb3ULL, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 1.5, 1.25, 0.125,
+      20480),
+    JEND (0x1111222233334444ULL, 1, 0, 1, 3, 0, 1, GR_JOUT_RETRY, 0.75, 0.5,
+      0.0625, 1024),
 };
-static gr_jend_t fx_end2 = { 0x5555666677778888ULL, 7, 2, 3, -1, 9, 2,
-                             GR_JOUT_REQUEUED, 30.5, 0.0, 0.0, -1 };
+static gr_jend_t fx_end2 = JEND (0x5555666677778888ULL, 7, 2, 3, -1, 9, 2,
+                                 GR_JOUT_REQUEUED, 30.5, 0.0, 0.0, -1);
 
 static size_t fixture_records (gr_jrec_t *r)
 {
@@ -1607,20 +1623,20 @@ static gr_jstart_t fx2_starts[4] = {
     { 0x9999aaaabbbbccccULL, 3, 2, 1 },
 };
 static gr_jend_t fx2_ends[2] = {
-    { 0xefc46cde4dc87bb3ULL, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 1.5, 1.25, 0.125,
-      20480 },
-    { 0x1111222233334444ULL, 1, 0, 1, 3, 0, 1, GR_JOUT_RETRY, 0.75, 0.5,
-      0.0625, 20480 },
+    JEND (0xefc46cde4dc87bb3ULL, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 1.5, 1.25, 0.125,
+      20480),
+    JEND (0x1111222233334444ULL, 1, 0, 1, 3, 0, 1, GR_JOUT_RETRY, 0.75, 0.5,
+      0.0625, 20480),
 };
 static gr_jend_t fx2_ends2[4] = {
-    { 0x5555666677778888ULL, 7, 2, 3, -1, 9, 2, GR_JOUT_REQUEUED, 30.5, 0.0,
-      0.0, -1 },
+    JEND (0x5555666677778888ULL, 7, 2, 3, -1, 9, 2, GR_JOUT_REQUEUED, 30.5, 0.0,
+      0.0, -1),
     /* 1.5 us is kept as 2 us. */
-    { 0x9999aaaabbbbccccULL, 3, 2, 1, 0, 0, 0, GR_JOUT_DONE, 0.0000015, 0.0,
-      0.0, -1 },
-    { UINT64_MAX, UINT64_MAX, UINT32_MAX, UINT32_MAX, INT32_MIN, INT32_MAX,
-      UINT32_MAX, GR_JOUT_FAILED, -1.0, INFINITY, -0.0, INT64_MAX },
-    { 0, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 0.0, 0.0, 0.0, 0 },
+    JEND (0x9999aaaabbbbccccULL, 3, 2, 1, 0, 0, 0, GR_JOUT_DONE, 0.0000015, 0.0,
+      0.0, -1),
+    JEND (UINT64_MAX, UINT64_MAX, UINT32_MAX, UINT32_MAX, INT32_MIN, INT32_MAX,
+      UINT32_MAX, GR_JOUT_FAILED, -1.0, INFINITY, -0.0, INT64_MAX),
+    JEND (0, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 0.0, 0.0, 0.0, 0),
 };
 
 static size_t fixture_records_v2 (gr_jrec_t *r)
@@ -1766,11 +1782,11 @@ START_TEST (test_extremes)
         uint32_t def = plain && i > 0 ? te[i - 1].def : u32s[i % nu];
         ts[i] = (gr_jstart_t){ i % 7 == 0 ? UINT64_MAX - i : gr_hash64 (&i, sizeof (i)),
                                index, def, plain ? 1 : u32s[(i / 3) % nu] };
-        te[i] = (gr_jend_t){ ts[i].key, index, def, ts[i].attempt,
-                             plain ? 0 : i32s[i % ni], plain ? 0 : i32s[(i / 2) % ni],
-                             plain ? 0 : u32s[(i / 4) % nu], (uint32_t)(i / 5 % 5),
-                             durs[i % nd], durs[(i / 3) % nd], durs[(i / 7) % nd],
-                             i64s[i / 2 % nl] };
+        te[i] = (gr_jend_t)JEND (ts[i].key, index, def, ts[i].attempt,
+                                 plain ? 0 : i32s[i % ni], plain ? 0 : i32s[(i / 2) % ni],
+                                 plain ? 0 : u32s[(i / 4) % nu], (uint32_t)(i / 5 % 5),
+                                 durs[i % nd], durs[(i / 3) % nd], durs[(i / 7) % nd],
+                                 i64s[i / 2 % nl]);
     }
     gr_jrec_t r[4];
     r[0] = (gr_jrec_t){ .type = GR_JREC_TASK_START, .time = 1.0 };
@@ -1991,6 +2007,55 @@ START_TEST (test_background)
 }
 END_TEST
 
+/* Version 3 codes a run of plain entries (the next index, the same def
+ * and maxrss_kb, attempt 1, no status, no time) as zero bytes, testing
+ * them in a loop of their own; each field that makes an entry not plain
+ * must end the run, and the entry after it must start one again. */
+START_TEST (test_plain_runs)
+{
+    enum { N = 40 };
+    gr_jstart_t st[N];
+    gr_jend_t en[N];
+    uint64_t index = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        st[i] = (gr_jstart_t){ .index = index, .attempt = 1 };
+        en[i] = (gr_jend_t){ .index = index, .attempt = 1, .outcome = GR_JOUT_DONE };
+        index += i == 4 ? 5 : 1;
+        en[i].maxrss_kb = i >= 2 ? 100 : 0;
+    }
+    st[6].def = en[6].def = 2;
+    st[8].attempt = en[8].attempt = 2;
+    st[9].def = en[9].def = 1; /* and on: a new def for the rest */
+    for (uint32_t i = 10; i < N; i++)
+        st[i].def = en[i].def = 1;
+    en[11].exit_code = 1;
+    en[13].signal = 9;
+    en[15].flags = 1;
+    en[17].outcome = GR_JOUT_RETRY;
+    en[19].wall = 1.0;
+    en[21].utime = 0.5;
+    en[23].stime = 0.25;
+    en[25].wall = -0.0;
+    en[27].maxrss_kb = 7;
+    en[29].maxrss_kb = 100;
+    en[31].stime = -0.0;
+
+    gr_jrec_t r[2] = { { .type = GR_JREC_TASK_START, .time = 1 },
+                       { .type = GR_JREC_TASK_END, .time = 2 } };
+    r[0].start.worker = r[1].end.worker = 1;
+    r[0].start.n = r[1].end.n = N;
+    r[0].start.tasks = st;
+    r[1].end.tasks = en;
+    write_journal (jpath, r, 2, NULL);
+    recs_t got = { 0 };
+    gr_journal_info_t info;
+    replay_ok (jpath, &got, &info);
+    assert_recs_eq (&got, r, 2);
+    ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
+    recs_free (&got);
+}
+END_TEST
+
 int main (void)
 {
     Suite *s = suite_create ("journal");
@@ -2003,6 +2068,7 @@ int main (void)
     tcase_add_loop_test (tc, test_split_batch, 1, 4);
     tcase_add_loop_test (tc, test_extremes, 1, 4);
     tcase_add_test (tc, test_compact_size);
+    tcase_add_test (tc, test_plain_runs);
     tcase_add_test (tc, test_group_commit);
     tcase_add_test (tc, test_bad_append);
     tcase_add_loop_test (tc, test_truncate, 1, 4);
