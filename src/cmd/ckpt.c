@@ -17,6 +17,7 @@
 
 #include "src/ckpt/ckptfile.h"
 #include "src/common/error.h"
+#include "src/common/units.h"
 #include "src/runtime/runtime.h"
 #include "cmd.h"
 
@@ -40,11 +41,7 @@ static int usage_error (const char *msg)
 
 static const char *fmt_time (double t, char *buf, size_t len)
 {
-    time_t s = (time_t)t;
-    struct tm tm;
-    if (!localtime_r (&s, &tm) || strftime (buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
-        snprintf (buf, len, "%.0f", t);
-    return buf;
+    return gr_fmt_localtime (t, "%Y-%m-%d %H:%M:%S", buf, (int)len);
 }
 
 static const char *fmt_size (uint64_t n, char *buf, size_t len)

@@ -114,7 +114,8 @@ static const char *usage_text =
     "\n"
     "Environment: GRIDRUN_LOG=error|warn|info|debug|trace, GRIDRUN_RUN_DIR,\n"
     "GRIDRUN_CPUS_PER_WORKER, GRIDRUN_GPUS_PER_WORKER, GRIDRUN_CHAOS (options\n"
-    "override them).\n"
+    "override them), GRIDRUN_SLURM_REREAD (how often the master asks Slurm for\n"
+    "the job's end time again; default 60s, 0: never).\n"
     "Exit codes: 0 all tasks succeeded, 1 some failed, 2 usage or spec error,\n"
     "70 internal error, 74 the run directory cannot be written (full disk; free\n"
     "space and run again to resume), 75 drained (resumable).  See gridrun(1).\n";
@@ -226,6 +227,12 @@ static int env_defaults (gr_run_opts_t *o)
     if ((s = getenv ("GRIDRUN_GPUS_PER_WORKER")) && *s
         && worker_opt (OPT_GPUS, s, o) < 0)
         return -1;
+    if ((s = getenv ("GRIDRUN_SLURM_REREAD")) && *s
+        && gr_parse_duration (s, &o->slurm_reread) < 0) {
+        fprintf (stderr, "gridrun: GRIDRUN_SLURM_REREAD='%s' is not a duration (like 60s; "
+                 "0 turns re-reading the Slurm job's end time off)\n", s);
+        return -1;
+    }
     return 0;
 }
 
@@ -407,13 +414,16 @@ static int cmd_run (int argc, char **argv)
     else if (!(optind == argc && o.run_dir))
         return usage_error ("%s", "'run' takes one job spec: gridrun run SPEC "
                                   "(or --run-dir DIR alone to resume)");
-    /* Slurm tells a job when it ends; drain before it. */
+    /* Slurm tells a job when it ends; drain before it.  --deadline wins;
+     * else SLURM_JOB_END_TIME, else the master asks squeue (Slurm before
+     * 23.02 exports no end time). */
     if (o.deadline == 0) {
         gr_error_t err;
         if (gr_slurm_end_time (&o.deadline, &err) < 0) {
             fprintf (stderr, "gridrun: %s\n", err.text);
             return GR_EXIT_USAGE;
         }
+        o.slurm_deadline = gr_slurm_job_id () != NULL;
     }
 
     /* SIGCHLD is blocked before MPI starts any thread, so that every thread

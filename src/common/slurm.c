@@ -1,8 +1,11 @@
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "slurm.h"
@@ -62,6 +65,42 @@ int gr_slurm_end_time (double *out, gr_error_t *errp)
                              s);
     *out = (double)v;
     return 0;
+}
+
+int gr_slurm_parse_end_time (const char *s, double *out, gr_error_t *errp)
+{
+    static const char *const none[] = {"Unknown", "N/A", "NONE"};
+    struct tm tm = {0}, want;
+    size_t n;
+    const char *end;
+
+    *out = 0;
+    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+        s++;
+    n = strlen (s);
+    while (n > 0 && strchr (" \t\r\n", s[n - 1]))
+        n--;
+    for (size_t i = 0; i < sizeof (none) / sizeof (none[0]); i++)
+        if (n == strlen (none[i]) && strncasecmp (s, none[i], n) == 0)
+            return 0;
+    /* strptime alone would take "2026-02-30" and mktime make it March 2;
+     * the round trip turns that away. */
+    end = n >= 19 ? strptime (s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (end && end == s + n) {
+        want = tm;
+        tm.tm_isdst = -1;
+        time_t t = mktime (&tm);
+        if (t != (time_t)-1 && tm.tm_year == want.tm_year && tm.tm_mon == want.tm_mon
+            && tm.tm_mday == want.tm_mday && t > 0) {
+            *out = (double)t;
+            return 0;
+        }
+    }
+    errno = EINVAL;
+    return gr_errprintf (errp,
+                         "'%.*s' is not an end time as Slurm prints one (like "
+                         "2026-11-22T03:04:05, or Unknown, N/A, NONE)",
+                         (int)(n > 64 ? 64 : n), s);
 }
 
 /* "0,2-3" into ids (ascending as given); -1 on anything else. */

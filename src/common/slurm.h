@@ -4,9 +4,9 @@
  *
  * Variables read: SLURM_JOB_ID, SLURM_RESTART_COUNT (how often the job was
  * requeued), SLURM_JOB_NODELIST, SLURMD_NODENAME (the Slurm node a process
- * runs on), SLURM_JOB_END_TIME (Slurm 23.02 and later; gridrun-sbatch sets
- * it for older ones).  SLURM_TOPOLOGY_ADDR and _PATTERN are the topology
- * module's. */
+ * runs on), SLURM_JOB_END_TIME (Slurm 23.02 and later; for older ones the
+ * master asks squeue, and gr_slurm_parse_end_time reads its answer).
+ * SLURM_TOPOLOGY_ADDR and _PATTERN are the topology module's. */
 #ifndef GR_COMMON_SLURM_H
 #define GR_COMMON_SLURM_H
 
@@ -39,6 +39,14 @@ const char *gr_slurm_nodelist (void);
  * Returns -1 with errp filled when SLURM_JOB_END_TIME is set but not epoch
  * seconds. */
 int gr_slurm_end_time (double *out, gr_error_t *errp);
+
+/* A job's end time as `squeue -o %e` prints it with
+ * SLURM_TIME_FORMAT=standard (and scontrol as EndTime=): local time
+ * YYYY-mm-ddTHH:MM:SS, blanks around it ignored.  Into *out as epoch
+ * seconds; "Unknown", "N/A", "NONE" and "None" (no end time, or none known
+ * yet) give 0.  Returns -1 with errp naming the value for anything else,
+ * including a date that does not exist (2026-02-30). */
+int gr_slurm_parse_end_time (const char *s, double *out, gr_error_t *errp);
 
 /* The GPUs Slurm gave this job on this node, as node GPU indexes, into
  * ids (at most max; *n of them), and the variable they came from into

@@ -132,6 +132,15 @@ const char *gr_fmt_duration (double s, char *buf, int len)
     return buf;
 }
 
+const char *gr_fmt_localtime (double t, const char *format, char *buf, int len)
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    if (!localtime_r (&s, &tm) || strftime (buf, (size_t)len, format, &tm) == 0)
+        snprintf (buf, (size_t)len, "%.0f", t);
+    return buf;
+}
+
 int gr_parse_deadline (const char *s, double *out)
 {
     struct tm tm;

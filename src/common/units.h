@@ -21,4 +21,8 @@ int gr_parse_deadline (const char *s, double *out);
 /* Format seconds for people: "850ms", "12.3s", "4m05s", "2h03m". */
 const char *gr_fmt_duration (double s, char *buf, int len);
 
+/* Format epoch seconds as local time with a strftime format (Slurm's way:
+ * "%Y-%m-%dT%H:%M:%S"); the plain number where that fails. */
+const char *gr_fmt_localtime (double t, const char *format, char *buf, int len);
+
 #endif

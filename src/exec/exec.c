@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #endif
 
 #include "exec.h"
+#include "src/common/gtime.h"
 
 extern char **environ;
 
@@ -297,6 +299,210 @@ int gr_exec_spawn (gr_exec_t *ex, const gr_spawn_req_t *req, pid_t *pidp,
                              strerror (rc));
     }
     return 0;
+}
+
+#define CMD_OUT_MAX 4096
+#define CMD_ERR_MAX 1024
+
+struct gr_exec_cmd {
+    pid_t pid;          /* 0 once reaped */
+    int status;         /* wait status, once reaped */
+    bool timed_out;
+    bool lost;          /* waitpid failed: someone else reaped it */
+    double end;         /* gr_now () by which it must have ended */
+    double timeout;
+    int fd[2];          /* read ends of its stdout and stderr; -1 at EOF */
+    char *buf[2];       /* what came through each, NUL-terminated */
+    size_t len[2], max[2];
+    char name[64];      /* argv[0], for messages */
+};
+
+gr_exec_cmd_t *gr_exec_cmd_start (gr_exec_t *ex, char *const *argv, char *const *env,
+                                  double timeout, gr_error_t *errp)
+{
+    gr_exec_cmd_t *c = calloc (1, sizeof (*c));
+    int wr[2] = {-1, -1};
+
+    if (!c) {
+        gr_errprintf (errp, "out of memory");
+        return NULL;
+    }
+    c->fd[0] = c->fd[1] = -1;
+    c->max[0] = CMD_OUT_MAX;
+    c->max[1] = CMD_ERR_MAX;
+    c->timeout = timeout;
+    snprintf (c->name, sizeof (c->name), "%s", argv && argv[0] ? argv[0] : "");
+    for (int i = 0; i < 2; i++) {
+        int p[2];
+        if (!(c->buf[i] = calloc (1, c->max[i] + 1))) {
+            errno = ENOMEM;
+            gr_errprintf (errp, "out of memory");
+            goto error;
+        }
+        if (pipe2 (p, O_CLOEXEC) < 0) {
+            gr_errprintf (errp, "cannot run '%s': pipe: %s", c->name, strerror (errno));
+            goto error;
+        }
+        /* Only gridrun's end reads without blocking; the command writes
+         * to a plain pipe. */
+        c->fd[i] = p[0];
+        wr[i] = p[1];
+        if (fcntl (p[0], F_SETFL, O_NONBLOCK) < 0) {
+            gr_errprintf (errp, "cannot run '%s': fcntl: %s", c->name, strerror (errno));
+            goto error;
+        }
+    }
+    gr_spawn_req_t req = {.argv = argv, .env = env, .stdin_fd = -1, .stdout_fd = wr[0],
+                          .stderr_fd = wr[1]};
+    if (gr_exec_spawn (ex, &req, &c->pid, errp) < 0)
+        goto error;
+    close (wr[0]);
+    close (wr[1]);
+    c->end = gr_now () + timeout;
+    return c;
+error:
+    for (int i = 0; i < 2; i++)
+        if (wr[i] >= 0)
+            close (wr[i]);
+    c->pid = 0;
+    gr_exec_cmd_destroy (c); /* keeps errno */
+    return NULL;
+}
+
+/* Read what is there; close a pipe at its end. */
+static void cmd_read (gr_exec_cmd_t *c)
+{
+    char tmp[512];
+
+    for (int i = 0; i < 2; i++) {
+        while (c->fd[i] >= 0) {
+            ssize_t n = read (c->fd[i], tmp, sizeof (tmp));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno == EAGAIN)
+                break;
+            if (n <= 0) {
+                close (c->fd[i]);
+                c->fd[i] = -1;
+                break;
+            }
+            size_t take = c->max[i] - c->len[i];
+            if (take > (size_t)n)
+                take = (size_t)n;
+            memcpy (c->buf[i] + c->len[i], tmp, take);
+            c->len[i] += take;
+            c->buf[i][c->len[i]] = '\0';
+        }
+    }
+}
+
+/* The last line of s that is not blank, without blanks around it. */
+static const char *last_line (const char *s, char *buf, size_t size)
+{
+    const char *end = s + strlen (s);
+    while (end > s && strchr (" \t\r\n", end[-1]))
+        end--;
+    const char *start = end;
+    while (start > s && start[-1] != '\n')
+        start--;
+    while (start < end && (*start == ' ' || *start == '\t'))
+        start++;
+    snprintf (buf, size, "%.*s", (int)(end - start), start);
+    return buf;
+}
+
+int gr_exec_cmd_poll (gr_exec_cmd_t *c, gr_error_t *errp)
+{
+    char sig[32], line[256];
+
+    if (c->pid > 0) {
+        int status;
+        pid_t p = waitpid (c->pid, &status, WNOHANG);
+        if (p == c->pid) {
+            c->pid = 0;
+            c->status = status;
+        }
+        else if (p < 0 && errno != EINTR) {
+            c->pid = 0;
+            c->lost = true;
+        }
+    }
+    cmd_read (c);
+    if (c->pid > 0 && gr_now () >= c->end) {
+        kill (-c->pid, SIGKILL);
+        while (waitpid (c->pid, &c->status, 0) < 0 && errno == EINTR)
+            ;
+        c->pid = 0;
+        c->timed_out = true;
+    }
+    if (c->pid > 0)
+        return 0;
+    if (c->lost) {
+        errno = ECHILD;
+        return gr_errprintf (errp, "'%s' was reaped elsewhere: its exit status is lost",
+                             c->name);
+    }
+    if (c->timed_out) {
+        errno = ETIMEDOUT;
+        return gr_errprintf (errp, "'%s' did not answer within %g s and was killed",
+                             c->name, c->timeout);
+    }
+    if (WIFEXITED (c->status) && WEXITSTATUS (c->status) == 0)
+        return 1;
+    last_line (c->buf[1], line, sizeof (line));
+    errno = EIO;
+    if (WIFSIGNALED (c->status))
+        return gr_errprintf (errp, "'%s' was killed by %s%s%s", c->name,
+                             gr_signal_name (WTERMSIG (c->status), sig, sizeof (sig)),
+                             *line ? ": " : "", line);
+    return gr_errprintf (errp, "'%s' exited with status %d%s%s", c->name,
+                         WEXITSTATUS (c->status), *line ? ": " : "", line);
+}
+
+int gr_exec_cmd_wait (gr_exec_cmd_t *c, gr_error_t *errp)
+{
+    for (;;) {
+        int rc = gr_exec_cmd_poll (c, errp);
+        if (rc != 0)
+            return rc;
+        /* Woken by output or by the pipes' end at its exit; the reap
+         * itself can lag the end of the pipes by a moment. */
+        struct pollfd p[2];
+        nfds_t n = 0;
+        for (int i = 0; i < 2; i++)
+            if (c->fd[i] >= 0)
+                p[n++] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
+        double left = c->end - gr_now ();
+        int ms = left > 0.1 ? 100 : left > 0 ? (int)(left * 1000) + 1 : 0;
+        if (n > 0)
+            (void)poll (p, n, ms);
+        else
+            gr_sleep (ms < 10 ? ms / 1000.0 : 0.01);
+    }
+}
+
+const char *gr_exec_cmd_last_line (const gr_exec_cmd_t *c, char *buf, size_t size)
+{
+    return last_line (c->buf[0], buf, size);
+}
+
+void gr_exec_cmd_destroy (gr_exec_cmd_t *c)
+{
+    if (!c)
+        return;
+    int saved = errno;
+    if (c->pid > 0) {
+        kill (-c->pid, SIGKILL);
+        while (waitpid (c->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (c->fd[i] >= 0)
+            close (c->fd[i]);
+        free (c->buf[i]);
+    }
+    free (c);
+    errno = saved;
 }
 
 int gr_exec_reap (pid_t *pidp, int *statusp, struct rusage *ru)

@@ -66,6 +66,43 @@ size_t gr_exec_arg_strlen_max (void);
  * which limit and the sizes (as gr_exec_spawn would fail). */
 int gr_exec_check_size (char *const *argv, char *const *env, gr_error_t *errp);
 
+/* A short command whose output gridrun reads (squeue, for the Slurm
+ * job's end time): started as gr_exec_spawn starts a task (its own process
+ * group, the base environment with env added), its stdout and stderr into
+ * pipes, and killed (the whole process group, SIGKILL) once it runs past
+ * its timeout.  Only its own pid is waited for, so it must not run in a
+ * process whose other children are reaped with gr_exec_reap (a worker):
+ * that would take its exit status. */
+typedef struct gr_exec_cmd gr_exec_cmd_t;
+
+/* Start argv (argv[0] looked up in PATH) with env (may be NULL) added to
+ * ex's base environment, to end within timeout seconds.  Returns the
+ * command, to be freed with gr_exec_cmd_destroy, or NULL with errno and
+ * errp set (ENOENT: the program is not in PATH). */
+gr_exec_cmd_t *gr_exec_cmd_start (gr_exec_t *ex, char *const *argv, char *const *env,
+                                  double timeout, gr_error_t *errp);
+
+/* Without blocking: reads what the command wrote and looks whether it
+ * ended.  Returns 0 while it runs, 1 once it has exited with status 0,
+ * and -1 with errp set once it failed: it exited with another status or
+ * died by a signal (errp names it and quotes the last line it wrote to
+ * stderr), or it ran past its timeout (it is killed first).  Call again
+ * after 1 or -1 and it says the same. */
+int gr_exec_cmd_poll (gr_exec_cmd_t *c, gr_error_t *errp);
+
+/* Block until the command has ended (at most its timeout, and a moment
+ * to reap it); returns as gr_exec_cmd_poll. */
+int gr_exec_cmd_wait (gr_exec_cmd_t *c, gr_error_t *errp);
+
+/* The last line that is not blank of what the command wrote to stdout
+ * (of its first 4 KiB; the rest is read and dropped), without blanks
+ * around it, into buf (truncated to size - 1); returns buf. */
+const char *gr_exec_cmd_last_line (const gr_exec_cmd_t *c, char *buf, size_t size);
+
+/* Kill the command if it still runs, reap it, close and free.  NULL is
+ * fine; errno is kept. */
+void gr_exec_cmd_destroy (gr_exec_cmd_t *c);
+
 /* Reap one exited child without blocking.  Returns 1 with *pidp, *statusp
  * and *ru filled, 0 when no child has exited, -1 with ECHILD when there
  * are no children at all. */

@@ -50,6 +50,7 @@ void gr_run_opts_init (gr_run_opts_t *o)
     o->preempt_signal = SIGUSR2;
     o->lost_after = 30;
     o->snapshot_interval = 60;
+    o->slurm_reread = 60;
     o->metrics_interval = 10;
     o->events = GR_EVENTS_ON;
     o->progress = GR_PROGRESS_AUTO;
@@ -175,6 +176,10 @@ typedef struct master {
     uint32_t nends;
     int ends_worker;
     bool alone;             /* rank 0 runs the only worker itself */
+    gr_exec_t *slurm_ex;    /* re-reading the Slurm job's end time: */
+    gr_exec_cmd_t *slurm_q; /* the squeue in flight, if any */
+    double slurm_next;      /* monotonic: when to start the next; 0: never */
+    bool slurm_failed;      /* one failed (said once) */
     pid_t snap_pid;         /* a snapshot writer in progress */
     double snap_started;
     double snap_seconds;    /* the last writer's time and peak RSS */
@@ -1404,6 +1409,149 @@ static int begin_drain (master_t *m, double now, double drain_in, int reason)
     return send_all (m, GR_ASSIGN_DRAIN, drain_in);
 }
 
+/* The Slurm job's end time, when no --deadline is given.
+ *
+ * squeue, not `scontrol show job`: it prints the one field asked for,
+ * where scontrol prints every field of the job, free text among them
+ * (Comment, Command, WorkDir) that can hold " EndTime=" itself; both cost
+ * slurmctld the same one job-info request.  SLURM_TIME_FORMAT=standard
+ * pins the format: a user's "relative" or strftime format would change
+ * what %e prints.  A hung slurmctld must not hang the run: squeue gets
+ * SLURM_QUERY_TIMEOUT seconds, then SIGKILL. */
+#define SLURM_QUERY_TIMEOUT 10.0
+
+static gr_exec_cmd_t *end_query_start (gr_exec_t *ex, gr_error_t *errp)
+{
+    const char *job = gr_slurm_job_id ();
+    char *argv[] = {"squeue", "--noheader", "--jobs", (char *)(job ? job : "?"),
+                    "--format", "%e", NULL};
+    char *env[] = {"SLURM_TIME_FORMAT=standard", NULL};
+    return gr_exec_cmd_start (ex, argv, env, SLURM_QUERY_TIMEOUT, errp);
+}
+
+/* The answer of a query that ended with rc (gr_exec_cmd_poll): 0 and *end
+ * (epoch seconds; 0: Slurm sets no end time), or -1 with errp. */
+static int end_query_result (gr_exec_cmd_t *q, int rc, double *end, gr_error_t *errp)
+{
+    char line[128];
+    gr_error_t perr;
+
+    *end = 0;
+    if (rc < 0)
+        return -1;
+    /* The last line: where several clusters are asked (SLURM_CLUSTERS),
+     * squeue puts a "CLUSTER: name" line before it. */
+    gr_exec_cmd_last_line (q, line, sizeof (line));
+    if (!*line)
+        return gr_errprintf (errp, "squeue printed no end time for the job");
+    if (gr_slurm_parse_end_time (line, end, &perr) < 0)
+        return gr_errprintf (errp, "squeue's answer: %s", perr.text);
+    return 0;
+}
+
+/* Epoch seconds as local YYYY-mm-ddTHH:MM:SS, as Slurm shows times. */
+static const char *fmt_time (double t, char *buf, size_t len)
+{
+    return gr_fmt_localtime (t, "%Y-%m-%dT%H:%M:%S", buf, (int)len);
+}
+
+/* When the run must end, for opts->slurm_deadline: SLURM_JOB_END_TIME's
+ * time, else squeue's answer; 0 for none.  Rank 0 asks once, at the
+ * start, while the workers wait for the spec.  Every outcome is logged;
+ * a failure is a warning that says what to do (*warned), and the run
+ * goes on without a deadline.  *reread: whether asking again later makes
+ * sense (not where squeue is missing). */
+static double slurm_deadline (const gr_run_opts_t *opts, bool *reread, bool *warned)
+{
+    const char *job = gr_slurm_job_id ();
+    gr_exec_t *ex = NULL;
+    gr_exec_cmd_t *q = NULL;
+    gr_error_t err;
+    double end = 0;
+    char b[32], d[32];
+    int rc = -1;
+
+    *reread = true;
+    *warned = false;
+    if (opts->deadline > 0) {
+        GR_INFO ("the run ends by %s (in %s): the end time of Slurm job %s, from "
+                 "SLURM_JOB_END_TIME", fmt_time (opts->deadline, b, sizeof (b)),
+                 gr_fmt_duration (opts->deadline - gr_wallclock (), d, sizeof (d)), job);
+        return opts->deadline;
+    }
+    if ((ex = gr_exec_create (&err)) && (q = end_query_start (ex, &err)))
+        rc = end_query_result (q, gr_exec_cmd_wait (q, &err), &end, &err);
+    else
+        *reread = errno != ENOENT;
+    if ((*warned = rc < 0))
+        GR_WARN ("cannot learn when Slurm job %s ends: %s.  The run has no walltime "
+                 "deadline from Slurm: it will not drain before the job's time limit, "
+                 "which may kill tasks mid-run.  Give --deadline (the job's end time, "
+                 "or +DURATION) to set one", job, err.text);
+    else if (end > 0)
+        GR_INFO ("the run ends by %s (in %s): the end time of Slurm job %s, from squeue",
+                 fmt_time (end, b, sizeof (b)),
+                 gr_fmt_duration (end - gr_wallclock (), d, sizeof (d)), job);
+    else
+        GR_INFO ("Slurm job %s has no end time (squeue): the run has no walltime deadline",
+                 job);
+    gr_exec_cmd_destroy (q);
+    gr_exec_destroy (ex);
+    return end;
+}
+
+/* Ask Slurm for the job's end time again, every opts->slurm_reread
+ * seconds, so that a changed time limit (scontrol update JobId=...
+ * TimeLimit=...) moves the deadline.  Never blocks the loop: squeue runs
+ * in the background and each pass only looks whether it has answered.
+ * "No end time" and failures leave the deadline as it is; the first
+ * failure is a warning (unless the first query at the start already
+ * warned), later ones are debug lines. */
+static void slurm_reread (master_t *m, double now)
+{
+    gr_error_t err;
+    double end;
+    char b[32], d[32];
+    int rc;
+
+    if (!m->slurm_q) {
+        if (now < m->slurm_next)
+            return;
+        m->slurm_next = now + m->opts->slurm_reread;
+        if (!(m->slurm_q = end_query_start (m->slurm_ex, &err))) {
+            if (errno == ENOENT)
+                m->slurm_next = 0;
+            goto failed;
+        }
+    }
+    if ((rc = gr_exec_cmd_poll (m->slurm_q, &err)) == 0)
+        return;
+    rc = end_query_result (m->slurm_q, rc, &end, &err);
+    gr_exec_cmd_destroy (m->slurm_q);
+    m->slurm_q = NULL;
+    if (rc < 0)
+        goto failed;
+    if (end <= 0)
+        return;
+    double dl = now + (end - gr_wallclock ());
+    if (m->deadline > 0 && fabs (dl - m->deadline) < 1)
+        return;
+    GR_WARN ("Slurm job %s now ends at %s (in %s): the run's deadline moves there",
+             gr_slurm_job_id (), fmt_time (end, b, sizeof (b)),
+             gr_fmt_duration (end - gr_wallclock (), d, sizeof (d)));
+    m->deadline = dl;
+    return;
+failed:
+    if (!m->slurm_failed)
+        GR_WARN ("cannot read the end time of Slurm job %s again: %s; the deadline stays "
+                 "as it is%s", gr_slurm_job_id (), err.text,
+                 m->slurm_next > 0 ? " (asking again later)" : "");
+    else
+        GR_DEBUG ("cannot read the end time of Slurm job %s again: %s", gr_slurm_job_id (),
+                  err.text);
+    m->slurm_failed = true;
+}
+
 /* Stop the run for io_fail: as a drain with no grace, without journaling
  * it (the journal is what cannot be written). */
 static int io_stop (master_t *m, double now)
@@ -1939,6 +2087,8 @@ static int master_loop (master_t *m, gr_worker_t *self)
             if (begin_drain (m, now, m->deadline - now, 0) < 0)
                 return -1;
         }
+        if (m->slurm_next > 0 && !m->draining && !finishing)
+            slurm_reread (m, now);
         if (!self && (check_lost (m, now) < 0 || heartbeats (m, now) < 0))
             return -1;
         if (!finishing && m->nworkers > 0 && m->nlost >= m->nworkers) {
@@ -2356,6 +2506,8 @@ int gr_run (const gr_run_opts_t *opts)
     gr_worker_res_t res = {0};
     master_t m = {0};
     gr_place_t *place = NULL;
+    double deadline = opts->deadline;
+    bool slurm_reread_ok = false;
 
     MPI_Comm_rank (MPI_COMM_WORLD, &rank);
     MPI_Comm_size (MPI_COMM_WORLD, &size);
@@ -2375,6 +2527,8 @@ int gr_run (const gr_run_opts_t *opts)
             len64 = (int64_t)bloblen;
             spec = rd.spec;
             run_dir = rd.path;
+            if (opts->slurm_deadline)
+                deadline = slurm_deadline (opts, &slurm_reread_ok, &m.slurm_failed);
         }
     }
     MPI_Bcast (&len64, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
@@ -2468,8 +2622,18 @@ int gr_run (const gr_run_opts_t *opts)
     m.started_wall = gr_wallclock ();
     m.alone = self != NULL;
     m.grace = opts->grace >= 0 ? opts->grace : spec->grace;
-    if (opts->deadline > 0)
-        m.deadline = gr_now () + (opts->deadline - gr_wallclock ());
+    if (deadline > 0)
+        m.deadline = gr_now () + (deadline - gr_wallclock ());
+    if (opts->slurm_deadline && opts->slurm_reread > 0 && slurm_reread_ok) {
+        /* Alone, rank 0's worker reaps every child of the process, and
+         * would take squeue's exit status. */
+        if (m.alone)
+            GR_DEBUG ("one rank: the Slurm job's end time is not read again");
+        else if (!(m.slurm_ex = gr_exec_create (&err)))
+            GR_WARN ("the Slurm job's end time will not be read again: %s", err.text);
+        else
+            m.slurm_next = gr_now () + opts->slurm_reread;
+    }
     m.place = place;
     if (!(m.sched = gr_sched_create (spec, opts->seed ? opts->seed
                                                       : (uint64_t)time (NULL)))
@@ -2567,6 +2731,8 @@ int gr_run (const gr_run_opts_t *opts)
         gr_sleep (1e-4);
 
 done:
+    gr_exec_cmd_destroy (m.slurm_q);
+    gr_exec_destroy (m.slurm_ex);
     gr_topo_node_destroy (res.topo);
     free (res.cores);
     free (res.gpus);

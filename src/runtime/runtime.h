@@ -53,6 +53,14 @@ typedef struct gr_run_opts {
     double grace;               /* drain grace; < 0: the spec's grace: */
     int preempt_signal;         /* drains like SIGTERM and SIGINT (SIGUSR2) */
     double deadline;            /* wall clock the run must end by; 0: none */
+    bool slurm_deadline;        /* no --deadline was given, and the run is a
+                                   Slurm job's: the deadline is the job's end
+                                   time, SLURM_JOB_END_TIME's (in deadline)
+                                   or, without it, what squeue says; the
+                                   master asks squeue again every
+                                   slurm_reread seconds (0: never) so that
+                                   a changed time limit counts */
+    double slurm_reread;
     double lost_after;          /* a silent worker is lost after this long */
     double snapshot_interval;   /* seconds between run.h5 snapshots */
     bool no_bind;               /* do not bind tasks to cores and GPUs */

@@ -338,6 +338,59 @@ START_TEST (test_slurm_env)
 }
 END_TEST
 
+/* squeue's end time (%e, SLURM_TIME_FORMAT=standard): local time, the
+ * words for "none", and what is neither, named in the error. */
+START_TEST (test_slurm_parse_end_time)
+{
+    static const char *const bad[] = {
+        "", "   ", "tomorrow", "2026-11-22", "2026-11-22T03:04", "2026-11-22 03:04:05",
+        "2026-02-30T00:00:00", "2026-13-01T00:00:00", "2026-11-22T25:00:00",
+        "2026-11-22T03:04:05x", "2026-11-22T03:04:05 2026-11-22T03:04:06",
+        "01:03:28", "1795316645", "UNLIMITED", "N/A/", "-2026-11-22T03:04:05",
+    };
+    gr_error_t e;
+    double t = -1;
+
+    setenv ("TZ", "UTC", 1);
+    tzset ();
+    ck_assert_int_eq (gr_slurm_parse_end_time ("2026-11-22T03:04:05", &t, &e), 0);
+    ck_assert (t == 1795316645.0);
+    ck_assert_int_eq (gr_slurm_parse_end_time (" \t2026-11-22T03:04:05\r\n", &t, &e), 0);
+    ck_assert (t == 1795316645.0);
+    /* Local time: an hour earlier in Berlin's winter, two in its summer. */
+    setenv ("TZ", "Europe/Berlin", 1);
+    tzset ();
+    ck_assert_int_eq (gr_slurm_parse_end_time ("2026-11-22T03:04:05", &t, &e), 0);
+    ck_assert (t == 1795316645.0 - 3600);
+    ck_assert_int_eq (gr_slurm_parse_end_time ("2026-07-01T12:00:00", &t, &e), 0);
+    ck_assert (t == 1782907200.0 - 7200);
+    for (const char *const *w = (const char *const[]){"Unknown", "N/A", "NONE", "None",
+                                                      " unknown\n", NULL};
+         *w; w++) {
+        t = -1;
+        ck_assert_int_eq (gr_slurm_parse_end_time (*w, &t, &e), 0);
+        ck_assert (t == 0);
+    }
+    for (size_t i = 0; i < sizeof (bad) / sizeof (bad[0]); i++) {
+        char want[96];
+        t = -1;
+        errno = 0;
+        ck_assert_msg (gr_slurm_parse_end_time (bad[i], &t, &e) == -1, "took '%s'", bad[i]);
+        ck_assert_int_eq (errno, EINVAL);
+        ck_assert (t == 0);
+        snprintf (want, sizeof (want), "'%s' is not an end time", bad[i]);
+        if (strchr (bad[i], '\r') == NULL && bad[i][0] != ' ')
+            ck_assert_msg (strstr (e.text, want) != NULL, "message: %s", e.text);
+    }
+    /* A long value is cut in the message. */
+    char lng[200];
+    memset (lng, 'x', sizeof (lng) - 1);
+    lng[sizeof (lng) - 1] = '\0';
+    ck_assert_int_eq (gr_slurm_parse_end_time (lng, &t, &e), -1);
+    ck_assert_uint_lt (strlen (e.text), 160);
+}
+END_TEST
+
 int main (void)
 {
     Suite *s = suite_create ("common");
@@ -353,6 +406,7 @@ int main (void)
     tcase_add_test (tc, test_hist);
     tcase_add_test (tc, test_prom);
     tcase_add_test (tc, test_slurm_env);
+    tcase_add_test (tc, test_slurm_parse_end_time);
     suite_add_tcase (s, tc);
     return gr_check_main (s);
 }

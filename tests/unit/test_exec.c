@@ -317,6 +317,81 @@ START_TEST (test_wait_wakes)
 }
 END_TEST
 
+/* A short command read through pipes (squeue, for the Slurm end time):
+ * its last stdout line, its status and stderr in the error, a program
+ * that is not there, and a command that runs past its time. */
+START_TEST (test_cmd)
+{
+    gr_error_t e;
+    gr_exec_t *ex = gr_exec_create (&e);
+    gr_exec_cmd_t *c;
+    char line[64];
+    ck_assert_ptr_nonnull (ex);
+
+    char *ok[] = {"sh", "-c", "echo 'CLUSTER: x'; echo \"  $GR_X  \"; echo note >&2", NULL};
+    char *env[] = {"GR_X=2026-11-22T03:04:05", NULL};
+    ck_assert_ptr_nonnull (c = gr_exec_cmd_start (ex, ok, env, 10, &e));
+    ck_assert_int_eq (gr_exec_cmd_wait (c, &e), 1);
+    ck_assert_str_eq (gr_exec_cmd_last_line (c, line, sizeof (line)), "2026-11-22T03:04:05");
+    /* Asked again, it says the same. */
+    ck_assert_int_eq (gr_exec_cmd_poll (c, &e), 1);
+    gr_exec_cmd_last_line (c, line, 5);
+    ck_assert_str_eq (line, "2026");
+    gr_exec_cmd_destroy (c);
+
+    char *fails[] = {"sh", "-c", "echo out; printf 'first\\nslurm_load_jobs error: "
+                                 "Invalid job id specified\\n\\n' >&2; exit 3", NULL};
+    ck_assert_ptr_nonnull (c = gr_exec_cmd_start (ex, fails, NULL, 10, &e));
+    ck_assert_int_eq (gr_exec_cmd_wait (c, &e), -1);
+    ck_assert_str_eq (e.text, "'sh' exited with status 3: slurm_load_jobs error: Invalid "
+                              "job id specified");
+    ck_assert_int_eq (gr_exec_cmd_poll (c, &e), -1);
+    gr_exec_cmd_destroy (c);
+
+    char *killed[] = {"sh", "-c", "kill -TERM $$", NULL};
+    ck_assert_ptr_nonnull (c = gr_exec_cmd_start (ex, killed, NULL, 10, &e));
+    ck_assert_int_eq (gr_exec_cmd_wait (c, &e), -1);
+    ck_assert_str_eq (e.text, "'sh' was killed by SIGTERM");
+    gr_exec_cmd_destroy (c);
+
+    char *missing[] = {"gr-no-such-program", NULL};
+    errno = 0;
+    ck_assert_ptr_null (gr_exec_cmd_start (ex, missing, NULL, 10, &e));
+    ck_assert_int_eq (errno, ENOENT);
+    ck_assert_ptr_nonnull (strstr (e.text, "cannot run 'gr-no-such-program'"));
+
+    /* Polling does not block; past its time the command is killed, its
+     * whole process group with it. */
+    char *hangs[] = {"sh", "-c", "sleep 30 & sleep 30", NULL};
+    double t0 = gr_now ();
+    ck_assert_ptr_nonnull (c = gr_exec_cmd_start (ex, hangs, NULL, 0.3, &e));
+    ck_assert_int_eq (gr_exec_cmd_poll (c, &e), 0);
+    ck_assert (gr_now () - t0 < 0.25);
+    ck_assert_int_eq (gr_exec_cmd_wait (c, &e), -1);
+    ck_assert_int_eq (errno, ETIMEDOUT);
+    ck_assert_str_eq (e.text, "'sh' did not answer within 0.3 s and was killed");
+    ck_assert (gr_now () - t0 < 5.0 * gr_test_time_scale ());
+    gr_exec_cmd_destroy (c);
+
+    /* Destroyed while it runs: killed and reaped, no child left. */
+    char *sleeps[] = {"sleep", "30", NULL};
+    ck_assert_ptr_nonnull (c = gr_exec_cmd_start (ex, sleeps, NULL, 60, &e));
+    gr_exec_cmd_destroy (c);
+    gr_exec_cmd_destroy (NULL);
+    /* The background sleep of "hangs" died with its group and came to
+     * us (subreaper); once it is reaped, no child is left. */
+    pid_t got;
+    int status, rc = 0;
+    struct rusage ru;
+    for (int i = 0; i < 200 && (rc = gr_exec_reap (&got, &status, &ru)) >= 0; i++)
+        if (rc == 0)
+            gr_exec_wait (0.05);
+    ck_assert_int_eq (rc, -1);
+    ck_assert_int_eq (errno, ECHILD);
+    gr_exec_destroy (ex);
+}
+END_TEST
+
 int main (void)
 {
     Suite *s = suite_create ("exec");
@@ -329,6 +404,7 @@ int main (void)
     tcase_add_test (tc, test_spawn_too_long);
     tcase_add_test (tc, test_group_kill_and_status);
     tcase_add_test (tc, test_wait_wakes);
+    tcase_add_test (tc, test_cmd);
     suite_add_tcase (s, tc);
     return gr_check_main (s);
 }
