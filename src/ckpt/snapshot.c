@@ -879,6 +879,16 @@ error:
     return NULL;
 }
 
+/* key as 16 lowercase hex digits and a NUL, as "%016" PRIx64 prints it;
+ * at millions of rows snprintf took a twentieth of the snapshot's time. */
+static void key_to_hex (uint64_t key, char out[17])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, key >>= 4)
+        out[i] = digits[key & 0xf];
+    out[16] = '\0';
+}
+
 /* Write rows[0..n) (n <= SNAP_BATCH) at the end of /tasks. */
 static int append_batch (gr_snap_t *s, const gr_snap_task_t *rows, size_t n,
                          gr_error_t *errp)
@@ -889,7 +899,7 @@ static int append_batch (gr_snap_t *s, const gr_snap_task_t *rows, size_t n,
     for (size_t i = 0; i < n; i++) {
         const gr_snap_task_t *t = &rows[i];
         struct task_rec *r = &s->rec[i];
-        snprintf (r->key_hex, sizeof (r->key_hex), "%016" PRIx64, t->key);
+        key_to_hex (t->key, r->key_hex);
         r->key = t->key;
         /* HDF5 only reads through these pointers when writing. */
         r->name = (char *)(t->name ? t->name : "");
