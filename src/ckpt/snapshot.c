@@ -39,6 +39,11 @@ static const char *const count_names[] = {
 };
 #define NCOUNTS (sizeof (count_names) / sizeof (count_names[0]))
 
+/* The fixed-length string fields of a row: a column of the file is at
+ * most GR_SNAP_FIXED_MAX + 1 bytes, and the reader reads it one byte
+ * longer, so that it ends in a NUL whatever the file holds. */
+#define FIX_BYTES (GR_SNAP_FIXED_MAX + 2)
+
 /* A row of /tasks as HDF5 converts it from and to memory. */
 struct task_rec {
     uint64_t key;
@@ -53,6 +58,12 @@ struct task_rec {
     int64_t maxrss_kb;
     char *host;
     int32_t worker;
+    /* name, params and host where they are fixed-length strings in the
+     * file (GR_SNAP_FIXED_MAX bytes at most, and a NUL); the memory type
+     * then points the field there instead of at the pointer. */
+    char name_fix[FIX_BYTES];
+    char params_fix[FIX_BYTES];
+    char host_fix[FIX_BYTES];
 };
 
 /* A row of /workers likewise. */
@@ -92,6 +103,8 @@ struct gr_snap {
     struct vfd_state *disk; /* what the file driver saw go wrong */
     gr_snap_counts_t counts;
     struct task_rec *rec;   /* SNAP_BATCH rows of conversion buffer */
+    size_t fixed[3];        /* name, params, host: the size of the column's
+                               fixed-length string; 0: variable-length */
 };
 
 /* What HDF5 said about its last failure, from the innermost frame of its
@@ -590,23 +603,6 @@ static int types_create (struct types *t)
         || (t->state_file = make_state_enum (H5T_STD_U8LE)) < 0)
         goto error;
 
-    const struct field task_fields[] = {
-        {"key", HOFFSET (struct task_rec, key), H5T_NATIVE_UINT64, H5T_STD_U64LE},
-        {"key_hex", HOFFSET (struct task_rec, key_hex), t->hex, t->hex},
-        {"name", HOFFSET (struct task_rec, name), t->str, t->str},
-        {"params", HOFFSET (struct task_rec, params), t->str, t->str},
-        {"state", HOFFSET (struct task_rec, state), t->state_mem, t->state_file},
-        {"attempts", HOFFSET (struct task_rec, attempts), H5T_NATIVE_UINT32,
-         H5T_STD_U32LE},
-        {"exit_code", HOFFSET (struct task_rec, exit_code), H5T_NATIVE_INT32,
-         H5T_STD_I32LE},
-        {"signal", HOFFSET (struct task_rec, signal), H5T_NATIVE_INT32, H5T_STD_I32LE},
-        {"wall", HOFFSET (struct task_rec, wall), H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE},
-        {"maxrss_kb", HOFFSET (struct task_rec, maxrss_kb), H5T_NATIVE_INT64,
-         H5T_STD_I64LE},
-        {"host", HOFFSET (struct task_rec, host), t->str, t->str},
-        {"worker", HOFFSET (struct task_rec, worker), H5T_NATIVE_INT32, H5T_STD_I32LE},
-    };
     const struct field worker_fields[] = {
         {"rank", HOFFSET (struct worker_rec, rank), H5T_NATIVE_INT32, H5T_STD_I32LE},
         {"host", HOFFSET (struct worker_rec, host), t->str, t->str},
@@ -614,30 +610,137 @@ static int types_create (struct types *t)
         {"gpus", HOFFSET (struct worker_rec, gpus), H5T_NATIVE_UINT32, H5T_STD_U32LE},
         {"lost", HOFFSET (struct worker_rec, lost), H5T_NATIVE_UINT8, H5T_STD_U8LE},
     };
-    /* The reader's: every field but key_hex (fields are matched by name;
-     * key_hex was a variable-length string in earlier snapshots, and HDF5
-     * converts no variable-length string to a fixed-length one). */
-    struct field read_fields[sizeof (task_fields) / sizeof (task_fields[0])];
-    size_t nread = 0;
-    hid_t read_file = H5I_INVALID_HID;
-    for (size_t i = 0; i < sizeof (task_fields) / sizeof (task_fields[0]); i++)
-        if (strcmp (task_fields[i].name, "key_hex") != 0)
-            read_fields[nread++] = task_fields[i];
-    if (make_compound (read_fields, nread, sizeof (struct task_rec), &t->task_read,
-                       &read_file) < 0)
-        goto error;
-    close_id (&read_file);
-    if (make_compound (task_fields, sizeof (task_fields) / sizeof (task_fields[0]),
-                       sizeof (struct task_rec), &t->task_mem, &t->task_file) < 0
-        || make_compound (worker_fields,
-                          sizeof (worker_fields) / sizeof (worker_fields[0]),
-                          sizeof (struct worker_rec), &t->worker_mem,
-                          &t->worker_file) < 0)
+    if (make_compound (worker_fields,
+                       sizeof (worker_fields) / sizeof (worker_fields[0]),
+                       sizeof (struct worker_rec), &t->worker_mem, &t->worker_file) < 0)
         goto error;
     return 0;
 error:
     types_close (t);
     return -1;
+}
+
+/* The string columns of /tasks that may be fixed-length, in this order. */
+static const char *const str_cols[3] = {"name", "params", "host"};
+static const size_t str_ptr_off[3] = {HOFFSET (struct task_rec, name),
+                                      HOFFSET (struct task_rec, params),
+                                      HOFFSET (struct task_rec, host)};
+static const size_t str_fix_off[3] = {HOFFSET (struct task_rec, name_fix),
+                                      HOFFSET (struct task_rec, params_fix),
+                                      HOFFSET (struct task_rec, host_fix)};
+
+/* A fixed-length, NUL-terminated UTF-8 string type of size bytes. */
+static hid_t fixed_str (size_t size)
+{
+    hid_t t = H5Tcopy (H5T_C_S1);
+    if (t >= 0
+        && (H5Tset_size (t, size) < 0 || H5Tset_strpad (t, H5T_STR_NULLTERM) < 0
+            || H5Tset_cset (t, H5T_CSET_UTF8) < 0))
+        close_id (&t);
+    return t;
+}
+
+/* The fields of /tasks, key_hex left out unless with_hex, for string
+ * columns whose memory and file types (and where in struct task_rec they
+ * are) the caller picked.  Returns how many. */
+static size_t task_fields (const struct types *t, const hid_t str_mem[3],
+                           const hid_t str_file[3], const size_t str_off[3],
+                           bool with_hex, struct field *f)
+{
+    size_t n = 0;
+    f[n++] = (struct field){"key", HOFFSET (struct task_rec, key), H5T_NATIVE_UINT64,
+                            H5T_STD_U64LE};
+    if (with_hex)
+        f[n++] = (struct field){"key_hex", HOFFSET (struct task_rec, key_hex), t->hex,
+                                t->hex};
+    f[n++] = (struct field){"name", str_off[0], str_mem[0], str_file[0]};
+    f[n++] = (struct field){"params", str_off[1], str_mem[1], str_file[1]};
+    f[n++] = (struct field){"state", HOFFSET (struct task_rec, state), t->state_mem,
+                            t->state_file};
+    f[n++] = (struct field){"attempts", HOFFSET (struct task_rec, attempts),
+                            H5T_NATIVE_UINT32, H5T_STD_U32LE};
+    f[n++] = (struct field){"exit_code", HOFFSET (struct task_rec, exit_code),
+                            H5T_NATIVE_INT32, H5T_STD_I32LE};
+    f[n++] = (struct field){"signal", HOFFSET (struct task_rec, signal), H5T_NATIVE_INT32,
+                            H5T_STD_I32LE};
+    f[n++] = (struct field){"wall", HOFFSET (struct task_rec, wall), H5T_NATIVE_DOUBLE,
+                            H5T_IEEE_F64LE};
+    f[n++] = (struct field){"maxrss_kb", HOFFSET (struct task_rec, maxrss_kb),
+                            H5T_NATIVE_INT64, H5T_STD_I64LE};
+    f[n++] = (struct field){"host", str_off[2], str_mem[2], str_file[2]};
+    f[n++] = (struct field){"worker", HOFFSET (struct task_rec, worker), H5T_NATIVE_INT32,
+                            H5T_STD_I32LE};
+    return n;
+}
+
+/* The writer's memory and file types of /tasks: string column i is a
+ * fixed-length string of fixed[i] bytes, or variable-length where 0. */
+static int task_types (struct types *t, const size_t fixed[3])
+{
+    hid_t fx[3] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
+    hid_t str[3];
+    size_t off[3];
+    struct field f[16];
+    int rc = -1;
+
+    for (int i = 0; i < 3; i++) {
+        if (fixed[i] && (fx[i] = fixed_str (fixed[i])) < 0)
+            goto out;
+        str[i] = fixed[i] ? fx[i] : t->str;
+        off[i] = fixed[i] ? str_fix_off[i] : str_ptr_off[i];
+    }
+    size_t n = task_fields (t, str, str, off, true, f);
+    rc = make_compound (f, n, sizeof (struct task_rec), &t->task_mem, &t->task_file);
+out:
+    for (int i = 0; i < 3; i++)
+        close_id (&fx[i]);
+    return rc;
+}
+
+/* The reader's memory type of /tasks in the file ftype: every field but
+ * key_hex (fields are matched by name; key_hex was a variable-length
+ * string in earlier snapshots, and HDF5 converts no variable-length string
+ * to a fixed-length one), and each string column as the file has it:
+ * fixed[i] gets the size of a fixed-length one (read one byte longer),
+ * 0 for a variable-length one or none.  -1 with errno EINVAL: a column
+ * that is no string this reader knows. */
+static int task_read_type (struct types *t, hid_t ftype, size_t fixed[3])
+{
+    hid_t fx[3] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
+    hid_t str[3], file_unused = H5I_INVALID_HID;
+    size_t off[3];
+    struct field f[16];
+    int rc = -1;
+
+    for (int i = 0; i < 3; i++) {
+        int idx = H5Tget_member_index (ftype, str_cols[i]);
+        fixed[i] = 0;
+        if (idx >= 0) {
+            hid_t mt = H5Tget_member_type (ftype, (unsigned)idx);
+            htri_t var = mt < 0 ? -1 : H5Tis_variable_str (mt);
+            size_t size = mt < 0 ? 0 : H5Tget_size (mt);
+            bool is_str = mt >= 0 && H5Tget_class (mt) == H5T_STRING;
+            close_id (&mt);
+            if (var < 0)
+                goto out;
+            if (!is_str || (!var && (size == 0 || size > GR_SNAP_FIXED_MAX + 1))) {
+                errno = EINVAL;
+                goto out;
+            }
+            if (!var && (fx[i] = fixed_str (size + 1)) < 0)
+                goto out;
+            fixed[i] = var ? 0 : size;
+        }
+        str[i] = fixed[i] ? fx[i] : t->str;
+        off[i] = fixed[i] ? str_fix_off[i] : str_ptr_off[i];
+    }
+    size_t n = task_fields (t, str, str, off, false, f);
+    rc = make_compound (f, n, sizeof (struct task_rec), &t->task_read, &file_unused);
+    close_id (&file_unused);
+out:
+    for (int i = 0; i < 3; i++)
+        close_id (&fx[i]);
+    return rc;
 }
 
 /* Reclaim the strings HDF5 allocated while reading n elements of type
@@ -831,7 +934,12 @@ gr_snap_t *gr_snap_begin (const char *path, const gr_snap_meta_t *meta,
         || !(s->disk = calloc (1, sizeof (*s->disk))))
         goto nomem;
     sprintf (s->tmp, "%s.tmp", path);
-    if (types_create (&s->t) < 0) {
+    if (meta->sizes_known) {
+        size_t longest[3] = {meta->name_max, meta->params_max, meta->host_max};
+        for (int i = 0; i < 3; i++)
+            s->fixed[i] = longest[i] <= GR_SNAP_FIXED_MAX ? longest[i] + 1 : 0;
+    }
+    if (types_create (&s->t) < 0 || task_types (&s->t, s->fixed) < 0) {
         h5_fail (errp, "cannot set up the datatypes of snapshot", s->tmp);
         goto error;
     }
@@ -904,13 +1012,24 @@ static int append_batch (gr_snap_t *s, const gr_snap_task_t *rows, size_t n,
         /* HDF5 only reads through these pointers when writing. */
         r->name = (char *)(t->name ? t->name : "");
         r->params = (char *)(t->params ? t->params : "");
+        r->host = (char *)(t->host ? t->host : "");
+        char *fix[3] = {r->name_fix, r->params_fix, r->host_fix};
+        const char *str[3] = {r->name, r->params, r->host};
+        for (int c = 0; c < 3; c++) {
+            if (s->fixed[c]) {
+                /* NUL-padded to the column's size, so that no byte of an
+                 * earlier row is written with this one. */
+                size_t len = strlen (str[c]);
+                memcpy (fix[c], str[c], len);
+                memset (fix[c] + len, 0, s->fixed[c] - len);
+            }
+        }
         r->state = (int32_t)t->state;
         r->attempts = t->attempts;
         r->exit_code = t->exit_code;
         r->signal = t->signal;
         r->wall = t->wall;
         r->maxrss_kb = t->maxrss_kb;
-        r->host = (char *)(t->host ? t->host : "");
         r->worker = t->worker;
     }
     if (H5Dset_extent (s->tasks, &total) < 0
@@ -948,12 +1067,23 @@ int gr_snap_add_tasks (gr_snap_t *s, const gr_snap_task_t *rows, size_t n,
     }
     /* All checked before any is written, so a refusal adds nothing. */
     for (size_t i = 0; i < n; i++) {
+        const char *name = rows[i].name ? rows[i].name : "";
         if ((unsigned)rows[i].state >= NSTATES) {
             errno = EINVAL;
             return gr_errprintf (errp, "cannot add task '%s' to snapshot '%s': "
                                  "unknown state %d",
-                                 rows[i].name ? rows[i].name : "", s->tmp,
-                                 (int)rows[i].state);
+                                 name, s->tmp, (int)rows[i].state);
+        }
+        const char *str[3] = {rows[i].name, rows[i].params, rows[i].host};
+        for (int c = 0; c < 3; c++) {
+            size_t len = str[c] ? strlen (str[c]) : 0;
+            if (s->fixed[c] && len >= s->fixed[c]) {
+                errno = EINVAL;
+                return gr_errprintf (errp, "cannot add task '%s' to snapshot '%s': "
+                                     "its %s is %zu bytes long, and the snapshot "
+                                     "was begun for %zu at most",
+                                     name, s->tmp, str_cols[c], len, s->fixed[c] - 1);
+            }
         }
     }
     while (n > 0) {
@@ -1387,6 +1517,7 @@ int gr_snap_read (const char *path, gr_snap_row_f fn, void *arg,
     struct task_rec *rec = NULL;
     hid_t ds = H5I_INVALID_HID;
     hsize_t n, off;
+    size_t fixed[3];
 
     if (!path) {
         errno = EINVAL;
@@ -1396,6 +1527,18 @@ int gr_snap_read (const char *path, gr_snap_row_f fn, void *arg,
         return -1;
     if ((ds = open_rows (&r, "tasks", &n, errp)) < 0)
         goto error;
+    hid_t ftype = H5Dget_type (ds);
+    int trc = ftype < 0 ? -1 : task_read_type (&r.t, ftype, fixed);
+    close_id (&ftype);
+    if (trc < 0) {
+        if (errno == EINVAL)
+            gr_errprintf (errp, "'%s' is not a snapshot this gridrun reads: a name, "
+                          "params or host column of /tasks is not a string of at "
+                          "most %d bytes", path, GR_SNAP_FIXED_MAX + 1);
+        else
+            h5_fail (errp, "cannot read the row type of /tasks of snapshot", path);
+        goto error;
+    }
     if (!(rec = calloc (SNAP_BATCH, sizeof (*rec)))) {
         errno = ENOMEM;
         gr_errprintf (errp, "out of memory reading snapshot '%s'", path);
@@ -1416,15 +1559,15 @@ int gr_snap_read (const char *path, gr_snap_row_f fn, void *arg,
             const struct task_rec *x = &rec[i];
             gr_snap_task_t row = {
                 .key = x->key,
-                .name = x->name ? x->name : "",
-                .params = x->params ? x->params : "",
+                .name = fixed[0] ? x->name_fix : x->name ? x->name : "",
+                .params = fixed[1] ? x->params_fix : x->params ? x->params : "",
                 .state = (gr_task_state_t)x->state,
                 .attempts = x->attempts,
                 .exit_code = x->exit_code,
                 .signal = x->signal,
                 .wall = x->wall,
                 .maxrss_kb = x->maxrss_kb,
-                .host = x->host ? x->host : "",
+                .host = fixed[2] ? x->host_fix : x->host ? x->host : "",
                 .worker = x->worker,
             };
             stop = fn (&row, arg);

@@ -32,13 +32,17 @@
  *   /workers                 compound dataset: rank int32, host string,
  *                            cpus uint32, gpus uint32, lost uint8
  *
- * Strings are variable-length UTF-8.  The file is written to
+ * Strings are UTF-8; name, params and host are fixed-length (NUL-padded,
+ * as long as the longest of the snapshot and a NUL) where the writer knows
+ * their longest and it is short (gr_snap_meta_t), else variable-length, as
+ * are all the others but key_hex.  The file is written to
  * "<path>.tmp", fsynced, renamed over path, and the directory fsynced, so a
  * reader only ever sees a whole snapshot.
  */
 #ifndef GR_CKPT_SNAPSHOT_H
 #define GR_CKPT_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -85,7 +89,19 @@ typedef struct gr_snap_meta {
     uint32_t incarnation;
     double started;          /* epoch seconds */
     const char *state;       /* "running", "drained", "finished" */
+    /* sizes_known: name_max, params_max and host_max are the longest
+     * name, params and host the rows will hold, in bytes without the NUL.
+     * A column whose longest is GR_SNAP_FIXED_MAX bytes or less is then a
+     * fixed-length string of one byte more, which costs no heap object a
+     * row; a longer one, or any column when sizes_known is false, a
+     * variable-length string.  A row whose string is longer than said is
+     * refused. */
+    bool sizes_known;
+    size_t name_max, params_max, host_max;
 } gr_snap_meta_t;
+
+/* The longest string a /tasks column holds as a fixed-length string. */
+#define GR_SNAP_FIXED_MAX 255
 
 typedef struct gr_snap_counts {
     uint64_t total, done, failed, poison, skipped, running, waiting;

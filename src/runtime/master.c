@@ -1601,6 +1601,20 @@ static int check_lost (master_t *m, double now)
     return 0;
 }
 
+/* The name and params of row r, as the spec gives them ("?" and "" for a
+ * row the spec does not have), valid until the next expansion. */
+static void row_strings (master_t *m, const gr_task_row_t *r, const char **name,
+                         const char **params)
+{
+    *name = "?";
+    *params = "";
+    if (r->def < m->spec->ntasks && r->index < m->spec->tasks[r->def].count
+        && gr_expand_select (m->x, &m->spec->tasks[r->def], r->index) == 0) {
+        *name = gr_expand_name (m->x);
+        *params = gr_expand_params_string (m->x);
+    }
+}
+
 /* The snapshot: everything the task table knows, plus counts and metrics. */
 static int write_snapshot (master_t *m, const char *state)
 {
@@ -1619,6 +1633,23 @@ static int write_snapshot (master_t *m, const char *state)
     size_t namecap = BATCH * 96;
     gr_snap_t *s;
 
+    /* The longest strings first (a second expansion of every row): known,
+     * short ones make fixed-length columns, which cost the file no heap
+     * object a row.  At 4 million rows that halved the file. */
+    meta.sizes_known = true;
+    for (size_t i = 0; i < nrows; i++) {
+        const char *name, *params;
+        row_strings (m, &rows[i], &name, &params);
+        size_t nl = strlen (name), pl = strlen (params);
+        meta.name_max = nl > meta.name_max ? nl : meta.name_max;
+        meta.params_max = pl > meta.params_max ? pl : meta.params_max;
+        if (meta.name_max > GR_SNAP_FIXED_MAX && meta.params_max > GR_SNAP_FIXED_MAX)
+            break;
+    }
+    for (int r = 0; r < m->size; r++) {
+        size_t hl = strlen (m->w[r].info.host);
+        meta.host_max = hl > meta.host_max ? hl : meta.host_max;
+    }
     gr_rundir_file (m->run_dir, "run.h5", path, sizeof (path));
     if (!(s = gr_snap_begin (path, &meta, &err)))
         goto error;
@@ -1632,12 +1663,8 @@ static int write_snapshot (master_t *m, const char *state)
         size_t offs[BATCH][2];
         for (size_t k = 0; k < n; k++) {
             const gr_task_row_t *r = &rows[i + k];
-            const char *name = "?", *params = "";
-            if (r->def < m->spec->ntasks && r->index < m->spec->tasks[r->def].count
-                && gr_expand_select (m->x, &m->spec->tasks[r->def], r->index) == 0) {
-                name = gr_expand_name (m->x);
-                params = gr_expand_params_string (m->x);
-            }
+            const char *name, *params;
+            row_strings (m, r, &name, &params);
             size_t nl = strlen (name) + 1, pl = strlen (params) + 1;
             while (used + nl + pl > namecap) {
                 char *nn = realloc (names, namecap * 2);

@@ -1,16 +1,22 @@
 /* Write a known snapshot for t0100-snapshot-tools.sh to read back with
- * h5dump and h5py.  The values here and in that test must agree. */
+ * h5dump and h5py.  The values here and in that test must agree.
+ *
+ *   gr-snapwrite [--fixed] PATH
+ *
+ * --fixed: tell the writer the longest name, params and host, which makes
+ * them fixed-length columns (as gridrun's own snapshots have them). */
 #include "config.h"
 
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "src/ckpt/snapshot.h"
 
 int main (int argc, char **argv)
 {
     gr_error_t e;
-    const gr_snap_meta_t meta = {
+    gr_snap_meta_t meta = {
         .job = "sweep \"A\" \xc3\xa9",
         .spec_hash = 0x0123456789abcdefULL,
         .spec_path = "/home/u/my jobs/job.yaml",
@@ -42,11 +48,20 @@ int main (int argc, char **argv)
         .attempts = 11, .duplicates = 3,
     };
 
-    if (argc != 2) {
-        fprintf (stderr, "usage: gr-snapwrite PATH\n");
+    bool fixed = argc == 3 && strcmp (argv[1], "--fixed") == 0;
+    if (argc != 2 + fixed) {
+        fprintf (stderr, "usage: gr-snapwrite [--fixed] PATH\n");
         return 2;
     }
-    gr_snap_t *s = gr_snap_begin (argv[1], &meta, &e);
+    for (size_t i = 0; fixed && i < sizeof (tasks) / sizeof (tasks[0]); i++) {
+        size_t n = strlen (tasks[i].name), p = strlen (tasks[i].params),
+               h = strlen (tasks[i].host);
+        meta.sizes_known = true;
+        meta.name_max = n > meta.name_max ? n : meta.name_max;
+        meta.params_max = p > meta.params_max ? p : meta.params_max;
+        meta.host_max = h > meta.host_max ? h : meta.host_max;
+    }
+    gr_snap_t *s = gr_snap_begin (argv[argc - 1], &meta, &e);
     if (!s
         || gr_snap_add_tasks (s, tasks, sizeof (tasks) / sizeof (tasks[0]), &e) < 0
         || gr_snap_set_workers (s, workers, sizeof (workers) / sizeof (workers[0]),

@@ -1,10 +1,13 @@
 #!/bin/bash
 # A snapshot written through gr_snap_* (tests/bin/gr-snapwrite) reads back
 # with the tools people use on it: h5dump, and h5py under Debian's Python,
-# every field of /tasks with the right values.  Needs no MPI, so it does not
+# every field of /tasks with the right values.  Twice: with name, params
+# and host as variable-length strings, then as fixed-length ones (what
+# gridrun writes when it knows the longest, GR_T0100_MODE=fixed).  Needs no MPI, so it does not
 # source lib.sh (which skips without mpirun); it keeps its conventions.
 set -u
 test_name=$(basename "$0" .sh)
+self=$(realpath "$0")
 : "${GR_BUILDDIR:=$(pwd)}"
 SNAPWRITE=${GR_SNAPWRITE:-$GR_BUILDDIR/tests/bin/gr-snapwrite}
 PYTHON=${GR_PYTHON:-/usr/bin/python3}   # Debian's, with python3-h5py
@@ -32,7 +35,11 @@ have_h5py=yes
 [ $have_h5dump = no ] && [ $have_h5py = no ] \
     && skip "neither h5dump nor h5py in $PYTHON (apt-get install hdf5-tools python3-h5py)"
 
-timeout 60 "$SNAPWRITE" run.h5 2> write.err || fail "gr-snapwrite: $(cat write.err)"
+mode=${GR_T0100_MODE:-variable}
+write_args=()
+[ "$mode" = fixed ] && write_args=(--fixed)
+timeout 60 "$SNAPWRITE" "${write_args[@]}" run.h5 2> write.err \
+    || fail "gr-snapwrite ($mode): $(cat write.err)"
 [ -f run.h5 ] || fail "no run.h5 written"
 [ -e run.h5.tmp ] && fail "run.h5.tmp left behind"
 
@@ -61,6 +68,14 @@ if [ $have_h5dump = yes ]; then
         '18446744073709551615,' '"ffffffffffffffff",' '"it'"'"'s "quoted"",' \
         '9223372036854775807,' '12.125,' 'done,' 'failed,' 'poison,' 'pending,' \
         'running,' 'waiting,'
+    # The longest name ("it's \"quoted\"") is 13 bytes: 14 with the NUL.
+    if [ "$mode" = fixed ]; then
+        want tasks.dump 'STRSIZE 14;'
+        grep -q 'STRSIZE H5T_VARIABLE' tasks.dump \
+            && fail "fixed mode: a variable-length column in /tasks: $(head -c 3000 tasks.dump)"
+    else
+        want tasks.dump 'STRSIZE H5T_VARIABLE;'
+    fi
     dump root.dump -A
     want root.dump 'ATTRIBUTE "format"' '"gridrun-run-1"' '"0123456789abcdef"' \
         '"/home/u/my jobs/job.yaml"' '"/scratch/u/run1"' '"finished"' \
@@ -79,7 +94,7 @@ fi
 [ $have_h5py = yes ] \
     || skip "h5dump read the snapshot; $PYTHON has no h5py (apt-get install python3-h5py)"
 
-timeout 60 "$PYTHON" - run.h5 > h5py.out 2>&1 << 'PY' || fail "h5py: $(cat h5py.out)"
+timeout 60 "$PYTHON" - run.h5 "$mode" > h5py.out 2>&1 << 'PY' || fail "h5py ($mode): $(cat h5py.out)"
 import sys
 
 import h5py
@@ -116,6 +131,12 @@ with h5py.File(sys.argv[1], "r") as f:
     check("tasks fields", list(tasks.dtype.names),
           ["key", "key_hex", "name", "params", "state", "attempts", "exit_code",
            "signal", "wall", "maxrss_kb", "host", "worker"])
+    for col in ("name", "params", "host"):
+        length = h5py.check_string_dtype(tasks.dtype[col]).length
+        if sys.argv[2] == "fixed":
+            check("%s is fixed-length" % col, length is not None, True)
+        else:
+            check("%s is variable-length" % col, length, None)
     enum = h5py.check_enum_dtype(tasks.dtype["state"])
     check("state enum", enum, {"pending": 0, "running": 1, "waiting": 2, "done": 3,
                                "failed": 4, "poison": 5})
@@ -180,5 +201,6 @@ PY
 
 [ $have_h5dump = yes ] \
     || skip "h5py read the snapshot; h5dump not found (apt-get install hdf5-tools)"
+[ "$mode" = variable ] && GR_T0100_MODE=fixed exec bash "$self" "$@"
 echo "PASS: $test_name"
 exit 0

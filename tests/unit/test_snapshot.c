@@ -222,6 +222,66 @@ START_TEST (test_reads_vlen_key_hex)
 }
 END_TEST
 
+/* With the longest strings known, name, params and host are fixed-length
+ * columns: every hostile string reads back as written, one as long as a
+ * fixed column may be (GR_SNAP_FIXED_MAX) too; a row longer than said is
+ * refused and adds nothing; a column whose longest is beyond
+ * GR_SNAP_FIXED_MAX stays variable-length beside fixed ones. */
+START_TEST (test_fixed_strings)
+{
+    char path[128], at_max[GR_SNAP_FIXED_MAX + 1], beyond[GR_SNAP_FIXED_MAX + 2];
+    gr_error_t e = {{0}};
+    gr_snap_task_t rows[NROWS + 1];
+    struct collect c = {.n = 0};
+    gr_snap_counts_t counts;
+    gr_snap_meta_t meta = meta_a;
+    size_t longest = 0;
+
+    for (size_t i = 0; i < NHOSTILE; i++)
+        longest = strlen (hostile[i]) > longest ? strlen (hostile[i]) : longest;
+    memset (at_max, 'n', GR_SNAP_FIXED_MAX);
+    at_max[GR_SNAP_FIXED_MAX] = '\0';
+    memset (beyond, 'p', GR_SNAP_FIXED_MAX + 1);
+    beyond[GR_SNAP_FIXED_MAX + 1] = '\0';
+    snprintf (path, sizeof (path), "%s/run.h5", dir);
+
+    for (int round = 0; round < 2; round++) {
+        /* Round 0: all three fixed, the name at its widest.  Round 1: the
+         * params column beyond the fixed limit, so variable-length. */
+        make_rows (rows);
+        rows[NROWS] = rows[0];
+        rows[NROWS].key = 42;
+        rows[NROWS].name = round == 0 ? at_max : "short";
+        rows[NROWS].params = round == 1 ? beyond : "";
+        meta.sizes_known = true;
+        meta.name_max = round == 0 ? GR_SNAP_FIXED_MAX : longest;
+        meta.params_max = round == 1 ? GR_SNAP_FIXED_MAX + 1 : longest;
+        meta.host_max = longest;
+        gr_snap_t *s = gr_snap_begin (path, &meta, &e);
+        ck_assert_msg (s != NULL, "%s", e.text);
+        ck_assert_msg (gr_snap_add_tasks (s, rows, NROWS + 1, &e) == 0, "%s", e.text);
+
+        /* One byte too long for its column: refused, nothing of it added. */
+        gr_snap_task_t bad[2] = {rows[1], rows[2]};
+        bad[1].host = round == 0 ? "a host longer than every hostile string there is"
+                                 : bad[1].host;
+        bad[1].name = round == 1 ? at_max : bad[1].name;
+        errno = 0;
+        ck_assert_int_eq (gr_snap_add_tasks (s, bad, 2, &e), -1);
+        ck_assert_int_eq (errno, EINVAL);
+        ck_assert_ptr_nonnull (strstr (e.text, round == 0 ? "its host is" : "its name is"));
+        ck_assert_msg (gr_snap_commit (s, &e) == 0, "%s", e.text);
+
+        ck_assert_msg (gr_snap_read (path, collect_row, &c, &counts, &e) == 0, "%s",
+                       e.text);
+        ck_assert_int_eq (c.n, NROWS + 1);
+        for (int i = 0; i < NROWS + 1; i++)
+            assert_row_eq (&c.rows[i], &rows[i]);
+        collect_free (&c);
+    }
+}
+END_TEST
+
 START_TEST (test_roundtrip)
 {
     char path[128], tmp[160];
@@ -769,6 +829,7 @@ int main (void)
     tcase_add_checked_fixture (tc, setup, teardown);
     tcase_add_test (tc, test_roundtrip);
     tcase_add_test (tc, test_reads_vlen_key_hex);
+    tcase_add_test (tc, test_fixed_strings);
     tcase_add_test (tc, test_empty);
     tcase_add_test (tc, test_atomic_replace);
     tcase_add_test (tc, test_failed_commit);
