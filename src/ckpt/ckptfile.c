@@ -25,6 +25,7 @@
 #include <hdf5.h>
 
 #include "src/common/fs.h"
+#include "src/common/grow.h"
 #include "src/common/hash.h"
 #include "ckptfile.h"
 
@@ -681,18 +682,12 @@ static void sb_put (sbuf_t *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc (b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    char *p = gr_grow_to (b->p, &b->cap, b->len + n + 1, 1, 4096);
+    if (!p) {
+        b->oom = true;
+        return;
     }
+    b->p = p;
     memcpy (b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
@@ -883,14 +878,10 @@ static int next_line (lines_t *L)
             t++;
         if (!*t)
             break;
-        if (L->ntok == L->captok) {
-            size_t cap = L->captok ? L->captok * 2 : 16;
-            char **n = realloc (L->tok, cap * sizeof (*n));
-            if (!n)
-                return -1;
-            L->tok = n;
-            L->captok = cap;
-        }
+        char **n = gr_grow (L->tok, &L->captok, L->ntok, sizeof (*n), 16);
+        if (!n)
+            return -1;
+        L->tok = n;
         L->tok[L->ntok++] = t;
         while (*t && *t != ' ')
             t++;

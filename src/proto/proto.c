@@ -32,6 +32,8 @@ int gr_proto_check_assign (const void *buf, size_t len)
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/common/grow.h"
+
 typedef struct chan_send {
     MPI_Request req;
     void *buf;
@@ -174,16 +176,10 @@ int gr_chan_recv (gr_chan_t *ch, int source, int tag, void **bufp,
     MPI_Get_count (&st, MPI_BYTE, &count);
     if (count < 0)
         count = 0;
-    if ((size_t)count + 1 > ch->rcap) {
-        size_t ncap = ch->rcap ? ch->rcap : 4096;
-        while (ncap < (size_t)count + 1)
-            ncap *= 2;
-        void *nb = realloc (ch->rbuf, ncap);
-        if (!nb)
-            return -1;
-        ch->rbuf = nb;
-        ch->rcap = ncap;
-    }
+    void *nb = gr_grow_to (ch->rbuf, &ch->rcap, (size_t)count + 1, 1, 4096);
+    if (!nb)
+        return -1;
+    ch->rbuf = nb;
     if (MPI_Mrecv (ch->rbuf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE)
         != MPI_SUCCESS) {
         errno = EIO;

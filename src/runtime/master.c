@@ -21,6 +21,7 @@
 #include "src/ckpt/snapshot.h"
 #include "src/common/chaos.h"
 #include "src/common/fs.h"
+#include "src/common/grow.h"
 #include "src/common/gtime.h"
 #include "src/common/log.h"
 #include "src/common/slurm.h"
@@ -1180,14 +1181,10 @@ static int group_dispatch (master_t *m, double now)
                                        max_duration, m->gelig, &rec);
         if (rc <= 0)
             return rc;
-        if (m->ngroups == m->capgroups) {
-            size_t nc = m->capgroups ? 2 * m->capgroups : 8;
-            group_t **ng = realloc (m->groups, nc * sizeof (*ng));
-            if (!ng)
-                return -1;
-            m->groups = ng;
-            m->capgroups = nc;
-        }
+        group_t **ng = gr_grow (m->groups, &m->capgroups, m->ngroups, sizeof (*ng), 8);
+        if (!ng)
+            return -1;
+        m->groups = ng;
         if (!(g = calloc (1, sizeof (*g))))
             return -1;
         g->a = rec;
@@ -1666,15 +1663,12 @@ static int write_snapshot (master_t *m, const char *state)
             const char *name, *params;
             row_strings (m, r, &name, &params);
             size_t nl = strlen (name) + 1, pl = strlen (params) + 1;
-            while (used + nl + pl > namecap) {
-                char *nn = realloc (names, namecap * 2);
-                if (!nn) {
-                    gr_errprintf (&err, "out of memory writing the snapshot");
-                    goto error;
-                }
-                names = nn;
-                namecap *= 2;
+            char *nn = gr_grow_to (names, &namecap, used + nl + pl, 1, BATCH * 96);
+            if (!nn) {
+                gr_errprintf (&err, "out of memory writing the snapshot");
+                goto error;
             }
+            names = nn;
             offs[k][0] = used;
             memcpy (names + used, name, nl);
             used += nl;

@@ -13,6 +13,7 @@
 
 #include "src/common/chaos.h"
 #include "src/common/fs.h"
+#include "src/common/grow.h"
 #include "outlog.h"
 
 struct gr_outlog {
@@ -226,16 +227,12 @@ int gr_outlog_record (gr_outlog_t *ol, const gr_outlog_rec_t *r)
             ol->ilen += (size_t)n;
             return 0;
         }
-        size_t ncap = ol->icap ? ol->icap * 2 : 4096;
-        while (ncap - ol->ilen <= (size_t)n)
-            ncap *= 2;
-        char *nb = realloc (ol->ibuf, ncap);
+        char *nb = gr_grow_to (ol->ibuf, &ol->icap, ol->ilen + (size_t)n + 1, 1, 4096);
         if (!nb) {
             errno = ENOMEM;
             return -1;
         }
         ol->ibuf = nb;
-        ol->icap = ncap;
     }
 }
 
@@ -303,13 +300,10 @@ int gr_outlog_scan (const char *dir, const char *what, gr_outlog_match_f fn,
         size_t l = strlen (de->d_name);
         if (l < 5 || de->d_name[0] != 'w' || strcmp (de->d_name + l - 4, ".idx"))
             continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **nn = realloc (names, cap * sizeof (char *));
-            if (!nn)
-                goto nomem;
-            names = nn;
-        }
+        char **nn = gr_grow (names, &cap, n, sizeof (char *), 16);
+        if (!nn)
+            goto nomem;
+        names = nn;
         if (!(names[n] = strdup (de->d_name)))
             goto nomem;
         n++;

@@ -17,6 +17,7 @@
 
 #include "src/common/error.h"
 #include "src/common/fs.h"
+#include "src/common/grow.h"
 #include "src/common/hash.h"
 #include "site_load.h"
 #include "ytree.h"
@@ -105,16 +106,12 @@ static int parse_group (const char *list, const char **p, group_t *g, gr_error_t
                 return hl_err (errp, list, "a range goes down (the end is below the "
                                            "start)");
         }
-        if (g->n == cap) {
-            size_t nc = cap ? cap * 2 : 4;
-            range_t *nr = realloc (g->r, nc * sizeof (*nr));
-            if (!nr) {
-                errno = ENOMEM;
-                return gr_errprintf (errp, "out of memory");
-            }
-            g->r = nr;
-            cap = nc;
+        range_t *nr = gr_grow (g->r, &cap, g->n, sizeof (*nr), 4);
+        if (!nr) {
+            errno = ENOMEM;
+            return gr_errprintf (errp, "out of memory");
         }
+        g->r = nr;
         g->r[g->n++] = r;
         g->count += r.hi - r.lo + 1;
         if (g->count > 1000000000UL)
@@ -140,17 +137,13 @@ typedef struct hl {
 
 static int hl_push (hl_t *h, char *name)
 {
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 16;
-        char **nn = realloc (h->names, nc * sizeof (*nn));
-        if (!nn) {
-            free (name);
-            errno = ENOMEM;
-            return -1;
-        }
-        h->names = nn;
-        h->cap = nc;
+    char **nn = gr_grow (h->names, &h->cap, h->n, sizeof (*nn), 16);
+    if (!nn) {
+        free (name);
+        errno = ENOMEM;
+        return -1;
     }
+    h->names = nn;
     h->names[h->n++] = name;
     return 0;
 }
@@ -470,14 +463,10 @@ static int add_node (pctx_t *c, const char *name, size_t rack, const gr__ynode_t
     gr_site_t *s = c->site;
     gr_site_node_t *n;
 
-    if (s->nnodes == c->ncap) {
-        size_t nc = c->ncap ? c->ncap * 2 : 64;
-        gr_site_node_t *nn = realloc (s->nodes, nc * sizeof (*nn));
-        if (!nn)
-            return gr__ynomem (&c->y);
-        s->nodes = nn;
-        c->ncap = nc;
-    }
+    gr_site_node_t *nn = gr_grow (s->nodes, &c->ncap, s->nnodes, sizeof (*nn), 64);
+    if (!nn)
+        return gr__ynomem (&c->y);
+    s->nodes = nn;
     n = &s->nodes[s->nnodes];
     memset (n, 0, sizeof (*n));
     if (!(n->name = strdup (name)))
@@ -578,14 +567,10 @@ static int parse_rack (pctx_t *c, const gr__ynode_t *m, size_t zone, size_t inde
     if (gr__ywant (&c->y, m, GR__YMAP, what, "{name: r1, nodes: [n001, n002]}") < 0
              || gr__ycheck_keys (&c->y, m, rack_keys, "a rack") < 0)
         return -1;
-    if (s->nracks == c->rcap) {
-        size_t nc = c->rcap ? c->rcap * 2 : 16;
-        gr_site_rack_t *nr = realloc (s->racks, nc * sizeof (*nr));
-        if (!nr)
-            return gr__ynomem (&c->y);
-        s->racks = nr;
-        c->rcap = nc;
-    }
+    gr_site_rack_t *nr = gr_grow (s->racks, &c->rcap, s->nracks, sizeof (*nr), 16);
+    if (!nr)
+        return gr__ynomem (&c->y);
+    s->racks = nr;
     self = s->nracks;
     r = &s->racks[self];
     memset (r, 0, sizeof (*r));
@@ -628,14 +613,10 @@ static int parse_zone (pctx_t *c, const gr__ynode_t *m, size_t index)
     if (gr__ywant (&c->y, m, GR__YMAP, what, "{name: east, racks: [...]}") < 0
              || gr__ycheck_keys (&c->y, m, zone_keys, "a zone") < 0)
         return -1;
-    if (s->nzones == c->zcap) {
-        size_t nc = c->zcap ? c->zcap * 2 : 8;
-        gr_site_zone_t *nz = realloc (s->zones, nc * sizeof (*nz));
-        if (!nz)
-            return gr__ynomem (&c->y);
-        s->zones = nz;
-        c->zcap = nc;
-    }
+    gr_site_zone_t *nz = gr_grow (s->zones, &c->zcap, s->nzones, sizeof (*nz), 8);
+    if (!nz)
+        return gr__ynomem (&c->y);
+    s->zones = nz;
     self = s->nzones;
     z = &s->zones[self];
     memset (z, 0, sizeof (*z));

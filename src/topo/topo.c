@@ -9,6 +9,7 @@
 
 #include <hwloc.h>
 
+#include "src/common/grow.h"
 #include "topo.h"
 
 int gr_topo_local_caps (gr_node_caps_t *caps, gr_error_t *errp)
@@ -959,14 +960,11 @@ static size_t dom_get (gr_cluster_t *c, int level, const char *name, size_t pare
         if (strcmp (d->name, name) == 0 && (level == 0 || d->parent == parent))
             return i;
     }
-    if (c->ndoms[level] == c->capdoms[level]) {
-        size_t nc = c->capdoms[level] ? c->capdoms[level] * 2 : 16;
-        dom_t *nd = realloc (c->doms[level], nc * sizeof (*nd));
-        if (!nd)
-            return SIZE_MAX;
-        c->doms[level] = nd;
-        c->capdoms[level] = nc;
-    }
+    dom_t *nd =
+        gr_grow (c->doms[level], &c->capdoms[level], c->ndoms[level], sizeof (*nd), 16);
+    if (!nd)
+        return SIZE_MAX;
+    c->doms[level] = nd;
     d = &c->doms[level][c->ndoms[level]];
     memset (d, 0, sizeof (*d));
     c->ndoms[level]++;

@@ -2,6 +2,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "check_main.h"
 #include "src/common/error.h"
 #include "src/common/fs.h"
+#include "src/common/grow.h"
 #include "src/common/hash.h"
 #include "src/common/hist.h"
 #include "src/common/prom.h"
@@ -391,6 +393,71 @@ START_TEST (test_slurm_parse_end_time)
 }
 END_TEST
 
+START_TEST (test_grow)
+{
+    size_t cap = 0;
+    int *a = gr_grow (NULL, &cap, 0, sizeof (*a), 4);
+    ck_assert_ptr_nonnull (a);
+    ck_assert_uint_eq (cap, 4);
+    for (int i = 0; i < 4; i++)
+        a[i] = i;
+    /* Room left: the same array, the same capacity. */
+    ck_assert_ptr_eq (gr_grow (a, &cap, 3, sizeof (*a), 4), a);
+    ck_assert_uint_eq (cap, 4);
+    /* Full: doubled, the contents kept. */
+    a = gr_grow (a, &cap, 4, sizeof (*a), 4);
+    ck_assert_ptr_nonnull (a);
+    ck_assert_uint_eq (cap, 8);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq (a[i], i);
+    /* gr_grow_to doubles until need fits, and leaves a fitting array alone. */
+    ck_assert_ptr_eq (gr_grow_to (a, &cap, 8, sizeof (*a), 4), a);
+    a = gr_grow_to (a, &cap, 33, sizeof (*a), 4);
+    ck_assert_ptr_nonnull (a);
+    ck_assert_uint_eq (cap, 64);
+    ck_assert_int_eq (a[3], 3);
+    free (a);
+    cap = 0;
+    char *b = gr_grow_to (NULL, &cap, 5000, 1, 4096);
+    ck_assert_ptr_nonnull (b);
+    ck_assert_uint_eq (cap, 8192);
+    free (b);
+
+    /* Sizes past SIZE_MAX fail with ENOMEM and leave p and *cap alone.
+     * The capacities are made up: nothing is written through p. */
+    char *p = malloc (16);
+    ck_assert_ptr_nonnull (p);
+    size_t big = SIZE_MAX / 2 + 1;
+    cap = big;
+    errno = 0;
+    ck_assert_ptr_null (gr_grow (p, &cap, big, 1, 16));
+    ck_assert_int_eq (errno, ENOMEM);
+    ck_assert_uint_eq (cap, big);
+    cap = SIZE_MAX;
+    errno = 0;
+    ck_assert_ptr_null (gr_grow (p, &cap, SIZE_MAX, 1, 16));
+    ck_assert_int_eq (errno, ENOMEM);
+    ck_assert_uint_eq (cap, SIZE_MAX);
+    cap = SIZE_MAX / 16;
+    errno = 0;
+    ck_assert_ptr_null (gr_grow (p, &cap, cap, 16, 16));
+    ck_assert_int_eq (errno, ENOMEM);
+    ck_assert_uint_eq (cap, SIZE_MAX / 16);
+    cap = 16;
+    errno = 0;
+    ck_assert_ptr_null (gr_grow_to (p, &cap, big + 1, 1, 16));
+    ck_assert_int_eq (errno, ENOMEM);
+    ck_assert_uint_eq (cap, 16);
+    errno = 0;
+    ck_assert_ptr_null (gr_grow_to (p, &cap, SIZE_MAX / 8 + 1, 8, 16));
+    ck_assert_int_eq (errno, ENOMEM);
+    ck_assert_uint_eq (cap, 16);
+    /* p is still the caller's. */
+    memset (p, 'x', 16);
+    free (p);
+}
+END_TEST
+
 int main (void)
 {
     Suite *s = suite_create ("common");
@@ -407,6 +474,7 @@ int main (void)
     tcase_add_test (tc, test_prom);
     tcase_add_test (tc, test_slurm_env);
     tcase_add_test (tc, test_slurm_parse_end_time);
+    tcase_add_test (tc, test_grow);
     suite_add_tcase (s, tc);
     return gr_check_main (s);
 }
