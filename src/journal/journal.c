@@ -411,13 +411,17 @@ static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t 
 {
     v2_prev_t prev = V2_PREV_INIT;
     for (size_t i = 0; i < k; i++) {
-        /* As in put_starts_v2: a run of plain entries, tested only. */
+        /* As in put_starts_v2: a run of plain entries, tested only, with
+         * those that follow each (plain_after, version 3 only). */
         if (!keyed) {
-            size_t i0 = i;
-            while (i < k && plain_end (&t[i], &prev))
-                prev.index = t[i++].index;
-            memset (p, 0, i - i0);
-            p += i - i0;
+            size_t z = 0;
+            while (i < k && plain_end (&t[i], &prev)) {
+                z += 1 + (size_t)t[i].plain_after;
+                prev.index = t[i].index + t[i].plain_after;
+                i++;
+            }
+            memset (p, 0, z);
+            p += z;
             if (i == k)
                 break;
         }
@@ -465,6 +469,11 @@ static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t 
             prev.maxrss_kb = e->maxrss_kb;
         }
         *fp = (unsigned char)f;
+        if (e->plain_after > 0) {
+            memset (p, 0, e->plain_after);
+            p += e->plain_after;
+            prev.index += e->plain_after;
+        }
     }
     return p;
 }
@@ -475,7 +484,7 @@ static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t 
  * entries vary in size; the split counts them at their largest, so that
  * the buffer can be reserved up front and no record can outgrow the
  * limit. */
-static int append_batch (gr_journal_t *j, const gr_jrec_t *rec)
+static int append_batch (gr_journal_t *j, const gr_jrec_t *rec, uint64_t implicit)
 {
     bool is_start = rec->type == GR_JREC_TASK_START;
     bool v1 = j->version == 1;
@@ -483,18 +492,23 @@ static int append_batch (gr_journal_t *j, const gr_jrec_t *rec)
     uint32_t n = is_start ? rec->start.n : rec->end.n;
     size_t esize = is_start ? (v1 ? START_ENTRY_LEN : V2_START_MAX)
                             : (v1 ? END_ENTRY_LEN : V2_END_MAX);
-    size_t per_rec = (GR_JOURNAL_MAX_RECORD - BATCH_HDR_LEN) / esize;
+    /* An entry with plain_after counts at its largest with them too. */
+    size_t per_rec = (GR_JOURNAL_MAX_RECORD - BATCH_HDR_LEN)
+                     / (esize + (implicit > 0 ? GR_JOURNAL_PLAIN_MAX : 0));
     size_t nrec = n == 0 ? 1 : (n + per_rec - 1) / per_rec;
 
     /* Reserve everything first, so a failure leaves the buffer as it was. */
-    if (reserve (j, nrec * (FRAME_LEN + BATCH_HDR_LEN) + (size_t)n * esize) < 0)
+    if (reserve (j, nrec * (FRAME_LEN + BATCH_HDR_LEN) + (size_t)n * esize + implicit) < 0)
         return -1;
     size_t done = 0;
     do {
         size_t k = n - done < per_rec ? n - done : per_rec;
+        uint64_t logical = k;
+        for (size_t i = 0; implicit > 0 && i < k; i++)
+            logical += rec->end.tasks[done + i].plain_after;
         unsigned char *p = begin_record (j, rec);
         p = put_u32 (p, worker);
-        p = put_u32 (p, (uint32_t)k);
+        p = put_u32 (p, (uint32_t)logical);
         if (!v1 && k > 0 && is_start)
             p = put_starts_v2 (p, rec->start.tasks + done, k, j->version == 2);
         else if (!v1 && k > 0)
@@ -510,7 +524,7 @@ static int append_batch (gr_journal_t *j, const gr_jrec_t *rec)
         end_record (j, p);
         done += k;
     } while (done < n);
-    j->pending += n;
+    j->pending += n + implicit;
     return 0;
 }
 
@@ -537,7 +551,22 @@ int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp)
                 return gr_errprintf (errp, "journal append: a batch of %" PRIu32
                                      " tasks with no task array", n);
             }
-            if (append_batch (j, rec) < 0)
+            /* The entries that plain_after stands for: version 3 only. */
+            uint64_t implicit = 0;
+            uint32_t most = 0;
+            for (uint32_t i = 0; rec->type == GR_JREC_TASK_END && i < n; i++) {
+                uint32_t pa = rec->end.tasks[i].plain_after;
+                implicit += pa;
+                most = pa > most ? pa : most;
+            }
+            if (most > (j->version >= 3 ? GR_JOURNAL_PLAIN_MAX : 0)) {
+                errno = EINVAL;
+                return gr_errprintf (errp, "journal append: an end entry stands for "
+                                     "%" PRIu32 " more, where '%s' (format version "
+                                     "%u) takes %u at most", most, j->path,
+                                     j->version, j->version >= 3 ? GR_JOURNAL_PLAIN_MAX : 0);
+            }
+            if (append_batch (j, rec, implicit) < 0)
                 return gr_errprintf (errp, "out of memory buffering journal "
                                      "records for '%s'", j->path);
             break;
@@ -799,6 +828,11 @@ int gr_journal_sync (gr_journal_t *j, gr_error_t *errp)
         return gr_errprintf (errp, "journal sync: no journal");
     }
     return commit (j, errp);
+}
+
+unsigned gr_journal_version (const gr_journal_t *j)
+{
+    return j->version;
 }
 
 double gr_journal_due (const gr_journal_t *j)
@@ -1111,7 +1145,7 @@ static int get_end_v2 (const unsigned char **pp, const unsigned char *end,
     t->signal = 0;
     t->flags = 0;
     t->outcome = GR_JOUT_DONE;
-    t->pad1 = t->pad2 = 0;
+    t->pad1 = t->plain_after = 0;
     if (f & E_STATUS) {
         uint32_t ec, sig;
         GET_VARINT32 (ec);
@@ -1378,7 +1412,7 @@ static int decode (reader_t *r, const unsigned char *p, uint32_t len,
                     t[i].utime = get_f64 (q + 48);
                     t[i].stime = get_f64 (q + 56);
                     t[i].maxrss_kb = get_i64 (q + 64);
-                    t[i].pad1 = t[i].pad2 = 0;
+                    t[i].pad1 = t[i].plain_after = 0;
                     /* The runtime indexes by outcome; only known ones pass. */
                     if (t[i].outcome > GR_JOUT_REQUEUED) {
                         *why = "an unknown task outcome";

@@ -108,7 +108,15 @@ typedef struct gr_jstart {
 /* The field order lets the master fill an entry with two block copies,
  * from sched's gr_outcome_t (kind to attempt, then outcome from kind) and
  * from proto's gr_result_rec_t (wall to flags); master.c asserts that the
- * layouts agree.  pad1 and pad2 are never journaled. */
+ * layouts agree.  pad1 is never journaled.
+ *
+ * plain_after (format version 3 only; 0 in other versions and in what
+ * replay gives): this many entries follow the entry and are not in the
+ * array: the next plain_after indexes, each with the entry's def and
+ * maxrss_kb, attempt 1, outcome DONE, no exit code, signal or flags, and
+ * all three times +0.0.  Each codes as one byte, and costs the master no
+ * entry to fill; replay gives them as entries of their own.  At most
+ * GR_JOURNAL_PLAIN_MAX. */
 typedef struct gr_jend {
     uint32_t outcome;      /* gr_jout_t */
     uint32_t def;
@@ -123,8 +131,10 @@ typedef struct gr_jend {
     int32_t exit_code;
     int32_t signal;
     uint32_t flags;        /* GR_RES_* of proto.h */
-    uint32_t pad2;
+    uint32_t plain_after;
 } gr_jend_t;
+
+#define GR_JOURNAL_PLAIN_MAX 4096
 
 typedef struct gr_jrec {
     gr_jrec_type_t type;
@@ -191,6 +201,10 @@ typedef struct gr_journal_opts {
 void gr_journal_opts_init (gr_journal_opts_t *o);
 
 typedef struct gr_journal gr_journal_t;
+
+/* The format version j writes in: a journal is appended to in its own
+ * version (1 to GR_JOURNAL_VERSION). */
+unsigned gr_journal_version (const gr_journal_t *j);
 
 /* Open path for appending, creating it (mode 0600, with the header) if
  * missing.  valid_len, when not 0, is the length replay found good: the

@@ -2056,6 +2056,88 @@ START_TEST (test_plain_runs)
 }
 END_TEST
 
+/* plain_after: an end entry stands for that many plain ones after it,
+ * which replay gives as entries of their own, after a plain entry or a
+ * full one; a batch of them splits into records like any other.  Version
+ * 2 and a count over GR_JOURNAL_PLAIN_MAX are refused. */
+START_TEST (test_plain_after)
+{
+    gr_jend_t st[4] = {
+        {.index = 10, .def = 1, .attempt = 1, .exit_code = 3, .maxrss_kb = 50,
+         .plain_after = 3},
+        {.index = 14, .def = 1, .attempt = 1, .maxrss_kb = 50, .plain_after = 2},
+        {.index = 100, .def = 2, .attempt = 1, .maxrss_kb = 7},
+        {.index = 101, .def = 2, .attempt = 1, .wall = 1.0, .maxrss_kb = 7,
+         .plain_after = 5},
+    };
+    gr_jend_t want[16];
+    size_t nw = 0;
+    for (size_t i = 0; i < 4; i++) {
+        want[nw] = st[i];
+        want[nw++].plain_after = 0;
+        for (uint32_t k = 1; k <= st[i].plain_after; k++)
+            want[nw++] = (gr_jend_t){.index = st[i].index + k, .def = st[i].def,
+                                     .attempt = 1, .outcome = GR_JOUT_DONE,
+                                     .maxrss_kb = st[i].maxrss_kb};
+    }
+    ck_assert_uint_eq (nw, 14);
+    gr_jrec_t r = {.type = GR_JREC_TASK_END, .time = 2};
+    r.end.worker = 1;
+    r.end.n = 4;
+    r.end.tasks = st;
+    gr_jrec_t w = r;
+    w.end.n = (uint32_t)nw;
+    w.end.tasks = want;
+    write_journal (jpath, &r, 1, NULL);
+    recs_t got = {0};
+    gr_journal_info_t info;
+    replay_ok (jpath, &got, &info);
+    assert_recs_eq (&got, &w, 1);
+    recs_free (&got);
+
+    /* Version 2 codes keys, which plain entries would lack; and a count
+     * beyond the limit. */
+    gr_error_t e;
+    gr_journal_opts_t o = quiet_opts ();
+    gr_journal_t *j = open_version (jpath, 2, &o, &e);
+    ck_assert_ptr_nonnull (j);
+    errno = 0;
+    ck_assert_int_eq (gr_journal_append (j, &r, &e), -1);
+    ck_assert_int_eq (errno, EINVAL);
+    ck_assert_ptr_nonnull (strstr (e.text, "format version 2"));
+    ck_assert_int_eq (gr_journal_close (j, &e), 0);
+    unlink (jpath);
+    j = gr_journal_open (jpath, 0, &o, &e);
+    ck_assert_ptr_nonnull (j);
+    st[2].plain_after = GR_JOURNAL_PLAIN_MAX + 1;
+    ck_assert_int_eq (gr_journal_append (j, &r, &e), -1);
+    ck_assert_int_eq (errno, EINVAL);
+    gr_journal_stats_t js;
+    gr_journal_get_stats (j, &js);
+    ck_assert_uint_eq (js.records, 0);
+
+    /* Many entries at the most: the batch splits, every entry replays
+     * once and in order. */
+    enum { N = 1100 };
+    gr_jend_t *big = calloc (N, sizeof (*big));
+    ck_assert_ptr_nonnull (big);
+    for (uint32_t i = 0; i < N; i++)
+        big[i] = (gr_jend_t){.index = (uint64_t)i * (GR_JOURNAL_PLAIN_MAX + 1),
+                             .attempt = 1, .plain_after = GR_JOURNAL_PLAIN_MAX};
+    r.end.n = N;
+    r.end.tasks = big;
+    ck_assert_msg (gr_journal_append (j, &r, &e) == 0, "%s", e.text);
+    gr_journal_get_stats (j, &js);
+    ck_assert_uint_eq (js.records, 2);
+    ck_assert_int_eq (gr_journal_close (j, &e), 0);
+    uint64_t next = 0;
+    ck_assert_int_eq (gr_journal_replay (jpath, count_ends, &next, &info, &e), 0);
+    ck_assert_uint_eq (next, (uint64_t)N * (GR_JOURNAL_PLAIN_MAX + 1));
+    ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
+    free (big);
+}
+END_TEST
+
 int main (void)
 {
     Suite *s = suite_create ("journal");
@@ -2069,6 +2151,7 @@ int main (void)
     tcase_add_loop_test (tc, test_extremes, 1, 4);
     tcase_add_test (tc, test_compact_size);
     tcase_add_test (tc, test_plain_runs);
+    tcase_add_test (tc, test_plain_after);
     tcase_add_test (tc, test_group_commit);
     tcase_add_test (tc, test_bad_append);
     tcase_add_loop_test (tc, test_truncate, 1, 4);
