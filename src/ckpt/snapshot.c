@@ -673,9 +673,11 @@ static size_t task_fields (const struct types *t, const hid_t str_mem[3],
     return n;
 }
 
-/* The writer's memory and file types of /tasks: string column i is a
- * fixed-length string of fixed[i] bytes, or variable-length where 0. */
-static int task_types (struct types *t, const size_t fixed[3])
+/* Memory and file types of /tasks (key_hex only with with_hex) whose
+ * string column i is a fixed-length string of size[i] bytes, or a
+ * variable-length one where 0. */
+static int task_compound (const struct types *t, const size_t size[3], bool with_hex,
+                          hid_t *memp, hid_t *filep)
 {
     hid_t fx[3] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
     hid_t str[3];
@@ -684,13 +686,13 @@ static int task_types (struct types *t, const size_t fixed[3])
     int rc = -1;
 
     for (int i = 0; i < 3; i++) {
-        if (fixed[i] && (fx[i] = fixed_str (fixed[i])) < 0)
+        if (size[i] && (fx[i] = fixed_str (size[i])) < 0)
             goto out;
-        str[i] = fixed[i] ? fx[i] : t->str;
-        off[i] = fixed[i] ? str_fix_off[i] : str_ptr_off[i];
+        str[i] = size[i] ? fx[i] : t->str;
+        off[i] = size[i] ? str_fix_off[i] : str_ptr_off[i];
     }
-    size_t n = task_fields (t, str, str, off, true, f);
-    rc = make_compound (f, n, sizeof (struct task_rec), &t->task_mem, &t->task_file);
+    size_t n = task_fields (t, str, str, off, with_hex, f);
+    rc = make_compound (f, n, sizeof (struct task_rec), memp, filep);
 out:
     for (int i = 0; i < 3; i++)
         close_id (&fx[i]);
@@ -706,40 +708,30 @@ out:
  * that is no string this reader knows. */
 static int task_read_type (struct types *t, hid_t ftype, size_t fixed[3])
 {
-    hid_t fx[3] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
-    hid_t str[3], file_unused = H5I_INVALID_HID;
-    size_t off[3];
-    struct field f[16];
-    int rc = -1;
+    size_t mem[3];
+    hid_t file_unused = H5I_INVALID_HID;
 
     for (int i = 0; i < 3; i++) {
         int idx = H5Tget_member_index (ftype, str_cols[i]);
-        fixed[i] = 0;
-        if (idx >= 0) {
-            hid_t mt = H5Tget_member_type (ftype, (unsigned)idx);
-            htri_t var = mt < 0 ? -1 : H5Tis_variable_str (mt);
-            size_t size = mt < 0 ? 0 : H5Tget_size (mt);
-            bool is_str = mt >= 0 && H5Tget_class (mt) == H5T_STRING;
-            close_id (&mt);
-            if (var < 0)
-                goto out;
-            if (!is_str || (!var && (size == 0 || size > GR_SNAP_FIXED_MAX + 1))) {
-                errno = EINVAL;
-                goto out;
-            }
-            if (!var && (fx[i] = fixed_str (size + 1)) < 0)
-                goto out;
-            fixed[i] = var ? 0 : size;
+        fixed[i] = mem[i] = 0;
+        if (idx < 0)
+            continue;
+        hid_t mt = H5Tget_member_type (ftype, (unsigned)idx);
+        htri_t var = mt < 0 ? -1 : H5Tis_variable_str (mt);
+        size_t size = mt < 0 ? 0 : H5Tget_size (mt);
+        bool is_str = mt >= 0 && H5Tget_class (mt) == H5T_STRING;
+        close_id (&mt);
+        if (var < 0)
+            return -1;
+        if (!is_str || (!var && (size == 0 || size > GR_SNAP_FIXED_MAX + 1))) {
+            errno = EINVAL;
+            return -1;
         }
-        str[i] = fixed[i] ? fx[i] : t->str;
-        off[i] = fixed[i] ? str_fix_off[i] : str_ptr_off[i];
+        fixed[i] = var ? 0 : size;
+        mem[i] = var ? 0 : size + 1;
     }
-    size_t n = task_fields (t, str, str, off, false, f);
-    rc = make_compound (f, n, sizeof (struct task_rec), &t->task_read, &file_unused);
+    int rc = task_compound (t, mem, false, &t->task_read, &file_unused);
     close_id (&file_unused);
-out:
-    for (int i = 0; i < 3; i++)
-        close_id (&fx[i]);
     return rc;
 }
 
@@ -939,7 +931,8 @@ gr_snap_t *gr_snap_begin (const char *path, const gr_snap_meta_t *meta,
         for (int i = 0; i < 3; i++)
             s->fixed[i] = longest[i] <= GR_SNAP_FIXED_MAX ? longest[i] + 1 : 0;
     }
-    if (types_create (&s->t) < 0 || task_types (&s->t, s->fixed) < 0) {
+    if (types_create (&s->t) < 0
+        || task_compound (&s->t, s->fixed, true, &s->t.task_mem, &s->t.task_file) < 0) {
         h5_fail (errp, "cannot set up the datatypes of snapshot", s->tmp);
         goto error;
     }

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "slurm.h"
@@ -70,9 +69,8 @@ int gr_slurm_end_time (double *out, gr_error_t *errp)
 int gr_slurm_parse_end_time (const char *s, double *out, gr_error_t *errp)
 {
     static const char *const none[] = {"Unknown", "N/A", "NONE"};
-    struct tm tm = {0}, want;
+    char buf[64];
     size_t n;
-    const char *end;
 
     *out = 0;
     while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
@@ -83,18 +81,11 @@ int gr_slurm_parse_end_time (const char *s, double *out, gr_error_t *errp)
     for (size_t i = 0; i < sizeof (none) / sizeof (none[0]); i++)
         if (n == strlen (none[i]) && strncasecmp (s, none[i], n) == 0)
             return 0;
-    /* strptime alone would take "2026-02-30" and mktime make it March 2;
-     * the round trip turns that away. */
-    end = n >= 19 ? strptime (s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
-    if (end && end == s + n) {
-        want = tm;
-        tm.tm_isdst = -1;
-        time_t t = mktime (&tm);
-        if (t != (time_t)-1 && tm.tm_year == want.tm_year && tm.tm_mon == want.tm_mon
-            && tm.tm_mday == want.tm_mday && t > 0) {
-            *out = (double)t;
+    if (n >= 19 && n < sizeof (buf)) {
+        memcpy (buf, s, n);
+        buf[n] = '\0';
+        if (gr_parse_localtime (buf, "%Y-%m-%dT%H:%M:%S", out) == 0)
             return 0;
-        }
     }
     errno = EINVAL;
     return gr_errprintf (errp,

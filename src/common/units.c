@@ -143,8 +143,6 @@ const char *gr_fmt_localtime (double t, const char *format, char *buf, int len)
 
 int gr_parse_deadline (const char *s, double *out)
 {
-    struct tm tm;
-    const char *end;
     double d;
     uint64_t v;
 
@@ -164,18 +162,33 @@ int gr_parse_deadline (const char *s, double *out)
     }
     const char *fmts[] = {"%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M",
                           "%Y-%m-%d %H:%M"};
-    for (size_t i = 0; i < sizeof (fmts) / sizeof (fmts[0]); i++) {
-        memset (&tm, 0, sizeof (tm));
-        end = strptime (s, fmts[i], &tm);
-        if (end && *end == '\0') {
-            tm.tm_isdst = -1;
-            time_t t = mktime (&tm);
-            if (t == (time_t)-1)
-                goto inval;
-            *out = (double)t;
+    for (size_t i = 0; i < sizeof (fmts) / sizeof (fmts[0]); i++)
+        if (gr_parse_localtime (s, fmts[i], out) == 0)
             return 0;
-        }
-    }
+inval:
+    errno = EINVAL;
+    return -1;
+}
+
+int gr_parse_localtime (const char *s, const char *format, double *out)
+{
+    struct tm tm, want;
+    const char *end;
+
+    memset (&tm, 0, sizeof (tm));
+    end = strptime (s, format, &tm);
+    if (!end || *end != '\0')
+        goto inval;
+    /* strptime alone takes "2026-02-30", and mktime makes it March 2: the
+     * round trip turns that away. */
+    want = tm;
+    tm.tm_isdst = -1;
+    time_t t = mktime (&tm);
+    if (t == (time_t)-1 || t <= 0 || tm.tm_year != want.tm_year
+        || tm.tm_mon != want.tm_mon || tm.tm_mday != want.tm_mday)
+        goto inval;
+    *out = (double)t;
+    return 0;
 inval:
     errno = EINVAL;
     return -1;

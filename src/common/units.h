@@ -18,6 +18,11 @@ int gr_parse_u64 (const char *s, uint64_t *out);
  * seconds, or local "YYYY-mm-ddTHH:MM[:SS]" (a space may replace the T). */
 int gr_parse_deadline (const char *s, double *out);
 
+/* All of s, a local time in strptime's format, as epoch seconds (after
+ * 1970); -1 with errno EINVAL otherwise, a date that does not exist
+ * (2026-02-30) included. */
+int gr_parse_localtime (const char *s, const char *format, double *out);
+
 /* Format seconds for people: "850ms", "12.3s", "4m05s", "2h03m". */
 const char *gr_fmt_duration (double s, char *buf, int len);
 

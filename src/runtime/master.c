@@ -310,18 +310,16 @@ static inline void put_end_entry (master_t *m, int worker, const gr_outcome_t *o
     m->ends_worker = worker;
     memcpy (e, o, JEND_O);
     e->outcome = jout_of[o->kind];
-    if (r) {
+    if (r)
         memcpy (&e->wall, &r->wall, JEND_R);
-        e->plain_after = 0;
-    }
     else {
         e->exit_code = -1;
         e->signal = 0;
         e->flags = o->kind == GR_OUTCOME_FAILED ? GR_RES_UNPLACED : 0;
         e->wall = e->utime = e->stime = 0;
         e->maxrss_kb = 0;
-        e->plain_after = 0;
     }
+    e->plain_after = 0; /* the copy from r put r->member there */
 }
 
 /* Not inlined: note_end's common case then saves no registers. */

@@ -97,7 +97,7 @@ START_TEST (test_deadline)
     ck_assert_double_eq (d, (double)mktime (&tm));
     ck_assert_int_eq (gr_parse_deadline ("2030-01-02 03:04", &d), 0);
     const char *bad[] = {"", "+", "+soon", "tomorrow", "2030-13-45T99:00", "12:00",
-                         "2030-01-02T03:04:05Z"};
+                         "2030-01-02T03:04:05Z", "2030-02-30T00:00:00"};
     for (size_t i = 0; i < sizeof (bad) / sizeof (bad[0]); i++)
         ck_assert_msg (gr_parse_deadline (bad[i], &d) == -1, "accepted '%s'", bad[i]);
 }
