@@ -376,12 +376,15 @@ static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
         /* Version 3: a run of plain entries (the next index, the same def,
          * attempt 1) codes as a zero byte each.  This loop only tests. */
         if (!keyed) {
-            size_t i0 = i;
-            while (i < k && t[i].index == prev.index + 1 && t[i].def == prev.def
-                   && t[i].attempt == 1)
-                prev.index = t[i++].index;
-            memset (p, 0, i - i0);
-            p += i - i0;
+            size_t z = 0;
+            while (i < k && gr_jstart_plain (t[i].index, t[i].def, t[i].attempt,
+                                             prev.index + 1, prev.def)) {
+                z += 1 + (size_t)t[i].plain_after;
+                prev.index = t[i].index + t[i].plain_after;
+                i++;
+            }
+            memset (p, 0, z);
+            p += z;
             if (i == k)
                 break;
         }
@@ -390,6 +393,10 @@ static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
         p = put_head (p, &fp, &f, keyed, t[i].key, t[i].index, t[i].def, t[i].attempt,
                       &prev);
         *fp = (unsigned char)f;
+        /* The plain starts that follow it (plain_after, version 3 only). */
+        memset (p, 0, t[i].plain_after);
+        p += t[i].plain_after;
+        prev.index += t[i].plain_after;
     }
     return p;
 }
@@ -397,13 +404,7 @@ static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
 /* Whether e codes as a zero byte after prev (version 3): see put_ends_v2. */
 static inline bool plain_end (const gr_jend_t *e, const v2_prev_t *prev)
 {
-    uint64_t bw, bu, bs;
-    memcpy (&bw, &e->wall, 8);
-    memcpy (&bu, &e->utime, 8);
-    memcpy (&bs, &e->stime, 8);
-    return e->index == prev->index + 1 && e->def == prev->def && e->attempt == 1
-           && ((uint32_t)e->exit_code | (uint32_t)e->signal | e->flags | e->outcome) == 0
-           && (bw | bu | bs) == 0 && e->maxrss_kb == prev->maxrss_kb;
+    return gr_jend_plain (e, &e->wall, prev->index + 1, prev->def, prev->maxrss_kb);
 }
 
 static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t k,
@@ -505,7 +506,8 @@ static int append_batch (gr_journal_t *j, const gr_jrec_t *rec, uint64_t implici
         size_t k = n - done < per_rec ? n - done : per_rec;
         uint64_t logical = k;
         for (size_t i = 0; implicit > 0 && i < k; i++)
-            logical += rec->end.tasks[done + i].plain_after;
+            logical += is_start ? rec->start.tasks[done + i].plain_after
+                                : rec->end.tasks[done + i].plain_after;
         unsigned char *p = begin_record (j, rec);
         p = put_u32 (p, worker);
         p = put_u32 (p, (uint32_t)logical);
@@ -554,16 +556,19 @@ int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp)
             /* The entries that plain_after stands for: version 3 only. */
             uint64_t implicit = 0;
             uint32_t most = 0;
-            for (uint32_t i = 0; rec->type == GR_JREC_TASK_END && i < n; i++) {
-                uint32_t pa = rec->end.tasks[i].plain_after;
+            for (uint32_t i = 0; i < n; i++) {
+                uint32_t pa = rec->type == GR_JREC_TASK_END ? rec->end.tasks[i].plain_after
+                                                            : rec->start.tasks[i].plain_after;
                 implicit += pa;
                 most = pa > most ? pa : most;
             }
             if (most > (j->version >= 3 ? GR_JOURNAL_PLAIN_MAX : 0)) {
                 errno = EINVAL;
-                return gr_errprintf (errp, "journal append: an end entry stands for "
+                return gr_errprintf (errp, "journal append: %s entry stands for "
                                      "%" PRIu32 " more, where '%s' (format version "
-                                     "%u) takes %u at most", most, j->path,
+                                     "%u) takes %u at most",
+                                     rec->type == GR_JREC_TASK_END ? "an end" : "a start",
+                                     most, j->path,
                                      j->version, j->version >= 3 ? GR_JOURNAL_PLAIN_MAX : 0);
             }
             if (append_batch (j, rec, implicit) < 0)
@@ -1128,6 +1133,7 @@ static int get_start_v2 (const unsigned char **pp, const unsigned char *end,
                          const char **why)
 {
     unsigned f;
+    t->plain_after = t->pad1 = 0;
     return get_common_v2 (pp, end, keyed, E_START_BITS, prev, &f, &t->key,
                           &t->index, &t->def, &t->attempt, why);
 }
@@ -1392,6 +1398,7 @@ static int decode (reader_t *r, const unsigned char *p, uint32_t len,
                     t[i].index = get_u64 (q + 8);
                     t[i].def = get_u32 (q + 16);
                     t[i].attempt = get_u32 (q + 20);
+                    t[i].plain_after = t[i].pad1 = 0;
                 }
                 rec->start.worker = worker;
                 rec->start.n = n;

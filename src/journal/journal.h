@@ -66,6 +66,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "src/common/error.h"
 
@@ -98,11 +99,19 @@ typedef enum {
     GR_JOUT_REQUEUED = 4,   /* not a failure: lost worker or drain; runs again */
 } gr_jout_t;
 
+/* plain_after (format version 3 only; 0 in other versions and in what
+ * replay gives): this many plain starts follow the entry and are not in
+ * the array: the next plain_after indexes, each with the entry's def and
+ * attempt 1 (gr_jstart_plain).  Each codes as one byte; replay gives them
+ * as entries of their own.  At most GR_JOURNAL_PLAIN_MAX.  pad1 is never
+ * journaled. */
 typedef struct gr_jstart {
     uint64_t key;
     uint64_t index;
     uint32_t def;
     uint32_t attempt;
+    uint32_t plain_after;
+    uint32_t pad1;
 } gr_jstart_t;
 
 /* The field order lets the master fill an entry with two block copies,
@@ -135,6 +144,53 @@ typedef struct gr_jend {
 } gr_jend_t;
 
 #define GR_JOURNAL_PLAIN_MAX 4096
+
+_Static_assert (offsetof (gr_jend_t, signal) == offsetof (gr_jend_t, exit_code) + 4,
+                "gr_jend_plain reads exit_code and signal as one");
+
+/* What "plain" means, in one place: the encoder codes a plain entry as a
+ * zero byte, and the master counts one in plain_after instead of filling
+ * an entry.  The entry before (with the ones its plain_after stands for)
+ * ended at index next - 1 and had def and maxrss_kb.
+ *
+ * A start is plain when it is of index next, def, attempt 1. */
+static inline bool gr_jstart_plain (uint64_t index, uint32_t def, uint32_t attempt,
+                                    uint64_t next, uint32_t pdef)
+{
+    return ((index ^ next) | (uint64_t)(def ^ pdef) | (uint64_t)(attempt ^ 1u)) == 0;
+}
+
+/* An end is plain when it is of index next, def, attempt 1, outcome DONE,
+ * with no exit code, signal or flags, all three times +0.0 and maxrss_kb
+ * the same.  head holds the entry's fields from outcome to attempt as
+ * gr_jend_t lays them out, tail those from wall to flags: an entry is
+ * gr_jend_plain (e, &e->wall, ...), and the master tests its scheduler's
+ * outcome and the worker's result record in place, whose layouts agree
+ * (master.c asserts it).  One test of all the fields, not a branch each:
+ * at full dispatch rate the branches cost more than the loads. */
+static inline bool gr_jend_plain (const void *head, const void *tail, uint64_t next,
+                                  uint32_t def, int64_t maxrss_kb)
+{
+#define GR_JEND_AT(p, f, base) \
+    ((const unsigned char *)(p) + offsetof (gr_jend_t, f) - offsetof (gr_jend_t, base))
+    uint32_t outcome, d, attempt, flags;
+    uint64_t index, w, u, s, status;
+    int64_t rss;
+    memcpy (&outcome, GR_JEND_AT (head, outcome, outcome), 4);
+    memcpy (&d, GR_JEND_AT (head, def, outcome), 4);
+    memcpy (&index, GR_JEND_AT (head, index, outcome), 8);
+    memcpy (&attempt, GR_JEND_AT (head, attempt, outcome), 4);
+    memcpy (&w, GR_JEND_AT (tail, wall, wall), 8);
+    memcpy (&u, GR_JEND_AT (tail, utime, wall), 8);
+    memcpy (&s, GR_JEND_AT (tail, stime, wall), 8);
+    memcpy (&rss, GR_JEND_AT (tail, maxrss_kb, wall), 8);
+    memcpy (&status, GR_JEND_AT (tail, exit_code, wall), 8); /* and signal */
+    memcpy (&flags, GR_JEND_AT (tail, flags, wall), 4);
+#undef GR_JEND_AT
+    return ((index ^ next) | (uint64_t)(d ^ def) | (uint64_t)(attempt ^ 1u) | outcome | w
+            | u | s | (uint64_t)(rss ^ maxrss_kb) | status | flags)
+           == 0;
+}
 
 typedef struct gr_jrec {
     gr_jrec_type_t type;

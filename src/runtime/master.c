@@ -176,6 +176,15 @@ typedef struct master {
     gr_jend_t ends[GR_PROTO_MAX_BATCH];
     uint32_t nends;
     int ends_worker;
+    /* A plain end of jplain_worker (or of none: -1) counts in the batch's
+     * last entry: the entries it stands for end at jnext - 1 (its
+     * plain_after is set from that when it is written or followed), with
+     * its def and maxrss_kb copied here, and jstop is where its
+     * plain_after would pass GR_JOURNAL_PLAIN_MAX. */
+    int jplain_worker;
+    uint32_t jdef;
+    int64_t jrss;
+    uint64_t jnext, jstop;
     bool jplain;            /* the journal takes plain_after (version 3) */
     bool alone;             /* rank 0 runs the only worker itself */
     gr_exec_t *slurm_ex;    /* re-reading the Slurm job's end time: */
@@ -261,15 +270,25 @@ static int journal_sync (master_t *m)
     return 0;
 }
 
+/* The plain ends counted since the batch's last entry, into its
+ * plain_after. */
+static inline void close_end_entry (master_t *m)
+{
+    gr_jend_t *l = &m->ends[m->nends - 1];
+    l->plain_after = (uint32_t)(m->jnext - l->index - 1);
+}
+
 static int flush_ends (master_t *m)
 {
     if (m->nends == 0)
         return 0;
+    close_end_entry (m);
     gr_jrec_t rec = {.type = GR_JREC_TASK_END, .time = gr_wallclock ()};
     rec.end.worker = (uint32_t)m->ends_worker;
     rec.end.n = m->nends;
     rec.end.tasks = m->ends;
     m->nends = 0;
+    m->jplain_worker = -1;
     return journal_put (m, &rec);
 }
 
@@ -305,6 +324,8 @@ _Static_assert (R_AS_JEND (utime) && R_AS_JEND (stime) && R_AS_JEND (maxrss_kb)
 static inline void put_end_entry (master_t *m, int worker, const gr_outcome_t *o,
                                   const gr_result_rec_t *r)
 {
+    if (m->nends > 0)
+        close_end_entry (m);
     gr_jend_t *e = &m->ends[m->nends++];
 
     m->ends_worker = worker;
@@ -320,53 +341,44 @@ static inline void put_end_entry (master_t *m, int worker, const gr_outcome_t *o
         e->maxrss_kb = 0;
     }
     e->plain_after = 0; /* the copy from r put r->member there */
+    m->jplain_worker = m->jplain ? worker : -1;
+    m->jnext = e->index + 1;
+    m->jstop = m->jnext + GR_JOURNAL_PLAIN_MAX;
+    m->jdef = e->def;
+    m->jrss = e->maxrss_kb;
 }
 
-/* Not inlined: note_end's common case then saves no registers. */
-static __attribute__ ((noinline)) int note_end_flushing (master_t *m, int worker,
-                                                         const gr_outcome_t *o,
-                                                         const gr_result_rec_t *r)
+/* note_end's uncommon case: not inlined, so that the common one saves no
+ * registers. */
+static __attribute__ ((noinline)) int note_end_entry (master_t *m, int worker,
+                                                      const gr_outcome_t *o,
+                                                      const gr_result_rec_t *r)
 {
-    if (flush_ends (m) < 0)
-        return -1;
+    if (m->nends == GR_PROTO_MAX_BATCH || (m->nends && m->ends_worker != worker)) {
+        if (flush_ends (m) < 0)
+            return -1;
+    }
     put_end_entry (m, worker, o, r);
     return 0;
 }
 
 /* Journal the end of an attempt: into the batch of its worker's ends,
  * written out when full, when another worker's end comes, or at the end
- * of a message (flush_ends).  The common case calls nothing, so that it
- * costs a few stores at full dispatch rate. */
-static int note_end (master_t *m, int worker, const gr_outcome_t *o,
-                     const gr_result_rec_t *r)
+ * of a message (flush_ends).  A plain end (gr_jend_plain: a no-op task's)
+ * after the batch's last entry only counts in that entry (plain_after,
+ * format version 3): the common case at full dispatch rate tests the
+ * outcome and the worker's record in place and calls nothing. */
+static inline int note_end (master_t *m, int worker, const gr_outcome_t *o,
+                            const gr_result_rec_t *r)
 {
-    if (!m->journal)
+    _Static_assert (GR_OUTCOME_DONE == 0 && GR_JOUT_DONE == 0, "done is 0");
+    if (worker == m->jplain_worker && r
+        && gr_jend_plain (o, &r->wall, m->jnext, m->jdef, m->jrss)) {
+        if (++m->jnext == m->jstop)
+            m->jplain_worker = -1;
         return 0;
-    /* A plain end (a no-op task's: the next index, attempt 1, done, no
-     * status, no time, the same maxrss_kb) after the batch's last entry
-     * only counts in that entry (plain_after, format version 3). */
-    if (m->nends > 0 && m->ends_worker == worker && r && m->jplain) {
-        gr_jend_t *l = &m->ends[m->nends - 1];
-        uint64_t bw, bu, bs;
-        memcpy (&bw, &r->wall, 8);
-        memcpy (&bu, &r->utime, 8);
-        memcpy (&bs, &r->stime, 8);
-        /* One test of all the fields, not a branch each: at full dispatch
-         * rate the branches cost more than the loads. */
-        _Static_assert (GR_OUTCOME_DONE == 0, "done is 0");
-        uint64_t diff = bw | bu | bs | (uint64_t)(r->maxrss_kb ^ l->maxrss_kb)
-                        | ((uint32_t)r->exit_code | (uint32_t)r->signal | r->flags)
-                        | (o->index ^ (l->index + l->plain_after + 1))
-                        | (o->def ^ l->def) | (o->attempt ^ 1u) | (uint32_t)o->kind;
-        if (diff == 0 && l->plain_after < GR_JOURNAL_PLAIN_MAX) {
-            l->plain_after++;
-            return 0;
-        }
     }
-    if (m->nends == GR_PROTO_MAX_BATCH || (m->nends && m->ends_worker != worker))
-        return note_end_flushing (m, worker, o, r);
-    put_end_entry (m, worker, o, r);
-    return 0;
+    return m->journal ? note_end_entry (m, worker, o, r) : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1199,7 +1211,7 @@ static int group_dispatch (master_t *m, double now)
     group_t *g = m->pending;
     if (!g) {
         gr_assign_rec_t rec;
-        double max_duration = m->deadline > 0 ? m->deadline - now : HUGE_VAL;
+    double max_duration = m->deadline > 0 ? m->deadline - now : HUGE_VAL;
         int rc = gr_sched_next_placed (m->sched, now, -1, UINT32_MAX, UINT32_MAX, 0,
                                        max_duration, m->gelig, &rec);
         if (rc <= 0)
@@ -1262,10 +1274,36 @@ static int group_dispatch (master_t *m, double now)
     return 1;
 }
 
+/* Journal the starts of the n tasks in recs, handed to worker: a plain
+ * start (gr_jstart_plain) counts in the entry before it (plain_after,
+ * format version 3) instead of an entry of its own. */
+static int journal_starts (master_t *m, int worker, const gr_assign_rec_t *recs, uint32_t n)
+{
+    _Static_assert (GR_PROTO_MAX_BATCH <= GR_JOURNAL_PLAIN_MAX, "a batch fits plain_after");
+    gr_jstart_t starts[GR_PROTO_MAX_BATCH];
+    uint32_t ns = 0;
+    for (uint32_t i = 0; i < n;) {
+        const gr_assign_rec_t *a = &recs[i++];
+        uint64_t next = a->index + 1;
+        while (m->jplain && i < n
+               && gr_jstart_plain (recs[i].index, recs[i].def, recs[i].attempt, next, a->def)) {
+            next++;
+            i++;
+        }
+        starts[ns++] = (gr_jstart_t){.key = a->key, .index = a->index, .def = a->def,
+                                     .attempt = a->attempt,
+                                     .plain_after = (uint32_t)(next - a->index - 1)};
+    }
+    gr_jrec_t rec = {.type = GR_JREC_TASK_START, .time = gr_wallclock ()};
+    rec.start.worker = (uint32_t)worker;
+    rec.start.n = ns;
+    rec.start.tasks = starts;
+    return journal_put (m, &rec);
+}
+
 static int dispatch_pass (master_t *m, double now, int pass)
 {
     gr_assign_rec_t recs[GR_PROTO_MAX_BATCH];
-    gr_jstart_t starts[GR_PROTO_MAX_BATCH];
     double max_duration = m->deadline > 0 ? m->deadline - now : HUGE_VAL;
     int did = 0;
 
@@ -1291,19 +1329,15 @@ static int dispatch_pass (master_t *m, double now, int pass)
                     return -1;
                 if (rc == 0)
                     break;
-                starts[n] = (gr_jstart_t){.key = recs[n].key, .index = recs[n].index,
-                                          .def = recs[n].def, .attempt = recs[n].attempt};
                 w->busy_cpus += m->spec->tasks[recs[n].def].cpus;
                 w->busy_gpus += m->spec->tasks[recs[n].def].gpus;
                 n++;
             }
             if (n == 0)
                 break;
-            gr_jrec_t rec = {.type = GR_JREC_TASK_START, .time = gr_wallclock ()};
-            rec.start.worker = (uint32_t)r;
-            rec.start.n = n;
-            rec.start.tasks = starts;
-            if (journal_put (m, &rec) < 0 || send_assign (m, w, recs, n, 0, 0) < 0)
+            if (m->journal && journal_starts (m, r, recs, n) < 0)
+                return -1;
+            if (send_assign (m, w, recs, n, 0, 0) < 0)
                 return -1;
             left -= n;
             did++;
@@ -2556,6 +2590,7 @@ int gr_run (const gr_run_opts_t *opts)
 
     MPI_Comm_rank (MPI_COMM_WORLD, &rank);
     MPI_Comm_size (MPI_COMM_WORLD, &size);
+    m.jplain_worker = -1; /* no end entry yet */
     chaos_setup (opts, rank);
 
     if (rank == 0) {

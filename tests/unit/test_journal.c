@@ -316,6 +316,10 @@ static void replay_ok (const char *path, recs_t *rs, gr_journal_info_t *info)
 
 /* A gr_jend_t in the order of the journal's format (gr_jend_t's own
  * order is the master's, see journal.h). */
+#define JSTART(key_, index_, def_, attempt_)                                           \
+    {                                                                                    \
+        .key = (key_), .index = (index_), .def = (def_), .attempt = (attempt_)           \
+    }
 #define JEND(key_, index_, def_, attempt_, exit_code_, signal_, flags_, outcome_, wall_,  \
              utime_, stime_, maxrss_kb_)                                                 \
     {                                                                                    \
@@ -326,7 +330,7 @@ static void replay_ok (const char *path, recs_t *rs, gr_journal_info_t *info)
     }
 
 static gr_jstart_t small_starts[3] = {
-    { 0x1111, 0, 0, 1 }, { 0x2222, 1, 0, 1 }, { 0x3333, 2, 1, 2 },
+    JSTART (0x1111, 0, 0, 1), JSTART (0x2222, 1, 0, 1), JSTART (0x3333, 2, 1, 2),
 };
 static gr_jend_t small_ends[3] = {
     JEND (0x1111, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 1.5, 1.0, 0.25, 2048),
@@ -379,7 +383,7 @@ START_TEST (test_roundtrip)
 {
     enum { BIG = 10000 };
     unsigned version = (unsigned)_i;
-    gr_jstart_t one_start = { UINT64_MAX, UINT64_MAX - 1, UINT32_MAX, 7 };
+    gr_jstart_t one_start = JSTART (UINT64_MAX, UINT64_MAX - 1, UINT32_MAX, 7);
     gr_jend_t one_end = { .key = 1, .index = 2, .def = 3, .attempt = 4,
                           .exit_code = INT32_MIN, .signal = INT32_MAX,
                           .flags = 0xffffffffu, .outcome = GR_JOUT_REQUEUED,
@@ -389,7 +393,7 @@ START_TEST (test_roundtrip)
     gr_jend_t *be = calloc (BIG, sizeof (*be));
     ck_assert (bs && be);
     for (uint32_t i = 0; i < BIG; i++) {
-        bs[i] = (gr_jstart_t){ gr_hash64 (&i, sizeof (i)), i, i % 7, 1 + i % 3 };
+        bs[i] = (gr_jstart_t)JSTART (gr_hash64 (&i, sizeof (i)), i, i % 7, 1 + i % 3);
         be[i] = (gr_jend_t){ .key = bs[i].key, .index = i, .def = i % 7,
                              .attempt = 1 + i % 3, .exit_code = (int32_t)i - 5000,
                              .signal = (int32_t)(i % 32), .flags = i, .outcome = i % 5,
@@ -566,7 +570,7 @@ START_TEST (test_group_commit)
 {
     gr_jstart_t t[100];
     for (int i = 0; i < 100; i++)
-        t[i] = (gr_jstart_t){ (uint64_t)i, (uint64_t)i, 0, 1 };
+        t[i] = (gr_jstart_t)JSTART ((uint64_t)i, (uint64_t)i, 0, 1);
     gr_error_t e;
     gr_journal_opts_t o;
     gr_journal_opts_init (&o);
@@ -1537,8 +1541,8 @@ END_TEST
  * format change that breaks old journals fails here. */
 
 static gr_jstart_t fx_starts[2] = {
-    { 0xefc46cde4dc87bb3ULL, 0, 0, 1 },
-    { 0x1111222233334444ULL, 1, 0, 1 },
+    JSTART (0xefc46cde4dc87bb3ULL, 0, 0, 1),
+    JSTART (0x1111222233334444ULL, 1, 0, 1),
 };
 static gr_jend_t fx_ends[2] = {
     JEND (0xefc46cde4dc87bb3ULL, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 1.5, 1.25, 0.125,
@@ -1617,10 +1621,10 @@ END_TEST
  * doc/journal-format.md).  Its entries set every flag bit. */
 
 static gr_jstart_t fx2_starts[4] = {
-    { 0xefc46cde4dc87bb3ULL, 0, 0, 1 },
-    { 0x1111222233334444ULL, 1, 0, 1 },
-    { 0x5555666677778888ULL, 7, 2, 3 },
-    { 0x9999aaaabbbbccccULL, 3, 2, 1 },
+    JSTART (0xefc46cde4dc87bb3ULL, 0, 0, 1),
+    JSTART (0x1111222233334444ULL, 1, 0, 1),
+    JSTART (0x5555666677778888ULL, 7, 2, 3),
+    JSTART (0x9999aaaabbbbccccULL, 3, 2, 1),
 };
 static gr_jend_t fx2_ends[2] = {
     JEND (0xefc46cde4dc87bb3ULL, 0, 0, 1, 0, 0, 0, GR_JOUT_DONE, 1.5, 1.25, 0.125,
@@ -1717,7 +1721,7 @@ START_TEST (test_append_keeps_version)
         ck_assert_msg (j != NULL, "%s", e.text);
         /* A one-entry batch: 8 + 17 + 24 bytes in version 1; 8 + 17 + 9
          * (flags and key) in version 2; 8 + 17 + 1 (flags) in version 3. */
-        gr_jstart_t t = { 0xabcdefULL, 0, 0, 1 };
+        gr_jstart_t t = JSTART (0xabcdefULL, 0, 0, 1);
         r[n] = (gr_jrec_t){ .type = GR_JREC_TASK_START, .time = 1700000008.0 };
         r[n].start.worker = 1;
         r[n].start.n = 1;
@@ -1780,8 +1784,8 @@ START_TEST (test_extremes)
         bool plain = i % 5 != 0;
         uint64_t index = plain && i > 0 ? te[i - 1].index + 1 : idx[i / 5 % nidx];
         uint32_t def = plain && i > 0 ? te[i - 1].def : u32s[i % nu];
-        ts[i] = (gr_jstart_t){ i % 7 == 0 ? UINT64_MAX - i : gr_hash64 (&i, sizeof (i)),
-                               index, def, plain ? 1 : u32s[(i / 3) % nu] };
+        ts[i] = (gr_jstart_t)JSTART (i % 7 == 0 ? UINT64_MAX - i : gr_hash64 (&i, sizeof (i)),
+                                     index, def, plain ? 1 : u32s[(i / 3) % nu]);
         te[i] = (gr_jend_t)JEND (ts[i].key, index, def, ts[i].attempt,
                                  plain ? 0 : i32s[i % ni], plain ? 0 : i32s[(i / 2) % ni],
                                  plain ? 0 : u32s[(i / 4) % nu], (uint32_t)(i / 5 % 5),
@@ -1846,7 +1850,7 @@ START_TEST (test_compact_size)
     gr_jend_t en[BATCH];
     for (uint32_t i = 0; i < BATCH; i++) {
         uint64_t index = 1000 + i;
-        s[i] = (gr_jstart_t){ gr_hash64 (&index, sizeof (index)), index, 0, 1 };
+        s[i] = (gr_jstart_t)JSTART (gr_hash64 (&index, sizeof (index)), index, 0, 1);
         en[i] = (gr_jend_t){ .key = s[i].key, .index = index, .attempt = 1 };
     }
     for (unsigned version = 1; version <= 3; version++) {
@@ -2056,6 +2060,93 @@ START_TEST (test_plain_runs)
 }
 END_TEST
 
+/* r, written alone to a new journal, replays as w. */
+static void write_replays_as (const gr_jrec_t *r, const gr_jrec_t *w)
+{
+    write_journal (jpath, r, 1, NULL);
+    recs_t got = {0};
+    gr_journal_info_t info;
+    replay_ok (jpath, &got, &info);
+    assert_recs_eq (&got, w, 1);
+    recs_free (&got);
+}
+
+/* plain_after at its limits, for r (a batch of starts or of ends, which
+ * the caller replayed already): version 2 (which codes keys, which plain
+ * entries would lack) refuses it, naming the kind of entry; a count over
+ * GR_JOURNAL_PLAIN_MAX (*over set to one) is refused with nothing added;
+ * a batch of 1100 entries at the most splits into 2 records, and every
+ * entry replays once and in order (count, counting from index 0). */
+static void plain_limits (gr_jrec_t *r, uint32_t *over, const char *kind,
+                          int (*count) (const gr_jrec_t *, void *))
+{
+    bool start = r->type == GR_JREC_TASK_START;
+    gr_error_t e;
+    gr_journal_opts_t o = quiet_opts ();
+    gr_journal_t *j = open_version (jpath, 2, &o, &e);
+    ck_assert_ptr_nonnull (j);
+    errno = 0;
+    ck_assert_int_eq (gr_journal_append (j, r, &e), -1);
+    ck_assert_int_eq (errno, EINVAL);
+    ck_assert_ptr_nonnull (strstr (e.text, kind));
+    ck_assert_ptr_nonnull (strstr (e.text, "format version 2"));
+    ck_assert_int_eq (gr_journal_close (j, &e), 0);
+    unlink (jpath);
+    j = gr_journal_open (jpath, 0, &o, &e);
+    ck_assert_ptr_nonnull (j);
+    *over = GR_JOURNAL_PLAIN_MAX + 1;
+    errno = 0;
+    ck_assert_int_eq (gr_journal_append (j, r, &e), -1);
+    ck_assert_int_eq (errno, EINVAL);
+    gr_journal_stats_t js;
+    gr_journal_get_stats (j, &js);
+    ck_assert_uint_eq (js.records, 0);
+
+    enum { N = 1100 };
+    gr_jstart_t *bs = calloc (N, sizeof (*bs));
+    gr_jend_t *be = calloc (N, sizeof (*be));
+    ck_assert (bs && be);
+    for (uint32_t i = 0; i < N; i++) {
+        uint64_t index = (uint64_t)i * (GR_JOURNAL_PLAIN_MAX + 1);
+        bs[i] = (gr_jstart_t){.index = index, .attempt = 1, .plain_after = GR_JOURNAL_PLAIN_MAX};
+        be[i] = (gr_jend_t){.index = index, .attempt = 1, .plain_after = GR_JOURNAL_PLAIN_MAX};
+    }
+    gr_jrec_t big = *r;
+    if (start) {
+        big.start.n = N;
+        big.start.tasks = bs;
+    }
+    else {
+        big.end.n = N;
+        big.end.tasks = be;
+    }
+    ck_assert_msg (gr_journal_append (j, &big, &e) == 0, "%s", e.text);
+    gr_journal_get_stats (j, &js);
+    ck_assert_uint_eq (js.records, 2);
+    ck_assert_int_eq (gr_journal_close (j, &e), 0);
+    uint64_t next = 0;
+    gr_journal_info_t info;
+    ck_assert_int_eq (gr_journal_replay (jpath, count, &next, &info, &e), 0);
+    ck_assert_uint_eq (next, (uint64_t)N * (GR_JOURNAL_PLAIN_MAX + 1));
+    ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
+    free (bs);
+    free (be);
+}
+
+static int count_starts (const gr_jrec_t *rec, void *arg)
+{
+    uint64_t *next = arg;
+    if (rec->type != GR_JREC_TASK_START)
+        return 0;
+    for (uint32_t i = 0; i < rec->start.n; i++) {
+        if (rec->start.tasks[i].index != *next || rec->start.tasks[i].attempt != 1
+            || rec->start.tasks[i].plain_after != 0)
+            return -1;
+        (*next)++;
+    }
+    return 0;
+}
+
 /* plain_after: an end entry stands for that many plain ones after it,
  * which replay gives as entries of their own, after a plain entry or a
  * full one; a batch of them splits into records like any other.  Version
@@ -2088,53 +2179,131 @@ START_TEST (test_plain_after)
     gr_jrec_t w = r;
     w.end.n = (uint32_t)nw;
     w.end.tasks = want;
-    write_journal (jpath, &r, 1, NULL);
-    recs_t got = {0};
-    gr_journal_info_t info;
-    replay_ok (jpath, &got, &info);
-    assert_recs_eq (&got, &w, 1);
-    recs_free (&got);
+    write_replays_as (&r, &w);
 
-    /* Version 2 codes keys, which plain entries would lack; and a count
-     * beyond the limit. */
-    gr_error_t e;
-    gr_journal_opts_t o = quiet_opts ();
-    gr_journal_t *j = open_version (jpath, 2, &o, &e);
-    ck_assert_ptr_nonnull (j);
-    errno = 0;
-    ck_assert_int_eq (gr_journal_append (j, &r, &e), -1);
-    ck_assert_int_eq (errno, EINVAL);
-    ck_assert_ptr_nonnull (strstr (e.text, "format version 2"));
-    ck_assert_int_eq (gr_journal_close (j, &e), 0);
+    plain_limits (&r, &st[2].plain_after, "an end entry", count_ends);
+}
+END_TEST
+
+/* plain_after of starts, as of ends: the plain starts after an entry (the
+ * next indexes, its def, attempt 1), after a plain entry or a full one
+ * (an attempt 2, a new def, a gap in the indexes), replay as entries of
+ * their own; version 2 and a count over GR_JOURNAL_PLAIN_MAX are refused;
+ * a batch of them splits into records. */
+START_TEST (test_plain_after_starts)
+{
+    gr_jstart_t st[5] = {
+        JSTART (0, 0, 0, 1),  /* plain after the record's start: index 0, def 0 */
+        JSTART (0, 40, 0, 2), /* a gap and an attempt 2 */
+        JSTART (0, 50, 3, 1), /* a new def */
+        JSTART (0, 54, 3, 1), /* a gap only */
+        JSTART (0, 60, 3, 1),
+    };
+    st[0].plain_after = 4;
+    st[1].plain_after = 2;
+    st[2].plain_after = 3;
+    st[3].plain_after = 0;
+    st[4].plain_after = 7;
+    gr_jstart_t want[32];
+    size_t nw = 0;
+    for (size_t i = 0; i < 5; i++) {
+        want[nw] = st[i];
+        want[nw++].plain_after = 0;
+        for (uint32_t k = 1; k <= st[i].plain_after; k++)
+            want[nw++] = (gr_jstart_t)JSTART (0, st[i].index + k, st[i].def, 1);
+    }
+    ck_assert_uint_eq (nw, 21);
+    gr_jrec_t r = {.type = GR_JREC_TASK_START, .time = 1};
+    r.start.worker = 2;
+    r.start.n = 5;
+    r.start.tasks = st;
+    gr_jrec_t w = r;
+    w.start.n = (uint32_t)nw;
+    w.start.tasks = want;
+    write_replays_as (&r, &w);
+    /* 21 entries: 5 heads (the first a zero byte too, the next four with
+     * their fields), 16 zero bytes. */
+    struct stat sb;
+    ck_assert_int_eq (stat (jpath, &sb), 0);
     unlink (jpath);
-    j = gr_journal_open (jpath, 0, &o, &e);
-    ck_assert_ptr_nonnull (j);
-    st[2].plain_after = GR_JOURNAL_PLAIN_MAX + 1;
-    ck_assert_int_eq (gr_journal_append (j, &r, &e), -1);
-    ck_assert_int_eq (errno, EINVAL);
-    gr_journal_stats_t js;
-    gr_journal_get_stats (j, &js);
-    ck_assert_uint_eq (js.records, 0);
+    gr_jstart_t flat[32];
+    memcpy (flat, want, sizeof (flat));
+    r.start.n = (uint32_t)nw;
+    r.start.tasks = flat;
+    write_journal (jpath, &r, 1, NULL);
+    struct stat sf;
+    ck_assert_int_eq (stat (jpath, &sf), 0);
+    ck_assert_int_eq (sb.st_size, sf.st_size); /* the same bytes either way */
+    unlink (jpath);
+    r.start.n = 5;
+    r.start.tasks = st;
+    plain_limits (&r, &st[3].plain_after, "a start entry", count_starts);
+}
+END_TEST
 
-    /* Many entries at the most: the batch splits, every entry replays
-     * once and in order. */
-    enum { N = 1100 };
-    gr_jend_t *big = calloc (N, sizeof (*big));
-    ck_assert_ptr_nonnull (big);
-    for (uint32_t i = 0; i < N; i++)
-        big[i] = (gr_jend_t){.index = (uint64_t)i * (GR_JOURNAL_PLAIN_MAX + 1),
-                             .attempt = 1, .plain_after = GR_JOURNAL_PLAIN_MAX};
-    r.end.n = N;
-    r.end.tasks = big;
-    ck_assert_msg (gr_journal_append (j, &r, &e) == 0, "%s", e.text);
-    gr_journal_get_stats (j, &js);
-    ck_assert_uint_eq (js.records, 2);
-    ck_assert_int_eq (gr_journal_close (j, &e), 0);
-    uint64_t next = 0;
-    ck_assert_int_eq (gr_journal_replay (jpath, count_ends, &next, &info, &e), 0);
-    ck_assert_uint_eq (next, (uint64_t)N * (GR_JOURNAL_PLAIN_MAX + 1));
-    ck_assert_int_eq (info.damage, GR_JDAMAGE_NONE);
-    free (big);
+/* The one definition of "plain" that the encoder and the master share.
+ * The master tests an end in place: its fields from outcome to attempt in
+ * one structure, those from wall to flags in another; here in two buffers
+ * at odd offsets, with the bytes around them (the master's member field
+ * where gr_jend_t has plain_after) set.  Every field must count. */
+static bool plain_split (const gr_jend_t *e, uint64_t next, uint32_t def, int64_t rss)
+{
+    unsigned char head[80], tail[96];
+    size_t hlen = offsetof (gr_jend_t, attempt) + 4 - offsetof (gr_jend_t, outcome);
+    size_t tlen = offsetof (gr_jend_t, flags) + 4 - offsetof (gr_jend_t, wall);
+    memset (head, 0xa5, sizeof (head));
+    memset (tail, 0x5a, sizeof (tail));
+    memcpy (head + 3, e, hlen);
+    memcpy (tail + 5, &e->wall, tlen);
+    return gr_jend_plain (head + 3, tail + 5, next, def, rss);
+}
+
+START_TEST (test_plain_predicates)
+{
+    gr_jend_t base = {.outcome = GR_JOUT_DONE, .def = 4, .index = 77, .key = 0x1234,
+                      .attempt = 1, .pad1 = 9, .maxrss_kb = 2048, .plain_after = 3};
+    ck_assert (gr_jend_plain (&base, &base.wall, 77, 4, 2048));
+    ck_assert (plain_split (&base, 77, 4, 2048));
+    /* The expectation: index, def, maxrss_kb. */
+    ck_assert (!plain_split (&base, 78, 4, 2048));
+    ck_assert (!plain_split (&base, 76, 4, 2048));
+    ck_assert (!plain_split (&base, 77, 5, 2048));
+    ck_assert (!plain_split (&base, 77, 4, 2047));
+    ck_assert (!plain_split (&base, 77 | (1ull << 40), 4, 2048));
+    /* Each field of the entry. */
+    for (int f = 0; f < 12; f++) {
+        gr_jend_t e = base;
+        switch (f) {
+            case 0: e.outcome = GR_JOUT_REQUEUED; break;
+            case 1: e.def = 5; break;
+            case 2: e.index = 78; break;
+            case 3: e.attempt = 2; break;
+            case 4: e.attempt = 0; break;
+            case 5: e.wall = -0.0; break;
+            case 6: e.utime = 1e-300; break;
+            case 7: e.stime = 0.5; break;
+            case 8: e.maxrss_kb = -2048; break;
+            case 9: e.exit_code = 1; break;
+            case 10: e.signal = 15; break;
+            case 11: e.flags = 1u << 31; break;
+        }
+        ck_assert_msg (!plain_split (&e, 77, 4, 2048), "field %d", f);
+        ck_assert_msg (!gr_jend_plain (&e, &e.wall, 77, 4, 2048), "field %d", f);
+    }
+    /* key, pad1 and plain_after are not part of it. */
+    gr_jend_t e = base;
+    e.key = 0;
+    e.pad1 = 0;
+    e.plain_after = 0;
+    ck_assert (gr_jend_plain (&e, &e.wall, 77, 4, 2048));
+
+    ck_assert (gr_jstart_plain (77, 4, 1, 77, 4));
+    ck_assert (!gr_jstart_plain (78, 4, 1, 77, 4));
+    ck_assert (!gr_jstart_plain (77 | (1ull << 63), 4, 1, 77, 4));
+    ck_assert (!gr_jstart_plain (77, 5, 1, 77, 4));
+    ck_assert (!gr_jstart_plain (77, 4, 2, 77, 4));
+    ck_assert (!gr_jstart_plain (77, 4, 0, 77, 4));
+    ck_assert (gr_jstart_plain (0, 0, 1, UINT64_MAX + (uint64_t)1, 0)); /* a record's first */
 }
 END_TEST
 
@@ -2152,6 +2321,8 @@ int main (void)
     tcase_add_test (tc, test_compact_size);
     tcase_add_test (tc, test_plain_runs);
     tcase_add_test (tc, test_plain_after);
+    tcase_add_test (tc, test_plain_after_starts);
+    tcase_add_test (tc, test_plain_predicates);
     tcase_add_test (tc, test_group_commit);
     tcase_add_test (tc, test_bad_append);
     tcase_add_loop_test (tc, test_truncate, 1, 4);
