@@ -1811,7 +1811,11 @@ static void snapshot_reap (master_t *m, bool wait)
     struct rusage ru;
     if (m->snap_pid <= 0)
         return;
-    pid_t p = wait4 (m->snap_pid, &status, wait ? 0 : WNOHANG, &ru);
+    pid_t p;
+    /* The drain signals' handlers interrupt a wait (no SA_RESTART): a
+     * signal during the last snapshot must not end the wait for it. */
+    while ((p = wait4 (m->snap_pid, &status, wait ? 0 : WNOHANG, &ru)) < 0 && errno == EINTR)
+        ;
     if (p == 0)
         return;
     if (p == m->snap_pid) {

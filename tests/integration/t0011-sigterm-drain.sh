@@ -61,4 +61,30 @@ rc=$?
 [ "$(wc -l < done)" -eq 61 ] || fail "$(wc -l < done) done, want 61"
 [ -z "$(uniq -d done)" ] || fail "a task counted twice"
 pgrep -xf "sleep 31.7" > /dev/null && fail "a stubborn task outlived its run"
+# A signal while the last snapshot is being written (here, after every
+# task is done): the master goes on waiting for its writer, so run.h5 is
+# committed, not left as run.h5.tmp, and the run's outcome stands.
+cat > big.yaml <<YAML
+name: big
+tasks:
+  - name: n
+    builtin: noop
+    params: {i: {range: [1, 1000000]}}
+YAML
+gr_launch_bg 3 launch4.log big.yaml --run-dir run4 --max-prefetch 8192
+for i in $(seq 1 1200); do
+    [ -e run4/run.h5.tmp ] && break
+    sleep 0.05
+done
+[ -e run4/run.h5.tmp ] || fail "the last snapshot was never seen being written: $(tail -5 launch4.log)"
+kill -TERM "$launch_pid"
+wait "$launch_pid"
+rc=$?
+[ $rc -eq 0 ] || fail "a signal during the last snapshot: exit $rc: $(tail -5 launch4.log)"
+[ -f run4/run.h5 ] || fail "run.h5 not committed: $(ls run4) $(tail -5 launch4.log)"
+[ ! -e run4/run.h5.tmp ] || fail "run.h5.tmp left behind"
+h5dump -a /state run4/run.h5 2> /dev/null | grep -q '"finished"' \
+    || fail "run.h5's state: $(h5dump -a /state run4/run.h5 2>&1 | head -5)"
+grep -q "written in 0ms" run4/summary.txt && fail "summary: $(cat run4/summary.txt)"
+
 pass "drained in ${elapsed}s, second signal ended a drain in ${el2}s"
