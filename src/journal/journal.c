@@ -368,6 +368,15 @@ put_head (unsigned char *p, unsigned char **fpp, unsigned *f, bool keyed, uint64
     return p;
 }
 
+/* The n plain entries an entry's plain_after stands for, after it
+ * (version 3 only): a zero byte each. */
+static inline unsigned char *put_plain_after (unsigned char *p, uint32_t n, v2_prev_t *prev)
+{
+    memset (p, 0, n);
+    prev->index += n;
+    return p + n;
+}
+
 static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
                                      size_t k, bool keyed)
 {
@@ -393,10 +402,7 @@ static unsigned char *put_starts_v2 (unsigned char *p, const gr_jstart_t *t,
         p = put_head (p, &fp, &f, keyed, t[i].key, t[i].index, t[i].def, t[i].attempt,
                       &prev);
         *fp = (unsigned char)f;
-        /* The plain starts that follow it (plain_after, version 3 only). */
-        memset (p, 0, t[i].plain_after);
-        p += t[i].plain_after;
-        prev.index += t[i].plain_after;
+        p = put_plain_after (p, t[i].plain_after, &prev);
     }
     return p;
 }
@@ -470,13 +476,16 @@ static unsigned char *put_ends_v2 (unsigned char *p, const gr_jend_t *t, size_t 
             prev.maxrss_kb = e->maxrss_kb;
         }
         *fp = (unsigned char)f;
-        if (e->plain_after > 0) {
-            memset (p, 0, e->plain_after);
-            p += e->plain_after;
-            prev.index += e->plain_after;
-        }
+        p = put_plain_after (p, e->plain_after, &prev);
     }
     return p;
+}
+
+/* The plain_after of entry i of a batch of starts or ends. */
+static inline uint32_t entry_plain_after (const gr_jrec_t *rec, size_t i)
+{
+    return rec->type == GR_JREC_TASK_START ? rec->start.tasks[i].plain_after
+                                           : rec->end.tasks[i].plain_after;
 }
 
 /* Encode a batch of task starts or ends.  A batch too large for one record
@@ -506,8 +515,7 @@ static int append_batch (gr_journal_t *j, const gr_jrec_t *rec, uint64_t implici
         size_t k = n - done < per_rec ? n - done : per_rec;
         uint64_t logical = k;
         for (size_t i = 0; implicit > 0 && i < k; i++)
-            logical += is_start ? rec->start.tasks[done + i].plain_after
-                                : rec->end.tasks[done + i].plain_after;
+            logical += entry_plain_after (rec, done + i);
         unsigned char *p = begin_record (j, rec);
         p = put_u32 (p, worker);
         p = put_u32 (p, (uint32_t)logical);
@@ -557,8 +565,7 @@ int gr_journal_append (gr_journal_t *j, const gr_jrec_t *rec, gr_error_t *errp)
             uint64_t implicit = 0;
             uint32_t most = 0;
             for (uint32_t i = 0; i < n; i++) {
-                uint32_t pa = rec->type == GR_JREC_TASK_END ? rec->end.tasks[i].plain_after
-                                                            : rec->start.tasks[i].plain_after;
+                uint32_t pa = entry_plain_after (rec, i);
                 implicit += pa;
                 most = pa > most ? pa : most;
             }

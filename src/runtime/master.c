@@ -1281,11 +1281,12 @@ static int journal_starts (master_t *m, int worker, const gr_assign_rec_t *recs,
 {
     _Static_assert (GR_PROTO_MAX_BATCH <= GR_JOURNAL_PLAIN_MAX, "a batch fits plain_after");
     gr_jstart_t starts[GR_PROTO_MAX_BATCH];
+    bool plain = m->jplain;
     uint32_t ns = 0;
     for (uint32_t i = 0; i < n;) {
         const gr_assign_rec_t *a = &recs[i++];
         uint64_t next = a->index + 1;
-        while (m->jplain && i < n
+        while (plain && i < n
                && gr_jstart_plain (recs[i].index, recs[i].def, recs[i].attempt, next, a->def)) {
             next++;
             i++;
